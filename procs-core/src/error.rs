@@ -1,0 +1,154 @@
+//! The error type of procs-core.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in procs-core.
+///
+/// Variants are meant to be matched on: misuse of a [`Process`](crate::Process)
+/// handle, a child that failed, a process that is gone, a subprocess that timed
+/// out or exited with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `start` was called on a process that was already started.
+    #[error("cannot start a process twice (process {name})")]
+    AlreadyStarted {
+        /// Name of the process.
+        name: String,
+    },
+    /// `join`, `terminate`, `kill` or a similar call was made before `start`.
+    #[error("can only {op} a started process (process {name})")]
+    NotStarted {
+        /// The call that was attempted.
+        op: &'static str,
+        /// Name of the process.
+        name: String,
+    },
+    /// A process tried to join itself.
+    #[error("a process cannot join itself (pid {pid})")]
+    JoinSelf {
+        /// Pid of the process.
+        pid: i32,
+    },
+    /// A process tried to wait for a process it did not start.
+    #[error("can only {op} a child process: pid {pid} was started by pid {parent}, this is pid {this}")]
+    NotAChild {
+        /// The call that was attempted.
+        op: &'static str,
+        /// Pid of the process the call was about.
+        pid: i32,
+        /// Pid of the process that started it.
+        parent: i32,
+        /// Pid of the calling process.
+        this: i32,
+    },
+    /// A daemon process tried to start a child, which Python forbids too:
+    /// the daemon is terminated when its parent exits and would orphan it.
+    #[error("daemonic processes are not allowed to have children (process {name})")]
+    DaemonicChildren {
+        /// Name of the daemon process.
+        name: String,
+    },
+    /// The child panicked; the message is the panic's payload.
+    #[error("process {pid} panicked: {message}")]
+    Panicked {
+        /// Pid of the child.
+        pid: i32,
+        /// The panic message.
+        message: String,
+    },
+    /// The child ended without producing its result (it exited early or was
+    /// killed). `exitcode` uses Python's signs: `-N` for signal N.
+    #[error("process {pid} ended with exit code {exitcode} before returning its result")]
+    ChildDied {
+        /// Pid of the child.
+        pid: i32,
+        /// Exit code, `-N` when killed by signal N.
+        exitcode: i32,
+    },
+    /// The bytes a child sent back could not be decoded.
+    #[error("the result sent by process {pid} does not decode: {reason}")]
+    Decode {
+        /// Pid of the child.
+        pid: i32,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No process has this pid (psutil's `NoSuchProcess`).
+    #[error("no such process: pid {pid}")]
+    NoSuchProcess {
+        /// The pid asked about.
+        pid: i32,
+    },
+    /// The kernel refused to tell (psutil's `AccessDenied`).
+    #[error("access denied to {what} of pid {pid}")]
+    AccessDenied {
+        /// The pid asked about.
+        pid: i32,
+        /// Which information was refused.
+        what: &'static str,
+    },
+    /// A program to run was not found (or not executable).
+    #[error("program not found: {program}")]
+    ProgramNotFound {
+        /// The program as given.
+        program: String,
+    },
+    /// A subprocess did not finish within its timeout. It was killed (with
+    /// its process group when it had one of its own); what it wrote before
+    /// is kept here.
+    #[error("command {cmd:?} timed out after {timeout:?}")]
+    TimeoutExpired {
+        /// The command line.
+        cmd: Vec<String>,
+        /// The timeout that expired.
+        timeout: Duration,
+        /// Standard output captured so far.
+        stdout: Vec<u8>,
+        /// Standard error captured so far.
+        stderr: Vec<u8>,
+    },
+    /// A subprocess run with `check` exited with a non-zero code
+    /// (Python's `CalledProcessError`).
+    #[error("command {cmd:?} returned non-zero exit status {returncode}")]
+    CalledProcessError {
+        /// The command line.
+        cmd: Vec<String>,
+        /// Exit code, `-N` when killed by signal N.
+        returncode: i32,
+        /// Captured standard output, if it was captured.
+        stdout: Vec<u8>,
+        /// Captured standard error, if it was captured.
+        stderr: Vec<u8>,
+    },
+    /// A wait with a timeout elapsed.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// A system call failed.
+    #[error("{op} failed: {source}")]
+    Os {
+        /// The operation, e.g. `fork` or `pidfd_open`.
+        op: &'static str,
+        /// The error the kernel returned.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The result type of procs-core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Os`] from an errno returned by nix.
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        Error::Os {
+            op,
+            source: std::io::Error::from_raw_os_error(errno as i32),
+        }
+    }
+
+    /// An [`Error::Os`] from an `std::io::Error`.
+    pub(crate) fn io(op: &'static str, source: std::io::Error) -> Self {
+        Error::Os { op, source }
+    }
+}

@@ -1,0 +1,1 @@
+//! Process information for any pid (to be written).

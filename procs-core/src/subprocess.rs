@@ -1,0 +1,1 @@
+//! Running programs: `run` and `Popen` (to be written).

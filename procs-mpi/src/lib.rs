@@ -1,0 +1,6 @@
+//! MPI-style communicators, point-to-point and collectives over shared memory, and the procsrun launcher.
+//!
+//! Part of procs, Python's `multiprocessing` rebuilt in Rust. This crate is
+//! not yet implemented; its README says what it will hold.
+
+#![deny(unsafe_op_in_unsafe_fn)]
