@@ -1,13 +1,72 @@
 //! Processes as Python's `multiprocessing` has them, in Rust.
 //!
-//! (crate documentation is written with the process module)
+//! procs-core starts, watches and stops processes: [`Process`] runs a
+//! closure (or a [`Target`] type of your own) in a forked child, with
+//! Python's lifecycle and exit codes; [`spawn`] runs a closure and hands its
+//! return value back; [`current_process`], [`parent_process`],
+//! [`active_children`] and [`cpu_count`] answer what Python's module-level
+//! functions answer. [`info`] reads what the kernel knows of any process
+//! (psutil's ground), and [`subprocess`] runs other programs.
+//!
+//! ```
+//! use procs_core::Process;
+//!
+//! let mut workers: Vec<Process> = (0..3)
+//!     .map(|i| Process::new(move || println!("worker {i}")))
+//!     .collect();
+//! for w in &mut workers {
+//!     w.start()?;
+//! }
+//! for w in &mut workers {
+//!     assert_eq!(w.join()?, 0);
+//! }
+//!
+//! let total = procs_core::spawn(|| (1..=100u64).sum::<u64>())?.join()?;
+//! assert_eq!(total, 5050);
+//! # Ok::<(), procs_core::Error>(())
+//! ```
+//!
+//! # Exit codes
+//!
+//! As Python reports them: `None` while running, `0` for a normal end, the
+//! code given to `std::process::exit`, `1` for a panic, and `-N` when
+//! killed by signal N (`-15` after [`Process::terminate`], `-9` after
+//! [`Process::kill`]).
+//!
+//! # Daemons
+//!
+//! When a program ends normally (returns from `main` or calls
+//! `std::process::exit`), its daemon children are terminated and its other
+//! children joined, as Python does. When it is killed, even by SIGKILL, its
+//! daemon children are killed too (a parent-death signal), which Python does
+//! not manage. A daemon may not start children.
+//!
+//! # Fork safety
+//!
+//! The fork start method copies the calling process with only the calling
+//! thread. Between the fork and the target, the child does only what is safe
+//! there; the locks of standard output and standard error and the library's
+//! own state are held by the forking thread across the fork, so the child
+//! finds them free. What the target does is the target's business: locks
+//! that other threads of the parent held at the fork stay locked in the child.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod current;
 mod error;
 pub mod info;
+mod process;
+mod registry;
+mod spawn;
 pub mod subprocess;
 mod sys;
 
+pub use current::{
+    ActiveChild, CurrentProcess, ParentProcess, active_children, cpu_count, current_process,
+    parent_process, process_cpu_count,
+};
 pub use error::{Error, Result};
+pub use nix::sys::signal::Signal;
+pub use process::{Process, ProcessBuilder, StartMethod, Target};
+pub use spawn::{JoinHandle, spawn, spawn_with};
 pub use sys::signal_name;

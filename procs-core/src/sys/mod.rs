@@ -97,3 +97,75 @@ pub fn signal_name(sig: i32) -> String {
         Err(_) => format!("signal {sig}"),
     }
 }
+
+/// Asks the kernel to send SIGKILL to the calling process when its parent
+/// thread dies, then checks that the parent did not die before the request
+/// took effect (in which case this process is already orphaned and exits).
+///
+/// Async-signal-safe: called in a forked child before its entry.
+pub(crate) fn die_with_parent(expected_parent: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes an integer signal; no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    if rc != 0 || ppid != expected_parent {
+        // SAFETY: _exit ends the process at once, without running anything
+        // of the parent's that was copied into this child.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// Points standard input at /dev/null, as Python does in a new process so
+/// that children do not compete with their parent for a terminal's input.
+///
+/// Async-signal-safe (open, dup2, close): called in a forked child.
+pub(crate) fn stdin_from_devnull() {
+    // SAFETY: the path is a NUL-terminated literal; open returns a new
+    // descriptor or -1.
+    let fd = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd >= 0 {
+        // SAFETY: both descriptors are valid; dup2 onto 0 replaces stdin
+        // (and clears close-on-exec on the copy), then the original is closed.
+        unsafe {
+            libc::dup2(fd, 0);
+            libc::close(fd);
+        }
+    }
+}
+
+/// Ends the calling process at once with `code`, running no exit handler
+/// (the ones copied from the parent are not ours to run).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Whether the calling thread is the process's main thread. A parent-death
+/// signal fires when the thread that forked ends, so only children forked
+/// from a thread that lives as long as the process can rely on it.
+pub(crate) fn on_main_thread() -> bool {
+    nix::unistd::gettid() == nix::unistd::getpid()
+}
+
+/// Blocks until the child `pid` has ended, without reaping it (the status
+/// stays for a later `waitpid`, so the pid cannot be reused meanwhile).
+pub(crate) fn wait_exited_no_reap(pid: i32) -> io::Result<()> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    loop {
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid)),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+}
+
+/// The number of CPUs online in the system (Python's `os.cpu_count()`).
+pub(crate) fn cpus_online() -> Option<usize> {
+    // SAFETY: sysconf takes an integer name and returns a value or -1.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (n > 0).then_some(n as usize)
+}

@@ -1,0 +1,373 @@
+//! [`Process`]: a child process that runs a Rust closure, with Python's
+//! lifecycle (created, started, joined) and exit codes.
+
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::getpid;
+
+use crate::error::{Error, Result};
+use crate::registry::{self, Child, ChildSpec};
+
+/// How a new process is started.
+///
+/// Only `Fork` exists today: the child is a copy of the parent made by
+/// `fork(2)` and runs any `FnOnce() + Send + 'static` closure. Start methods
+/// that re-execute the program (`spawn`) or fork from a clean server
+/// (`forkserver`) will take a plain `fn` with serializable arguments instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// `fork(2)` the calling process (Python's default on Linux).
+    #[default]
+    Fork,
+}
+
+impl StartMethod {
+    /// Python's name for the method: `"fork"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+        }
+    }
+}
+
+/// What a process runs: Python's `run()` method.
+///
+/// Every `FnOnce() + Send + 'static` closure is a target. A type of your own
+/// is one too, which is the Rust form of subclassing Python's `Process`:
+///
+/// ```
+/// use procs_core::{Process, Target};
+///
+/// struct Greeter {
+///     greeting: String,
+/// }
+///
+/// impl Target for Greeter {
+///     const KIND: &'static str = "Greeter";
+///     fn run(self) {
+///         println!("{} from {}", self.greeting, procs_core::current_process().name);
+///     }
+/// }
+///
+/// let mut p = Process::new(Greeter { greeting: "hello".into() });
+/// assert!(p.name().starts_with("Greeter-"));
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+pub trait Target: Send + 'static {
+    /// The type name that default process names start with, as Python names
+    /// a process after its class: `MyProcess-1`. Closures are `Process`.
+    const KIND: &'static str = "Process";
+
+    /// The work of the process, run in the child.
+    fn run(self);
+}
+
+impl<F: FnOnce() + Send + 'static> Target for F {
+    fn run(self) {
+        self()
+    }
+}
+
+/// A process that runs a [`Target`] in a child, as Python's
+/// `multiprocessing.Process`.
+///
+/// A `Process` is created unstarted; [`start`](Process::start) forks the
+/// child, [`join`](Process::join) waits for it. Its exit code follows Python:
+/// `None` while it runs, `0` for a normal end, `1` when the target panicked
+/// (the panic message is printed on the child's stderr), the code passed to
+/// `std::process::exit`, and `-N` when a signal N killed it.
+///
+/// ```
+/// use procs_core::Process;
+///
+/// let mut p = Process::new(|| println!("hello from the child"));
+/// assert!(!p.is_alive());
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// Dropping a started `Process` does not stop the child: it goes on, is
+/// joined when this program exits normally (daemon children are terminated
+/// then), and is reaped by [`active_children`](crate::active_children) or the
+/// next `start` once it ends, as in Python.
+pub struct Process {
+    name: String,
+    kind: &'static str,
+    daemon: bool,
+    identity: Vec<u32>,
+    start_method: StartMethod,
+    target: Option<Box<dyn FnOnce() + Send>>,
+    child: Option<Arc<Child>>,
+}
+
+/// Builds a [`Process`] with a name, a daemon flag or a start method.
+///
+/// ```
+/// use procs_core::Process;
+///
+/// let mut p = Process::builder().name("worker").daemon(true).build(|| {});
+/// assert_eq!(p.name(), "worker");
+/// assert!(p.daemon());
+/// p.start()?;
+/// p.join()?;
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `build` or `start`"]
+pub struct ProcessBuilder {
+    name: Option<String>,
+    daemon: Option<bool>,
+    start_method: StartMethod,
+}
+
+impl ProcessBuilder {
+    /// A builder with Python's defaults: a numbered name, the daemon flag of
+    /// the current process, the fork start method.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process's name (default `Process-N`, or `Kind-N` for a custom
+    /// [`Target`]). Names need not be unique.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the process is a daemon: terminated when its parent exits
+    /// normally, killed when its parent is killed, and not allowed to start
+    /// children of its own.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// How the process is started.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.start_method = method;
+        self
+    }
+
+    /// The unstarted process.
+    pub fn build<T: Target>(self, target: T) -> Process {
+        let mut st = registry::state();
+        st.counter += 1;
+        let mut identity = st.identity.clone();
+        identity.push(st.counter);
+        let daemon = self.daemon.unwrap_or(st.daemon);
+        drop(st);
+        let name = self.name.unwrap_or_else(|| {
+            let numbers: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("{}-{}", T::KIND, numbers.join(":"))
+        });
+        Process {
+            name,
+            kind: T::KIND,
+            daemon,
+            identity,
+            start_method: self.start_method,
+            target: Some(Box::new(move || target.run())),
+            child: None,
+        }
+    }
+
+    /// Builds the process and starts it.
+    pub fn start<T: Target>(self, target: T) -> Result<Process> {
+        let mut p = self.build(target);
+        p.start()?;
+        Ok(p)
+    }
+}
+
+impl Process {
+    /// An unstarted process that will run `target`, named `Process-N`.
+    pub fn new<T: Target>(target: T) -> Process {
+        ProcessBuilder::new().build(target)
+    }
+
+    /// A builder for a process with a name, daemon flag or start method.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
+    }
+
+    /// Starts the child. Errors if the process was started before, if the
+    /// current process is a daemon (daemons may not have children), or if
+    /// the system refuses the fork.
+    pub fn start(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        }
+        let Some(entry) = self.target.take() else {
+            return Err(Error::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        };
+        let spec = ChildSpec {
+            entry,
+            identity: self.identity.clone(),
+            name: self.name.clone(),
+            daemon: self.daemon,
+        };
+        match self.start_method {
+            StartMethod::Fork => self.child = Some(registry::start_child(spec)?),
+        }
+        Ok(())
+    }
+
+    fn started(&self, op: &'static str) -> Result<&Child> {
+        self.child.as_deref().ok_or_else(|| Error::NotStarted {
+            op,
+            name: self.name.clone(),
+        })
+    }
+
+    /// The child, checked to be this process's own to wait for.
+    fn own_child(&self, op: &'static str) -> Result<&Child> {
+        let child = self.started(op)?;
+        let this = getpid().as_raw();
+        if child.pid == this {
+            return Err(Error::JoinSelf { pid: this });
+        }
+        if child.creator != this {
+            return Err(Error::NotAChild {
+                op,
+                pid: child.pid,
+                parent: child.creator,
+                this,
+            });
+        }
+        Ok(child)
+    }
+
+    /// Waits for the child to end and returns its exit code.
+    pub fn join(&mut self) -> Result<i32> {
+        let child = self.own_child("join")?;
+        child
+            .wait(None)?
+            .ok_or_else(|| Error::io("join", std::io::Error::other("wait ended early")))
+    }
+
+    /// Waits at most `timeout` for the child to end. Returns its exit code,
+    /// or `None` if it is still running (as Python's `join(timeout)`, the
+    /// process is left alone).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.own_child("join")?.wait(Some(timeout))
+    }
+
+    /// Whether the child has been started and has not ended.
+    pub fn is_alive(&self) -> bool {
+        match &self.child {
+            None => false,
+            Some(c) if c.creator != getpid().as_raw() => false,
+            Some(c) => matches!(c.poll(), Ok(None)),
+        }
+    }
+
+    /// Sends SIGTERM to the child (Python's `terminate`). A child that ended
+    /// already is left alone.
+    pub fn terminate(&mut self) -> Result<()> {
+        self.send_signal(Signal::SIGTERM)
+    }
+
+    /// Sends SIGKILL to the child (Python's `kill`).
+    pub fn kill(&mut self) -> Result<()> {
+        self.send_signal(Signal::SIGKILL)
+    }
+
+    /// Sends `signal` to the child, unless it ended already.
+    pub fn send_signal(&mut self, signal: Signal) -> Result<()> {
+        self.own_child("signal")?.signal(signal)
+    }
+
+    /// The child's pid, `None` before `start`.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.pid)
+    }
+
+    /// The exit code: `None` before start and while running; `0`, a positive
+    /// code, or `-N` for death by signal N once the child ended.
+    pub fn exitcode(&self) -> Option<i32> {
+        match &self.child {
+            Some(c) if c.creator == getpid().as_raw() => c.poll().ok().flatten(),
+            _ => None,
+        }
+    }
+
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renames the process. The child sees the name it was started with.
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// Whether the process is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Makes the process a daemon or not; only before `start`.
+    pub fn set_daemon(&mut self, daemon: bool) -> Result<()> {
+        if self.child.is_some() {
+            return Err(Error::AlreadyStarted {
+                name: self.name.clone(),
+            });
+        }
+        self.daemon = daemon;
+        Ok(())
+    }
+
+    /// The start method.
+    pub fn start_method(&self) -> StartMethod {
+        self.start_method
+    }
+
+    /// A descriptor that becomes readable when the child ends (a pidfd), to
+    /// wait for several processes at once with `poll(2)` or an event loop.
+    /// `None` before `start`, or where the kernel has no pidfd (Linux < 5.3).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.child.as_ref().and_then(|c| c.sentinel())
+    }
+}
+
+impl fmt::Display for Process {
+    /// Python's representation: `<Process(Process-1, started daemon)>`,
+    /// `<Process(Process-1, stopped[SIGTERM])>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match (&self.child, self.exitcode()) {
+            (None, _) => "initial".to_owned(),
+            (Some(_), None) => "started".to_owned(),
+            (Some(_), Some(0)) => "stopped".to_owned(),
+            (Some(_), Some(code)) if code < 0 => {
+                format!("stopped[{}]", crate::signal_name(-code))
+            }
+            (Some(_), Some(code)) => format!("stopped[{code}]"),
+        };
+        let daemon = if self.daemon { " daemon" } else { "" };
+        write!(f, "<{}({}, {status}{daemon})>", self.kind, self.name)
+    }
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("pid", &self.pid())
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
