@@ -1,1 +1,98 @@
-fn main() {}
+//! The tour: every recipe of the cookbook, in order, each in a process of
+//! its own, with its output.
+//!
+//! ```text
+//! cargo run --release -p procs-cookbook                    # every recipe
+//! cargo run --release -p procs-cookbook -- custom_process  # one recipe
+//! cargo run --release -p procs-cookbook -- --list          # their names
+//! ```
+//!
+//! Each recipe is also an example of its own
+//! (`cargo run -p procs-cookbook --example custom_process`); this binary
+//! includes the same files. A recipe runs as a separate execution of this
+//! binary so that what happens when a program ends (daemon children
+//! terminated, others joined) happens as it would for the example alone.
+
+use std::process::ExitCode;
+
+type RecipeResult = Result<(), Box<dyn std::error::Error>>;
+
+macro_rules! recipes {
+    ($($name:ident = $path:literal: $title:literal,)*) => {
+        $(
+            #[path = $path]
+            mod $name;
+        )*
+        /// Every recipe: its name, what it shows, and its `main`.
+        const RECIPES: &[(&str, &str, fn() -> RecipeResult)] = &[
+            $((stringify!($name), $title, $name::main),)*
+        ];
+    };
+}
+
+recipes! {
+    create_process = "../examples/create_process.rs": "Spawn a process",
+    background_process = "../examples/background_process.rs": "Run processes in the background",
+    process_lifecycle = "../examples/process_lifecycle.rs": "Kill a process, and its exit code",
+    custom_process = "../examples/custom_process.rs": "Define a process type of your own",
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => tour(),
+        Some("--list") => {
+            for (name, title, _) in RECIPES {
+                println!("{name:24} {title}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(name) => match RECIPES.iter().find(|(n, _, _)| *n == name) {
+            Some((_, _, recipe)) => match recipe() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            None => {
+                eprintln!("no recipe named {name:?}; `--list` shows them");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+/// Runs every recipe in order, each as its own process, and says which failed.
+fn tour() -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("cannot find this program to run its recipes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = Vec::new();
+    for (i, (name, title, _)) in RECIPES.iter().enumerate() {
+        println!("\n=== {}/{} {name}: {title}", i + 1, RECIPES.len());
+        let status = std::process::Command::new(&exe).arg(name).status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                println!("=== {name} failed: {s}");
+                failed.push(*name);
+            }
+            Err(e) => {
+                println!("=== {name} did not start: {e}");
+                failed.push(*name);
+            }
+        }
+    }
+    if failed.is_empty() {
+        println!("\nAll {} recipes ran.", RECIPES.len());
+        ExitCode::SUCCESS
+    } else {
+        println!("\nFailed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
