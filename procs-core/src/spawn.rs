@@ -145,12 +145,10 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         let mut file = std::fs::File::from(self.result.try_clone()?);
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            if let Some(want) = frame_length(&buf) {
-                if (buf.len() - 8) as u64 >= want {
-                    buf.drain(..8);
-                    buf.truncate(want as usize);
-                    return Ok(Some(buf));
-                }
+            if let Some(len) = complete_frame(&buf) {
+                buf.drain(..8);
+                buf.truncate(len);
+                return Ok(Some(buf));
             }
             // Block on the pipe and the child's end together: grandchildren
             // may hold the pipe open after the child is gone.
@@ -166,8 +164,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
                         Err(e) => return Err(e),
                     }
                 }
-                let complete = frame_length(&buf).is_some_and(|n| (buf.len() - 8) as u64 >= n);
-                if !complete {
+                if complete_frame(&buf).is_none() {
                     return Ok(None);
                 }
                 continue;
@@ -233,9 +230,11 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     }
 }
 
-fn frame_length(buf: &[u8]) -> Option<u64> {
+/// The body length if `buf` holds a whole frame (length prefix and body).
+fn complete_frame(buf: &[u8]) -> Option<usize> {
     let head: [u8; 8] = buf.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(head))
+    let len = usize::try_from(u64::from_le_bytes(head)).ok()?;
+    (buf.len() - 8 >= len).then_some(len)
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {

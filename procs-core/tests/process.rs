@@ -70,7 +70,10 @@ fn exit_code_is_what_the_child_passed_to_exit() {
     let mut p = Process::new(|| std::process::exit(3));
     p.start().unwrap();
     assert_eq!(p.join().unwrap(), 3);
-    assert_eq!(p.to_string(), format!("<Process({}, stopped[3])>", p.name()));
+    assert_eq!(
+        p.to_string(),
+        format!("<Process({}, stopped[3])>", p.name())
+    );
 }
 
 #[test]
@@ -114,10 +117,7 @@ fn join_timeout_returns_while_the_child_sleeps() {
     assert!(p.0.is_alive());
     assert_eq!(p.0.exitcode(), None);
     p.0.kill().unwrap();
-    assert_eq!(
-        p.0.join_timeout(Duration::from_secs(10)).unwrap(),
-        Some(-9)
-    );
+    assert_eq!(p.0.join_timeout(Duration::from_secs(10)).unwrap(), Some(-9));
 }
 
 #[test]
@@ -241,7 +241,10 @@ fn active_children_lists_running_children_and_forgets_ended_ones() {
         if pids.iter().all(|p| !active.contains(p)) {
             break;
         }
-        assert!(Instant::now() < deadline, "children still active: {active:?}");
+        assert!(
+            Instant::now() < deadline,
+            "children still active: {active:?}"
+        );
         thread::sleep(Duration::from_millis(1));
     }
     let me = std::process::id() as i32;
@@ -284,7 +287,10 @@ fn spawn_reports_a_panic_with_its_message() {
 #[test]
 fn spawn_reports_a_child_that_exits_without_a_value() {
     let h = procs_core::spawn(|| -> u32 { std::process::exit(7) }).unwrap();
-    assert!(matches!(h.join(), Err(Error::ChildDied { exitcode: 7, .. })));
+    assert!(matches!(
+        h.join(),
+        Err(Error::ChildDied { exitcode: 7, .. })
+    ));
 }
 
 #[test]
@@ -295,7 +301,10 @@ fn spawn_reports_a_child_killed_before_returning() {
     })
     .unwrap();
     h.process_mut().kill().unwrap();
-    assert!(matches!(h.join(), Err(Error::ChildDied { exitcode: -9, .. })));
+    assert!(matches!(
+        h.join(),
+        Err(Error::ChildDied { exitcode: -9, .. })
+    ));
 }
 
 #[test]
@@ -310,7 +319,10 @@ fn starting_twice_is_an_error() {
 #[test]
 fn join_and_terminate_before_start_are_errors() {
     let mut p = Process::new(|| {});
-    assert!(matches!(p.join(), Err(Error::NotStarted { op: "join", .. })));
+    assert!(matches!(
+        p.join(),
+        Err(Error::NotStarted { op: "join", .. })
+    ));
     assert!(matches!(
         p.join_timeout(Duration::from_millis(1)),
         Err(Error::NotStarted { .. })
@@ -419,7 +431,10 @@ fn builder_sets_name_and_daemon() {
     assert!(p.daemon());
     p.set_daemon(false).unwrap();
     p.start().unwrap();
-    assert!(matches!(p.set_daemon(true), Err(Error::AlreadyStarted { .. })));
+    assert!(matches!(
+        p.set_daemon(true),
+        Err(Error::AlreadyStarted { .. })
+    ));
     assert_eq!(p.join().unwrap(), 0);
     assert_eq!(p.to_string(), "<Process(worker, stopped)>");
 }
@@ -436,7 +451,11 @@ fn the_sentinel_becomes_readable_when_the_child_ends() {
     let fd = p.0.sentinel().expect("pidfd on this kernel").as_raw_fd();
     let mut b = [0u8; 1];
     r.read_exact(&mut b).unwrap();
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY (test): one valid pollfd.
     let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
     assert_eq!(n, 1);

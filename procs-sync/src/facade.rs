@@ -1,0 +1,85 @@
+//! The one door through which the algorithms of this crate touch atomics,
+//! futexes and thread identity.
+//!
+//! Normally these are std's atomics, the shared futex and the thread's tid.
+//! Under `--cfg loom` they are loom's model: threads stand in for processes
+//! (the memory is the same), a futex wait is a yield that may return
+//! spuriously or time out, a wake is nothing (waiters re-check), and every
+//! holder is alive. The algorithms are written once and checked there.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::hint::spin_loop;
+    pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    /// Spins before sleeping: a lock is often released within this time.
+    pub(crate) const SPIN_LIMIT: u32 = 100;
+
+    /// Sleeps while `*word == expected` until woken or `deadline`; `false`
+    /// once the deadline has passed. May return early: callers re-check.
+    #[inline]
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+        crate::sys::futex::wait(word, expected, deadline)
+    }
+
+    /// Wakes up to `n` sleepers on `word`.
+    #[inline]
+    pub(crate) fn wake(word: &AtomicU32, n: u32) {
+        crate::sys::futex::wake(word, n);
+    }
+
+    pub(crate) use crate::sys::thread::{boot_ticks_now, current_tid, holder_alive};
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    pub(crate) const SPIN_LIMIT: u32 = 1;
+
+    pub(crate) fn spin_loop() {
+        loom::thread::yield_now();
+    }
+
+    /// A futex wait in the model: if the value still is `expected`, let
+    /// the others run; then either report a timeout (when there is a
+    /// deadline) or return as a spurious wake. Both are allowed outcomes of
+    /// the real call, so the algorithms must be correct with them.
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+        if word.load(Ordering::SeqCst) == expected {
+            loom::thread::yield_now();
+            if deadline.is_some() {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+
+    loom::thread_local! {
+        static TID: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    }
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+    pub(crate) fn current_tid() -> u32 {
+        TID.with(|t| {
+            if t.get() == 0 {
+                t.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            }
+            t.get()
+        })
+    }
+
+    pub(crate) fn boot_ticks_now() -> u64 {
+        0
+    }
+
+    pub(crate) fn holder_alive(_tid: u32, _seen_at: u64) -> bool {
+        true
+    }
+}
+
+pub(crate) use imp::*;

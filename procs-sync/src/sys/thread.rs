@@ -1,0 +1,85 @@
+//! Who holds a lock, and whether it is still alive.
+//!
+//! A lock word holds its owner's thread id (tid): unique on the machine (in
+//! one pid namespace) while the thread lives, so it names a holder across
+//! processes. The tid is cached per thread and the cache is cleared in the
+//! child of a fork, whose one thread has a new tid.
+
+use std::cell::Cell;
+use std::sync::Once;
+
+thread_local! {
+    static TID: Cell<u32> = const { Cell::new(0) };
+}
+
+/// The calling thread's id, from a per-thread cache (no system call after
+/// the first).
+#[inline]
+pub(crate) fn current_tid() -> u32 {
+    let tid = TID.with(Cell::get);
+    if tid != 0 {
+        return tid;
+    }
+    fetch_tid()
+}
+
+#[cold]
+fn fetch_tid() -> u32 {
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        extern "C" fn in_child() {
+            // Async-signal-safe: a store into this thread's own TLS slot.
+            TID.with(|t| t.set(0));
+        }
+        // SAFETY: registers a plain function to run in the child after
+        // fork(); no handler for prepare or parent.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+    });
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    TID.with(|t| t.set(tid));
+    tid
+}
+
+/// Now, in clock ticks since boot: the unit of a task's start time in
+/// `/proc/<tid>/stat`.
+pub(crate) fn boot_ticks_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_BOOTTIME exists on
+    // Linux >= 2.6.39, the clock of /proc's start times.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let hz = ticks_per_second();
+    ts.tv_sec as u64 * hz + ts.tv_nsec as u64 * hz / 1_000_000_000
+}
+
+fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer name and returns a value or -1.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as u64 } else { 100 }
+}
+
+/// Whether the thread `tid`, seen holding a lock at `seen_at` (boot ticks),
+/// is still that same thread and alive. It is dead if `/proc/<tid>` is gone
+/// or a zombie; it is another thread (the tid was reused) if that task
+/// started after `seen_at`.
+pub(crate) fn holder_alive(tid: u32, seen_at: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
+        return false;
+    };
+    // Fields after the command name, which is in parentheses and may hold
+    // anything: state is field 3, starttime field 22.
+    let Some(close) = stat.rfind(')') else {
+        return true;
+    };
+    let mut fields = stat[close + 1..].split_whitespace();
+    let state = fields.next().unwrap_or("R");
+    if state == "Z" || state == "X" || state == "x" {
+        return false;
+    }
+    let start: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
+    // One tick of slack: the two clocks are read at different moments.
+    !matches!(start, Some(start) if start > seen_at + 1)
+}
