@@ -27,6 +27,7 @@ fn foo() {
     println!("Exiting {name} \n");
 }
 
+/// Runs the recipe.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut background_process = Process::builder()
         .name("background_process")

@@ -12,6 +12,7 @@ fn my_func(i: usize) {
     }
 }
 
+/// Runs the recipe.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..6 {
         let mut process = Process::new(move || my_func(i));

@@ -16,6 +16,7 @@ impl Target for MyProcess {
     }
 }
 
+/// Runs the recipe.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..5 {
         let mut process = Process::new(MyProcess);

@@ -18,6 +18,7 @@ fn foo() {
     println!("Finished function");
 }
 
+/// Runs the recipe.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut p = Process::new(foo);
     println!("Process before execution: {p} {}", p.is_alive());

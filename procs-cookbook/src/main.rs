@@ -34,6 +34,7 @@ recipes! {
     create_process = "../examples/create_process.rs": "Spawn a process",
     background_process = "../examples/background_process.rs": "Run processes in the background",
     process_lifecycle = "../examples/process_lifecycle.rs": "Kill a process, and its exit code",
+    process_attributes = "../examples/process_attributes.rs": "Process attributes, as psutil shows them",
     custom_process = "../examples/custom_process.rs": "Define a process type of your own",
 }
 

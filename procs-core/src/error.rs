@@ -31,7 +31,9 @@ pub enum Error {
         pid: i32,
     },
     /// A process tried to wait for a process it did not start.
-    #[error("can only {op} a child process: pid {pid} was started by pid {parent}, this is pid {this}")]
+    #[error(
+        "can only {op} a child process: pid {pid} was started by pid {parent}, this is pid {this}"
+    )]
     NotAChild {
         /// The call that was attempted.
         op: &'static str,
@@ -88,6 +90,15 @@ pub enum Error {
         /// Which information was refused.
         what: &'static str,
     },
+    /// The process has exited but was not reaped yet, and the kernel no
+    /// longer keeps this information for it (psutil's `ZombieProcess`).
+    #[error("process {pid} is a zombie: its {what} is gone")]
+    ZombieProcess {
+        /// The pid asked about.
+        pid: i32,
+        /// Which information is gone.
+        what: &'static str,
+    },
     /// A program to run was not found (or not executable).
     #[error("program not found: {program}")]
     ProgramNotFound {
@@ -120,6 +131,16 @@ pub enum Error {
         stdout: Vec<u8>,
         /// Captured standard error, if it was captured.
         stderr: Vec<u8>,
+    },
+    /// A subprocess call was given arguments that do not fit together: an
+    /// empty command line, `input` for a child whose stdin is not a pipe,
+    /// input after communication started (Python's `ValueError`).
+    #[error("invalid argument to {op}: {reason}")]
+    InvalidArgument {
+        /// The call that was made, e.g. `communicate`.
+        op: &'static str,
+        /// What was wrong with its arguments.
+        reason: &'static str,
     },
     /// A wait with a timeout elapsed.
     #[error("timed out after {0:?}")]

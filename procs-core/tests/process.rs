@@ -124,7 +124,7 @@ fn join_timeout_returns_while_the_child_sleeps() {
 fn a_child_that_ignores_sigterm_survives_terminate_and_dies_of_kill() {
     let (mut ready_r, ready_w) = std::io::pipe().unwrap();
     let mut p = Reaper(Process::new(move || {
-        // SAFETY (test): SIG_IGN is a valid disposition for SIGTERM.
+        // SAFETY: SIG_IGN is a valid disposition for SIGTERM.
         unsafe {
             nix::sys::signal::signal(
                 nix::sys::signal::Signal::SIGTERM,
@@ -456,7 +456,7 @@ fn the_sentinel_becomes_readable_when_the_child_ends() {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY (test): one valid pollfd.
+    // SAFETY: one valid pollfd.
     let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
     assert_eq!(n, 1);
     assert_eq!(p.0.join().unwrap(), 0);

@@ -30,6 +30,9 @@ mod imp {
     }
 
     pub(crate) use crate::sys::thread::{boot_ticks_now, current_tid, holder_alive};
+
+    /// Waiters wake up now and then to check that a lock's holder lives.
+    pub(crate) const HOLDER_CHECKS: bool = true;
 }
 
 #[cfg(loom)]
@@ -43,21 +46,38 @@ mod imp {
         loom::thread::yield_now();
     }
 
-    /// A futex wait in the model: if the value still is `expected`, let
-    /// the others run; then either report a timeout (when there is a
-    /// deadline) or return as a spurious wake. Both are allowed outcomes of
-    /// the real call, so the algorithms must be correct with them.
+    /// The futex in the model: one mutex and condition variable stand for
+    /// the kernel's wait queue. The value check and the sleep happen under
+    /// the mutex, as the kernel does them under its bucket lock, so a wake
+    /// that comes between a waiter's check and its sleep is never lost, and a
+    /// wake-up the algorithm forgets to make shows up as a loom deadlock.
+    /// A wait with a deadline times out at once (the real call may too).
     pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-        if word.load(Ordering::SeqCst) == expected {
-            loom::thread::yield_now();
-            if deadline.is_some() {
-                return false;
-            }
+        let guard = FUTEX.0.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return true;
         }
+        if deadline.is_some() {
+            return false;
+        }
+        drop(FUTEX.1.wait(guard).unwrap());
         true
     }
 
-    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {}
+    /// Wakes every sleeper of the model (waking more than asked is allowed:
+    /// a woken waiter re-checks).
+    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {
+        let _guard = FUTEX.0.lock().unwrap();
+        FUTEX.1.notify_all();
+    }
+
+    loom::lazy_static! {
+        static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    }
+
+    /// Loom cannot model a holder's death: waiters sleep until woken.
+    pub(crate) const HOLDER_CHECKS: bool = false;
 
     loom::thread_local! {
         static TID: std::cell::Cell<u32> = std::cell::Cell::new(0);

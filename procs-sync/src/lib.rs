@@ -40,17 +40,37 @@ mod error;
 pub use error::{Error, OwnerDied, Result, TryLockError};
 
 #[cfg(not(loom))]
+mod barrier;
+#[cfg(not(loom))]
+mod condition;
+#[cfg(not(loom))]
+mod event;
+#[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
 mod rlock;
 #[cfg(not(loom))]
 mod segment;
 #[cfg(not(loom))]
+mod semaphore;
+#[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
+mod value;
 
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+#[cfg(not(loom))]
+pub use condition::Condition;
+#[cfg(not(loom))]
+pub use event::Event;
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
 pub use segment::Segment;
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+#[cfg(not(loom))]
+pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};

@@ -51,7 +51,7 @@ impl Lock {
     /// A new, free lock in its own anonymous shared memory segment.
     pub fn new() -> Result<Lock> {
         Ok(Lock {
-            raw: Shared::create(Kind::LOCK, 0)?,
+            raw: Shared::create(Kind::LOCK, 0, 1)?,
         })
     }
 

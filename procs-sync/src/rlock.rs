@@ -43,7 +43,7 @@ impl RLock {
     /// A new, free re-entrant lock in its own anonymous segment.
     pub fn new() -> Result<RLock> {
         Ok(RLock {
-            raw: Shared::create(Kind::RLOCK, 0)?,
+            raw: Shared::create(Kind::RLOCK, 0, 1)?,
         })
     }
 

@@ -117,11 +117,8 @@ impl Segment {
     }
 
     pub(crate) fn create_anonymous(kind: Kind, size: usize) -> Result<Segment> {
-        let fd = nix::sys::memfd::memfd_create(
-            c"procs",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .map_err(|e| Error::os("memfd_create", e))?;
+        let fd = nix::sys::memfd::memfd_create(c"procs", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .map_err(|e| Error::os("memfd_create", e))?;
         Self::init(File::from(fd), None, kind, size)
     }
 
@@ -133,7 +130,11 @@ impl Segment {
         Self::create_named_kind(name, Kind::BYTES, size)
     }
 
-    pub(crate) fn create_named_kind(name: Option<&str>, kind: Kind, size: usize) -> Result<Segment> {
+    pub(crate) fn create_named_kind(
+        name: Option<&str>,
+        kind: Kind,
+        size: usize,
+    ) -> Result<Segment> {
         let name = match name {
             Some(n) => shm_name(n)?,
             None => {
@@ -171,7 +172,11 @@ impl Segment {
             .len(total)
             .map_raw(&file)
             .map_err(|e| Error::os("mmap", e))?;
-        let unlinker = if name.is_some() { std::process::id() as i32 } else { 0 };
+        let unlinker = if name.is_some() {
+            std::process::id() as i32
+        } else {
+            0
+        };
         let seg = Segment {
             map,
             file,
@@ -346,7 +351,9 @@ impl Segment {
         self.check_range(offset, buf.len())?;
         // SAFETY: the range is inside the data (checked); the copy is
         // byte-wise into memory this function owns exclusively.
-        unsafe { std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+        };
         Ok(())
     }
 
@@ -356,7 +363,9 @@ impl Segment {
         // SAFETY: the range is inside the data (checked) and the mapping is
         // writable; concurrent writers race on bytes, as with any shared
         // memory, but cannot make this copy unsound.
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.as_ptr().add(offset), buf.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.as_ptr().add(offset), buf.len())
+        };
         Ok(())
     }
 

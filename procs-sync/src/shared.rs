@@ -21,6 +21,17 @@ unsafe impl SharedState for crate::raw::lock::RawLock {}
 // SAFETY: two u32 atomic words; zero is a free lock with no count.
 unsafe impl SharedState for crate::raw::rlock::RawRLock {}
 
+// SAFETY: two u32 atomic words; zero is no permit, no sleeper (the count
+// is set by `init` before the handle is shared).
+unsafe impl SharedState for crate::raw::semaphore::RawSemaphore {}
+// SAFETY: atomics only; zero is a cleared event with no waiter.
+unsafe impl SharedState for crate::raw::event::RawEvent {}
+// SAFETY: atomics only; zero is a condition variable with no waiter.
+unsafe impl SharedState for crate::raw::condvar::RawCondvar {}
+// SAFETY: atomics only; zero is a free lock, FILLING, no party (the number
+// of parties is set by `init` before the handle is shared).
+unsafe impl SharedState for crate::raw::barrier::RawBarrier {}
+
 pub(crate) struct Shared<R: SharedState> {
     seg: Arc<Segment>,
     _state: PhantomData<R>,
@@ -36,13 +47,28 @@ impl<R: SharedState> Clone for Shared<R> {
 }
 
 impl<R: SharedState> Shared<R> {
-    /// A zeroed `R` (plus `extra` bytes after it) in a new anonymous segment.
-    pub fn create(kind: Kind, extra: usize) -> Result<Self> {
-        let seg = Segment::create_anonymous(kind, std::mem::size_of::<R>() + extra)?;
+    /// A zeroed `R`, then `extra` bytes at [`extra_offset`] for
+    /// `extra_align`, in a new anonymous segment.
+    ///
+    /// [`extra_offset`]: Shared::extra_offset
+    pub fn create(kind: Kind, extra: usize, extra_align: usize) -> Result<Self> {
+        if extra_align > 64 {
+            return Err(crate::Error::Invalid("alignment above 64 bytes"));
+        }
+        let offset = Self::extra_offset(extra_align);
+        let size = offset
+            .checked_add(extra)
+            .ok_or(crate::Error::Invalid("size overflows"))?;
+        let seg = Segment::create_anonymous(kind, size)?;
         Ok(Shared {
             seg: Arc::new(seg),
             _state: PhantomData,
         })
+    }
+
+    /// Where the extra bytes start: after `R`, aligned for `align`.
+    pub fn extra_offset(align: usize) -> usize {
+        std::mem::size_of::<R>().next_multiple_of(align.max(1))
     }
 
     /// The raw state.
@@ -56,14 +82,11 @@ impl<R: SharedState> Shared<R> {
         unsafe { &*self.seg.as_ptr().cast::<R>() }
     }
 
-    /// The bytes after `R`, for the data a primitive protects.
-    pub fn extra_ptr(&self) -> *mut u8 {
-        // SAFETY: the segment was created with room for R and then `extra`.
-        unsafe { self.seg.as_ptr().add(std::mem::size_of::<R>()) }
-    }
-
-    pub fn segment(&self) -> &Segment {
-        &self.seg
+    /// The extra bytes, for the data a primitive protects.
+    pub fn extra_ptr(&self, align: usize) -> *mut u8 {
+        // SAFETY: the segment was created with room for R and then the
+        // extra bytes at this offset (`create`).
+        unsafe { self.seg.as_ptr().add(Self::extra_offset(align)) }
     }
 }
 

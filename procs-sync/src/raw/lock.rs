@@ -18,8 +18,8 @@
 use std::time::{Duration, Instant};
 
 use crate::facade::{
-    AtomicU32, Ordering, SPIN_LIMIT, boot_ticks_now, current_tid, holder_alive, spin_loop, wait,
-    wake,
+    AtomicU32, HOLDER_CHECKS, Ordering, SPIN_LIMIT, boot_ticks_now, current_tid, holder_alive,
+    spin_loop, wait, wake,
 };
 
 const CONTENDED: u32 = 1 << 31;
@@ -134,10 +134,14 @@ impl RawLock {
             if deadline.is_some_and(|d| now >= d) {
                 return None;
             }
-            let until = deadline.map_or(check_at, |d| d.min(check_at));
-            wait(&self.word, state, Some(until));
+            let until = if HOLDER_CHECKS {
+                Some(deadline.map_or(check_at, |d| d.min(check_at)))
+            } else {
+                deadline
+            };
+            wait(&self.word, state, until);
             state = self.word.load(Ordering::Relaxed);
-            if state & TID == holder && Instant::now() >= check_at {
+            if HOLDER_CHECKS && state & TID == holder && Instant::now() >= check_at {
                 if !holder_alive(holder, seen_at) {
                     // Only one waiter's swap from this exact word succeeds.
                     match self.word.compare_exchange(

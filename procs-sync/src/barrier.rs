@@ -1,0 +1,130 @@
+//! [`Barrier`]: Python's `multiprocessing.Barrier`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::raw::barrier::RawBarrier;
+use crate::segment::Kind;
+use crate::shared::Shared;
+
+type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// A barrier for a fixed number of parties, shared between processes: each
+/// party's [`wait`](Barrier::wait) returns once all have called it.
+///
+/// As in Python: `wait` returns an arrival index (0 to `parties - 1`); an
+/// action, if given, is run by the last party to arrive before the others
+/// are released; a timeout, an [`abort`](Barrier::abort) or a panicking
+/// action breaks the barrier, and every waiting and later party gets
+/// [`Error::BrokenBarrier`] until [`reset`](Barrier::reset).
+///
+/// ```
+/// use procs_sync::Barrier;
+///
+/// let barrier = Barrier::new(2)?;
+/// let b = barrier.clone();
+/// let mut child = procs_core::Process::new(move || {
+///     b.wait().unwrap();
+/// });
+/// child.start()?;
+/// let index = barrier.wait()?;
+/// assert!(index < 2);
+/// child.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    raw: Shared<RawBarrier>,
+    action: Option<Action>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("has_action", &self.action.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` parties (at least 1).
+    pub fn new(parties: u32) -> Result<Barrier> {
+        if parties == 0 {
+            return Err(Error::Invalid("a barrier needs at least one party"));
+        }
+        let raw = Shared::<RawBarrier>::create(Kind::BARRIER, 0, 1)?;
+        raw.get().init(parties);
+        Ok(Barrier {
+            raw,
+            action: None,
+            timeout: None,
+        })
+    }
+
+    /// A barrier whose last arriving party runs `action` before releasing
+    /// the others. Every process that waits has the action (it is copied
+    /// into forked children with the handle).
+    pub fn with_action(parties: u32, action: impl Fn() + Send + Sync + 'static) -> Result<Barrier> {
+        let mut b = Self::new(parties)?;
+        b.action = Some(Arc::new(action));
+        Ok(b)
+    }
+
+    /// The timeout that [`wait`](Barrier::wait) uses (Python's `timeout`
+    /// argument of the constructor).
+    pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Waits for all parties; returns this party's arrival index.
+    pub fn wait(&self) -> Result<u32> {
+        self.wait_until(self.timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// Waits at most `timeout`; on timeout the barrier breaks.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32> {
+        self.wait_until(Instant::now().checked_add(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32> {
+        let action = || match &self.action {
+            None => true,
+            Some(f) => catch_unwind(AssertUnwindSafe(|| f())).is_ok(),
+        };
+        self.raw
+            .get()
+            .wait(deadline, action)
+            .map_err(|_| Error::BrokenBarrier)
+    }
+
+    /// Breaks the barrier: waiting and later parties fail until `reset`.
+    pub fn abort(&self) {
+        self.raw.get().abort();
+    }
+
+    /// Returns the barrier to its first state; parties waiting now fail.
+    pub fn reset(&self) {
+        self.raw.get().reset();
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.raw.get().parties()
+    }
+
+    /// How many parties are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.raw.get().n_waiting()
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.raw.get().broken()
+    }
+}

@@ -1,0 +1,64 @@
+//! The raw event: a flag and a [`Notifier`].
+//!
+//! ```text
+//! offset 0  flag: 1 when set
+//! offset 4  notifier (seq, sleepers)
+//! ```
+//!
+//! A waiter returns `true` if the flag is set, or if it was set at any time
+//! while the waiter waited (even if cleared since), as Python's
+//! `threading.Event.wait` does: a set is never lost on a waiter.
+
+use std::time::Instant;
+
+use super::notify::Notifier;
+use crate::facade::{AtomicU32, Ordering};
+
+/// A process-shared event flag.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RawEvent {
+    flag: AtomicU32,
+    notifier: Notifier,
+}
+
+impl RawEvent {
+    /// A cleared event.
+    pub fn new() -> Self {
+        RawEvent {
+            flag: AtomicU32::new(0),
+            notifier: Notifier::new(),
+        }
+    }
+
+    /// Whether the flag is set.
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire) == 1
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        // SeqCst: ordered before the notifier's bump, see `wait`.
+        if self.flag.swap(1, Ordering::SeqCst) == 0 {
+            self.notifier.notify_all();
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.flag.store(0, Ordering::SeqCst);
+    }
+
+    /// Waits until the flag is set or `deadline` passes; returns whether it
+    /// was set.
+    pub fn wait(&self, deadline: Option<Instant>) -> bool {
+        // Read the sequence before the flag: a set that the flag read misses
+        // has not bumped the sequence yet, so the wait below sees it.
+        let seen = self.notifier.current();
+        if self.flag.load(Ordering::SeqCst) == 1 {
+            return true;
+        }
+        self.notifier.wait(seen, deadline) || self.is_set()
+    }
+}
