@@ -10,7 +10,7 @@
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use std::hint::spin_loop;
-    pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicU32, Ordering, fence};
     use std::time::Instant;
 
     /// Spins before sleeping: a lock is often released within this time.
@@ -37,7 +37,7 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
     use std::time::Instant;
 
     pub(crate) const SPIN_LIMIT: u32 = 1;
@@ -54,7 +54,9 @@ mod imp {
     /// A wait with a deadline times out at once (the real call may too).
     pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         let guard = FUTEX.0.lock().unwrap();
-        if word.load(Ordering::SeqCst) != expected {
+        // The kernel compares with the latest value of the word; a loom load
+        // may return an older one, a read-modify-write may not.
+        if word.fetch_add(0, Ordering::SeqCst) != expected {
             return true;
         }
         if deadline.is_some() {

@@ -276,7 +276,7 @@ impl Segment {
         if offset != HEADER as u64 {
             return Err(Error::NotASegment { name });
         }
-        let needed = size.checked_add(offset).unwrap_or(u64::MAX);
+        let needed = size.saturating_add(offset);
         if needed > actual {
             return Err(Error::Truncated {
                 name,
@@ -284,14 +284,14 @@ impl Segment {
                 actual,
             });
         }
-        if let Some(kind) = kind {
-            if found != kind.0 {
-                return Err(Error::KindMismatch {
-                    name,
-                    expected: kind.name(),
-                    found: Kind(found).name().to_owned(),
-                });
-            }
+        if let Some(kind) = kind
+            && found != kind.0
+        {
+            return Err(Error::KindMismatch {
+                name,
+                expected: kind.name(),
+                found: Kind(found).name().to_owned(),
+            });
         }
         seg.size = size as usize;
         Ok(seg)
@@ -399,10 +399,9 @@ impl Drop for Segment {
         if self.unlinker != 0
             && self.unlinker == std::process::id() as i32
             && self.unlink_on_drop.load(Ordering::Relaxed)
+            && let Some(name) = &self.name
         {
-            if let Some(name) = &self.name {
-                let _ = shm_unlink(name.as_str());
-            }
+            let _ = shm_unlink(name.as_str());
         }
     }
 }

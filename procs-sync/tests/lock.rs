@@ -203,7 +203,7 @@ fn rlock_is_taken_over_when_holder_is_killed() {
     assert_eq!(read_line(&mut ready_r), "held");
     holder.0.kill().unwrap();
     holder.0.join().unwrap();
-    let g = lock.lock().err().expect("owner died").into_inner();
+    let g = lock.lock().expect_err("owner died").into_inner();
     // The dead holder's depth of two is forgotten: one release frees it.
     assert_eq!(lock.depth(), 1);
     drop(g);

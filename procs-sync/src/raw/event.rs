@@ -39,24 +39,26 @@ impl RawEvent {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        // SeqCst: ordered before the notifier's bump, see `wait`.
-        if self.flag.swap(1, Ordering::SeqCst) == 0 {
+        // The notifier's bump is a release after this store: a waiter that
+        // misses the flag has not seen the bump yet (see `wait`).
+        if self.flag.swap(1, Ordering::Relaxed) == 0 {
             self.notifier.notify_all();
         }
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.flag.store(0, Ordering::SeqCst);
+        self.flag.store(0, Ordering::Relaxed);
     }
 
     /// Waits until the flag is set or `deadline` passes; returns whether it
     /// was set.
     pub fn wait(&self, deadline: Option<Instant>) -> bool {
-        // Read the sequence before the flag: a set that the flag read misses
-        // has not bumped the sequence yet, so the wait below sees it.
+        // Read the sequence (acquire) before the flag: a set whose flag this
+        // read misses had not bumped the sequence (release) when it was read,
+        // so the wait below sees the bump.
         let seen = self.notifier.current();
-        if self.flag.load(Ordering::SeqCst) == 1 {
+        if self.flag.load(Ordering::Relaxed) == 1 {
             return true;
         }
         self.notifier.wait(seen, deadline) || self.is_set()

@@ -8,15 +8,15 @@
 //! ```
 //!
 //! No lost wake-up: a waiter publishes itself in `sleepers` and then
-//! re-reads `seq`; a notifier bumps `seq` and then reads `sleepers`. Both
-//! with sequentially consistent operations, so at least one of them sees
-//! the other: the waiter sees the new `seq` and does not sleep, or the
-//! notifier sees the sleeper and wakes it (and the futex itself refuses to
-//! sleep on a `seq` that already changed).
+//! re-reads `seq`; a notifier bumps `seq` and then reads `sleepers`. A
+//! sequentially consistent fence between the write and the read on each side
+//! makes at least one of them see the other: the waiter sees the new `seq`
+//! and does not sleep, or the notifier sees the sleeper and wakes it (and the
+//! futex itself refuses to sleep on a `seq` that already changed).
 
 use std::time::Instant;
 
-use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, spin_loop, wait, wake};
+use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
 
 /// A sequence number to wait on for a change.
 #[repr(C)]
@@ -39,7 +39,9 @@ impl Notifier {
     /// wait for the next notification.
     #[inline]
     pub fn current(&self) -> u32 {
-        self.seq.load(Ordering::SeqCst)
+        // Acquire: pairs with the notifier's release, so that what was written
+        // before a notification this read misses is seen by the next read.
+        self.seq.load(Ordering::Acquire)
     }
 
     /// Waits until the sequence is no longer `seen` or `deadline` passes.
@@ -51,13 +53,15 @@ impl Notifier {
             }
             spin_loop();
         }
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        // Between publishing the sleeper and reading `seq`: see the module doc.
+        fence(Ordering::SeqCst);
         let changed = loop {
-            if self.seq.load(Ordering::SeqCst) != seen {
+            if self.seq.load(Ordering::Acquire) != seen {
                 break true;
             }
             if !wait(&self.seq, seen, deadline) {
-                break self.seq.load(Ordering::SeqCst) != seen;
+                break self.seq.load(Ordering::Acquire) != seen;
             }
         };
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
@@ -67,8 +71,12 @@ impl Notifier {
     /// Bumps the sequence and wakes up to `n` sleepers.
     #[inline]
     pub fn notify(&self, n: u32) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        // Release: what was written before the notification is seen by a
+        // waiter that sees the new sequence.
+        self.seq.fetch_add(1, Ordering::Release);
+        // Between bumping `seq` and reading `sleepers`: see the module doc.
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
             wake(&self.seq, n);
         }
     }

@@ -9,12 +9,13 @@
 //! A taker decrements a positive count with a compare-and-swap (no system
 //! call); at zero it publishes itself as a sleeper, re-reads the count, and
 //! sleeps on it while it is zero. A releaser increments the count and makes
-//! the wake-up call only if it sees a sleeper: sequentially consistent
-//! operations on both sides make one of them see the other.
+//! the wake-up call only if it sees a sleeper: a sequentially consistent
+//! fence between the write and the read on each side makes one of them see
+//! the other.
 
 use std::time::Instant;
 
-use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, spin_loop, wait, wake};
+use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
 
 /// A process-shared counting semaphore.
 #[repr(C)]
@@ -68,8 +69,9 @@ impl RawSemaphore {
             }
         }
         loop {
-            self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let awake = if self.count.load(Ordering::SeqCst) == 0 {
+            self.sleepers.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let awake = if self.count.load(Ordering::Relaxed) == 0 {
                 wait(&self.count, 0, deadline)
             } else {
                 true
@@ -97,13 +99,14 @@ impl RawSemaphore {
             }
             match self
                 .count
-                .compare_exchange_weak(c, next, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(c, next, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(now) => c = now,
             }
         }
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
             wake(&self.count, n);
         }
         true
