@@ -105,6 +105,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn os(op: &'static str, source: impl Into<std::io::Error>) -> Self {
         Error::Os {
             op,
@@ -123,6 +124,7 @@ pub struct OwnerDied<G> {
 }
 
 impl<G> OwnerDied<G> {
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn new(guard: G, holder: u32) -> Self {
         Self { guard, holder }
     }

@@ -1,1 +1,0 @@
-//! Running programs: `run` and `Popen` (to be written).
