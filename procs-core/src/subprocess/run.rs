@@ -1,0 +1,331 @@
+//! [`run`], [`Run`] and [`CompletedProcess`]: Python's `subprocess.run`,
+//! a [`Popen`](super::Popen) started, talked to and waited for in one call.
+
+use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{PopenOptions, Redirect, Stderr};
+use crate::error::{Error, Result};
+
+/// Runs `args` (the program, then its arguments) with every stream
+/// inherited, waits for it and returns its exit code: Python's
+/// `subprocess.run(args)`. A non-zero code is not an error here; use
+/// [`Run::check`] or [`CompletedProcess::check_returncode`] for that.
+///
+/// ```
+/// let done = procs_core::subprocess::run(["true"])?;
+/// assert_eq!(done.returncode, 0);
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Run::run`].
+pub fn run<I, S>(args: I) -> Result<CompletedProcess>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Run::new(args).run()
+}
+
+/// Runs `args` and returns what it wrote to stdout, or
+/// [`Error::CalledProcessError`] if it exited with a non-zero code
+/// (Python's `subprocess.check_output`). Stderr is inherited.
+///
+/// ```
+/// let out = procs_core::subprocess::check_output(["echo", "hi"])?;
+/// assert_eq!(out, b"hi\n");
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Run::run`] with [`Run::check`].
+pub fn check_output<I, S>(args: I) -> Result<Vec<u8>>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Run::new(args)
+        .stdout(Redirect::Pipe)
+        .check()
+        .run()
+        .map(|done| done.stdout)
+}
+
+/// A program that was run to its end: Python's `CompletedProcess`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedProcess {
+    /// The command line: the program, then its arguments.
+    pub args: Vec<String>,
+    /// The exit code; `-N` if it was killed by signal N.
+    pub returncode: i32,
+    /// What it wrote to stdout, if that was captured; empty otherwise.
+    pub stdout: Vec<u8>,
+    /// What it wrote to stderr, if that was captured; empty otherwise.
+    pub stderr: Vec<u8>,
+}
+
+impl CompletedProcess {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.returncode == 0
+    }
+
+    /// `self` if it exited with code 0, else [`Error::CalledProcessError`]
+    /// carrying the code and the output (Python's `check_returncode`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CalledProcessError`] for a non-zero code.
+    pub fn check_returncode(self) -> Result<Self> {
+        if self.success() {
+            return Ok(self);
+        }
+        Err(Error::CalledProcessError {
+            cmd: self.args,
+            returncode: self.returncode,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        })
+    }
+
+    /// The captured stdout as text; bytes that are not UTF-8 are replaced
+    /// by U+FFFD.
+    pub fn stdout_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stdout)
+    }
+
+    /// The captured stderr as text; bytes that are not UTF-8 are replaced
+    /// by U+FFFD.
+    pub fn stderr_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.stderr)
+    }
+}
+
+/// The builder of a [`run`]: Python's `subprocess.run(...)` keyword
+/// arguments.
+///
+/// ```
+/// use std::time::Duration;
+/// use procs_core::subprocess::Run;
+///
+/// let done = Run::new(["sh", "-c", "echo \"$GREETING\"; echo oops >&2"])
+///     .env("GREETING", "hello")
+///     .capture_output()
+///     .timeout(Duration::from_secs(10))
+///     .run()?;
+/// assert_eq!(done.stdout_str(), "hello\n");
+/// assert_eq!(done.stderr_str(), "oops\n");
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a Run does nothing until run is called"]
+pub struct Run {
+    options: PopenOptions,
+    capture: bool,
+    input: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    check: bool,
+}
+
+impl Run {
+    /// A run of `args`: the program (looked up in `PATH` when it has no
+    /// `/`), then its arguments.
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Run {
+            options: PopenOptions::new(args),
+            capture: false,
+            input: None,
+            timeout: None,
+            check: false,
+        }
+    }
+
+    /// Captures stdout and stderr, each in its own pipe, into
+    /// [`CompletedProcess::stdout`] and [`CompletedProcess::stderr`]
+    /// (Python's `capture_output=True`). A stream given its own
+    /// [`stdout`](Self::stdout) or [`stderr`](Self::stderr), or stderr sent
+    /// to stdout, keeps that.
+    pub fn capture_output(mut self) -> Self {
+        self.capture = true;
+        self
+    }
+
+    /// Where the child's stdin comes from. Not together with
+    /// [`input`](Self::input).
+    pub fn stdin(mut self, redirect: impl Into<Redirect>) -> Self {
+        self.options = self.options.stdin(redirect);
+        self
+    }
+
+    /// Where the child's stdout goes; [`Redirect::Pipe`] captures it.
+    pub fn stdout(mut self, redirect: impl Into<Redirect>) -> Self {
+        self.options = self.options.stdout(redirect);
+        self
+    }
+
+    /// Where the child's stderr goes; [`Redirect::Pipe`] captures it.
+    /// Replaces an earlier [`stderr_to_stdout`](Self::stderr_to_stdout).
+    pub fn stderr(mut self, redirect: impl Into<Redirect>) -> Self {
+        self.options = self.options.stderr(redirect);
+        self
+    }
+
+    /// Sends stderr wherever stdout goes, through the same descriptor, in
+    /// the order written (Python's `stderr=STDOUT`). With
+    /// [`capture_output`](Self::capture_output), both are captured together
+    /// in [`CompletedProcess::stdout`].
+    #[doc(alias = "STDOUT")]
+    pub fn stderr_to_stdout(mut self) -> Self {
+        self.options = self.options.stderr_to_stdout();
+        self
+    }
+
+    /// Feeds `input` to the child's stdin (a pipe), then closes it.
+    pub fn input(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.input = Some(input.into());
+        self
+    }
+
+    /// Runs the child in `dir` (Python's `cwd`).
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.options = self.options.cwd(dir);
+        self
+    }
+
+    /// Sets one environment variable of the child.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.options = self.options.env(key, value);
+        self
+    }
+
+    /// Sets several environment variables of the child.
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.options = self.options.envs(vars);
+        self
+    }
+
+    /// Removes one variable from the child's environment.
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.options = self.options.env_remove(key);
+        self
+    }
+
+    /// Starts the child with no environment but the variables set after
+    /// this call.
+    pub fn env_clear(mut self) -> Self {
+        self.options = self.options.env_clear();
+        self
+    }
+
+    /// Gives the child at most `timeout` to end. The child is started in a
+    /// process group of its own; when the time is up, the group (the child
+    /// and whatever it started) is killed with SIGKILL, the child is reaped,
+    /// and the run fails with [`Error::TimeoutExpired`] carrying the output
+    /// captured so far. See the [module documentation](super#timeouts-and-process-groups)
+    /// for what the new group means for terminals.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Makes a non-zero exit code (or death by a signal) an
+    /// [`Error::CalledProcessError`] (Python's `check=True`).
+    pub fn check(mut self) -> Self {
+        self.check = true;
+        self
+    }
+
+    /// Starts the child, feeds it the input, collects the captured output
+    /// and waits for it to end.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProgramNotFound`] or [`Error::Os`] if it cannot be started;
+    /// [`Error::TimeoutExpired`] if it outlived its timeout (it was killed);
+    /// [`Error::CalledProcessError`] for a non-zero code under
+    /// [`check`](Self::check); [`Error::InvalidArgument`] for both `input`
+    /// and `stdin`, or an empty command line.
+    pub fn run(self) -> Result<CompletedProcess> {
+        let Run {
+            mut options,
+            capture,
+            input,
+            timeout,
+            check,
+        } = self;
+        if input.is_some() {
+            if options.stdin.is_some() {
+                return Err(Error::InvalidArgument {
+                    op: "run",
+                    reason: "stdin and input cannot both be given",
+                });
+            }
+            options.stdin = Some(Redirect::Pipe);
+        }
+        if capture {
+            options.stdout.get_or_insert(Redirect::Pipe);
+            options
+                .stderr
+                .get_or_insert(Stderr::Redirect(Redirect::Pipe));
+        }
+        if timeout.is_some() {
+            options.process_group = Some(0);
+        }
+
+        let mut child = options.spawn()?;
+        let (stdout, stderr) = match child.communicate(input.as_deref(), timeout) {
+            Ok(output) => output,
+            Err(e) => {
+                // Python: "except: process.kill(); raise". The output so far
+                // is in the error; the rest is not waited for.
+                child.kill_and_reap();
+                return Err(e);
+            }
+        };
+        let returncode = child.wait()?;
+        let done = CompletedProcess {
+            args: std::mem::take(&mut child.args),
+            returncode,
+            stdout,
+            stderr,
+        };
+        if check {
+            done.check_returncode()
+        } else {
+            Ok(done)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // capture_output fills in only the streams not given otherwise, so the
+    // order of the two calls does not matter.
+    #[test]
+    fn capture_output_keeps_stderr_to_stdout_in_either_order() {
+        let script = ["sh", "-c", "echo 1; echo 2 >&2"];
+        let a = Run::new(script).capture_output().stderr_to_stdout().run();
+        let b = Run::new(script).stderr_to_stdout().capture_output().run();
+        for done in [a, b] {
+            let done = done.expect("sh runs");
+            assert_eq!(done.stdout, b"1\n2\n");
+            assert!(done.stderr.is_empty());
+        }
+    }
+}
