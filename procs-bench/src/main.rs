@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use procs_core::Process;
+use procs_sync::{Barrier, Lock, RawValue};
 
 /// How a case reports: value, unit, and whether lower is better.
 struct Figure {
@@ -25,7 +26,12 @@ struct Figure {
 type Case = fn() -> Result<Figure, String>;
 
 /// Every case this binary measures, in the order of CASES.md.
-const CASES: &[(&str, Case)] = &[("spawn_join", spawn_join)];
+const CASES: &[(&str, Case)] = &[
+    ("spawn_join", spawn_join),
+    ("lock_uncontended", lock_uncontended),
+    ("lock_contended", lock_contended),
+    ("barrier_wait", barrier_wait),
+];
 
 /// Cases of CASES.md that later parts of procs will measure.
 const PLANNED: &[&str] = &[
@@ -33,9 +39,6 @@ const PLANNED: &[&str] = &[
     "pipe_bandwidth_1mib",
     "queue_throughput",
     "queue_mpmc",
-    "lock_uncontended",
-    "lock_contended",
-    "barrier_wait",
     "pool_map",
     "pool_apply_async",
     "manager_dict_rtt",
@@ -71,6 +74,101 @@ fn spawn_join() -> Result<Figure, String> {
     run(n)?;
     Ok(Figure {
         value: t.elapsed().as_secs_f64() / n as f64 * 1e6,
+        unit: "us",
+        better: "lower",
+    })
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Starts `f` in a child process.
+fn child(f: impl FnOnce() + Send + 'static) -> Result<Process, String> {
+    let mut p = Process::new(f);
+    p.start().map_err(err)?;
+    Ok(p)
+}
+
+/// Joins `p` and checks that it ended well.
+fn join_ok(p: &mut Process) -> Result<(), String> {
+    match p.join().map_err(err)? {
+        0 => Ok(()),
+        code => Err(format!("child exited with {code}")),
+    }
+}
+
+/// 1,000,000 acquire + release of a process-shared lock in one process.
+fn lock_uncontended() -> Result<Figure, String> {
+    let lock = Lock::new().map_err(err)?;
+    let n = 1_000_000;
+    for _ in 0..1000 {
+        drop(lock.lock().map_err(err)?);
+    }
+    let t = Instant::now();
+    for _ in 0..n {
+        drop(std::hint::black_box(lock.lock().map_err(err)?));
+    }
+    Ok(Figure {
+        value: t.elapsed().as_secs_f64() / n as f64 * 1e9,
+        unit: "ns",
+        better: "lower",
+    })
+}
+
+/// Two processes each increment a shared 64-bit counter 100,000 times under
+/// the lock; the counter must end at 200,000. Timed from the first start to
+/// the last join, as the Python peer does.
+fn lock_contended() -> Result<Figure, String> {
+    let n = 100_000u64;
+    let lock = Lock::new().map_err(err)?;
+    let counter = RawValue::new(0u64).map_err(err)?;
+    let t = Instant::now();
+    let mut kids = (0..2)
+        .map(|_| {
+            let (lock, counter) = (lock.clone(), counter.clone());
+            child(move || {
+                for _ in 0..n {
+                    let _g = lock.lock().unwrap_or_else(|died| died.into_inner());
+                    counter.set(counter.get() + 1);
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for k in &mut kids {
+        join_ok(k)?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    if counter.get() != 2 * n {
+        return Err(format!("counter ended at {}, not {}", counter.get(), 2 * n));
+    }
+    Ok(Figure {
+        value: (2 * n) as f64 / dt,
+        unit: "ops/s",
+        better: "higher",
+    })
+}
+
+/// Two processes pass a two-party barrier 5,000 times.
+fn barrier_wait() -> Result<Figure, String> {
+    let n = 5000;
+    let barrier = Barrier::new(2).map_err(err)?;
+    let b = barrier.clone();
+    let mut other = child(move || {
+        for _ in 0..n {
+            if b.wait().is_err() {
+                std::process::exit(2);
+            }
+        }
+    })?;
+    let t = Instant::now();
+    for _ in 0..n {
+        barrier.wait().map_err(err)?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    join_ok(&mut other)?;
+    Ok(Figure {
+        value: dt / n as f64 * 1e6,
         unit: "us",
         better: "lower",
     })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::raw::barrier::RawBarrier;
+use crate::raw::barrier::{MAX_PARTIES, RawBarrier};
 use crate::segment::Kind;
 use crate::shared::Shared;
 
@@ -52,10 +52,13 @@ impl std::fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// A barrier for `parties` parties (at least 1).
+    /// A barrier for `parties` parties (1 to 65,535).
     pub fn new(parties: u32) -> Result<Barrier> {
         if parties == 0 {
             return Err(Error::Invalid("a barrier needs at least one party"));
+        }
+        if parties > MAX_PARTIES {
+            return Err(Error::Invalid("a barrier has at most 65,535 parties"));
         }
         let raw = Shared::<RawBarrier>::create(Kind::BARRIER, 0, 1)?;
         raw.get().init(parties);

@@ -28,8 +28,8 @@ unsafe impl SharedState for crate::raw::semaphore::RawSemaphore {}
 unsafe impl SharedState for crate::raw::event::RawEvent {}
 // SAFETY: atomics only; zero is a condition variable with no waiter.
 unsafe impl SharedState for crate::raw::condvar::RawCondvar {}
-// SAFETY: atomics only; zero is a free lock, FILLING, no party (the number
-// of parties is set by `init` before the handle is shared).
+// SAFETY: three u32 atomics; zero is round 0 with nobody arrived (the
+// number of parties is set by `init` before the handle is shared).
 unsafe impl SharedState for crate::raw::barrier::RawBarrier {}
 
 pub(crate) struct Shared<R: SharedState> {

@@ -1,191 +1,269 @@
-//! The raw barrier: Python's `threading.Barrier` state machine, its fields
-//! under a [`RawLock`], its sleepers on a [`Notifier`].
+//! The raw barrier: one futex word that parties arrive on with a
+//! compare-and-swap, and spin on (then sleep on) until their round ends.
 //!
 //! ```text
-//! offset  0  lock word
-//! offset  4  notifier (seq, sleepers)
-//! offset 12  state: FILLING, DRAINING, RESETTING or BROKEN
-//! offset 16  count: parties inside wait()
-//! offset 20  parties
+//! offset 0  state:    bits 0-15 parties arrived in this round
+//!                     bits 16-29 round number (wrapping)
+//!                     bit 30 BROKEN: waits fail until reset
+//!                     bit 31 SLEEPERS: someone sleeps on the word
+//! offset 4  released: the last round that ended by the arrival of all
+//! offset 8  parties
 //! ```
 //!
-//! Parties arrive while FILLING; the last to arrive runs the action and
-//! switches to DRAINING, which releases the others. No party may enter
-//! while the previous round drains (so a released party always learns that
-//! it was released, not that a later round broke); the last party to leave
-//! switches back to FILLING. A timeout or an abort switches to BROKEN:
-//! every waiter and every later caller fails until `reset`.
+//! The last party to arrive runs the action, records its round in
+//! `released` and moves the state to the next round with its count at zero.
+//! A waiter whose round ended reads `released` to learn how: its round is
+//! `released` if all arrived, not if a reset moved the round on. No later
+//! round can be released while it is still inside (every party must
+//! arrive), so `released` cannot move past its round before it reads it. A
+//! timeout or an abort sets BROKEN in the same round. Every transition that
+//! waiters wait for clears SLEEPERS and wakes them all if it was set; an
+//! arrival keeps it: one word, so no wake-up can be lost between a waiter's
+//! decision to sleep and a transition.
 
 use std::time::Instant;
 
-use super::lock::RawLock;
-use super::notify::Notifier;
-use crate::facade::{AtomicU32, Ordering};
+use crate::facade::{AtomicU32, Ordering, spin_loop, wait, wake};
 
-const FILLING: u32 = 0;
-const DRAINING: u32 = 1;
-const RESETTING: u32 = 2;
-const BROKEN: u32 = 3;
+const COUNT: u32 = 0xFFFF;
+const ROUND_SHIFT: u32 = 16;
+const ROUND_MASK: u32 = 0x3FFF << ROUND_SHIFT;
+const BROKEN: u32 = 1 << 30;
+const SLEEPERS: u32 = 1 << 31;
 
-/// Why a barrier wait failed.
+/// The most parties a barrier can have.
+pub const MAX_PARTIES: u32 = COUNT;
+
+/// Why a barrier wait failed: the barrier is broken, or was reset or
+/// aborted while this party waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Broken;
+
+fn round(s: u32) -> u32 {
+    (s & ROUND_MASK) >> ROUND_SHIFT
+}
+
+/// The first state of the round after `s`'s: nobody arrived, not broken,
+/// no sleeper.
+fn next_round(s: u32) -> u32 {
+    ((round(s) + 1) << ROUND_SHIFT) & ROUND_MASK
+}
 
 /// A process-shared barrier.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RawBarrier {
-    lock: RawLock,
-    notifier: Notifier,
-    // Read and written only under `lock`; atomics so that the struct may
-    // live in shared memory, relaxed since the lock orders them.
     state: AtomicU32,
-    count: AtomicU32,
+    released: AtomicU32,
     parties: AtomicU32,
 }
 
 impl RawBarrier {
-    /// A barrier for `parties` parties.
+    /// A barrier for `parties` parties (1 to [`MAX_PARTIES`]).
     pub fn new(parties: u32) -> Self {
         let b = RawBarrier::default();
         b.init(parties);
         b
     }
 
-    /// Sets the number of parties of a barrier nobody uses yet.
+    /// Sets the number of parties of a barrier nobody uses yet. Round 0 is
+    /// marked as not released (`released` starts at a round never reached
+    /// first).
     pub fn init(&self, parties: u32) {
+        self.released.store(u32::MAX, Ordering::Relaxed);
         self.parties.store(parties, Ordering::Release);
-    }
-
-    fn take(&self) {
-        // A holder that died leaves the fields as they were at a whole
-        // assignment: the state machine stays readable.
-        self.lock
-            .lock(None)
-            .expect("a wait without deadline only ends with the lock");
-    }
-
-    fn get(&self, field: &AtomicU32) -> u32 {
-        field.load(Ordering::Relaxed)
-    }
-
-    fn put(&self, field: &AtomicU32, v: u32) {
-        field.store(v, Ordering::Relaxed);
-    }
-
-    /// Waits (the lock held) until the state is not `from`, or `deadline`.
-    /// Returns false on timeout. The lock is held again on return.
-    fn wait_while(&self, from: u32, deadline: Option<Instant>) -> bool {
-        while self.get(&self.state) == from {
-            let seen = self.notifier.current();
-            self.lock.unlock();
-            let changed = self.notifier.wait(seen, deadline);
-            self.take();
-            if !changed && self.get(&self.state) == from {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Waits for the other parties. `action` is run by the last party to
-    /// arrive, before the others are released; it returns `false` if it
-    /// failed, which breaks the barrier. Returns the arrival index (0 for the
-    /// first to arrive, `parties - 1` for the last).
-    pub fn wait(
-        &self,
-        deadline: Option<Instant>,
-        action: impl FnOnce() -> bool,
-    ) -> Result<u32, Broken> {
-        self.take();
-        // A previous round still draining, or a reset in progress: wait.
-        while matches!(self.get(&self.state), DRAINING | RESETTING) {
-            let s = self.get(&self.state);
-            self.wait_while(s, None);
-        }
-        if self.get(&self.state) == BROKEN {
-            self.lock.unlock();
-            return Err(Broken);
-        }
-        let index = self.get(&self.count);
-        self.put(&self.count, index + 1);
-        if index + 1 == self.get(&self.parties) {
-            if action() {
-                self.put(&self.state, DRAINING);
-                self.notifier.notify_all();
-            } else {
-                self.break_locked();
-            }
-        } else if !self.wait_while(FILLING, deadline) {
-            self.break_locked();
-        }
-        let result = if self.get(&self.state) == DRAINING {
-            Ok(index)
-        } else {
-            Err(Broken)
-        };
-        self.leave_locked();
-        self.lock.unlock();
-        result
-    }
-
-    fn leave_locked(&self) {
-        let left = self.get(&self.count) - 1;
-        self.put(&self.count, left);
-        if left == 0 && matches!(self.get(&self.state), DRAINING | RESETTING) {
-            self.put(&self.state, FILLING);
-            self.notifier.notify_all();
-        }
-    }
-
-    fn break_locked(&self) {
-        self.put(&self.state, BROKEN);
-        self.notifier.notify_all();
-    }
-
-    /// Breaks the barrier: waiting parties and later callers fail until
-    /// [`reset`](RawBarrier::reset).
-    pub fn abort(&self) {
-        self.take();
-        self.break_locked();
-        self.lock.unlock();
-    }
-
-    /// Returns the barrier to its first state; parties waiting now fail.
-    pub fn reset(&self) {
-        self.take();
-        if self.get(&self.count) > 0 {
-            // The last waiter to leave switches to FILLING.
-            self.put(&self.state, RESETTING);
-        } else {
-            self.put(&self.state, FILLING);
-        }
-        self.notifier.notify_all();
-        self.lock.unlock();
-    }
-
-    /// How many parties wait now.
-    pub fn n_waiting(&self) -> u32 {
-        self.take();
-        let n = if self.get(&self.state) == FILLING {
-            self.get(&self.count)
-        } else {
-            0
-        };
-        self.lock.unlock();
-        n
-    }
-
-    /// Whether the barrier is broken.
-    pub fn broken(&self) -> bool {
-        self.take();
-        let b = self.get(&self.state) == BROKEN;
-        self.lock.unlock();
-        b
     }
 
     /// The number of parties.
     pub fn parties(&self) -> u32 {
         self.parties.load(Ordering::Acquire)
+    }
+
+    /// Waits for the other parties. `action` is run by the last to arrive,
+    /// before the others are released; if it returns `false` (it failed), the
+    /// barrier breaks. Returns the arrival index: 0 for the first to arrive,
+    /// `parties - 1` for the last.
+    pub fn wait(
+        &self,
+        deadline: Option<Instant>,
+        action: impl FnOnce() -> bool,
+    ) -> Result<u32, Broken> {
+        let parties = self.parties();
+        let mut s = self.state.load(Ordering::Acquire);
+        let (mine, index) = loop {
+            if s & BROKEN != 0 {
+                return Err(Broken);
+            }
+            let count = s & COUNT;
+            if count >= parties {
+                // More callers than parties: wait for this round to pass.
+                s = self.wait_change(s, None).unwrap_or(s);
+                continue;
+            }
+            // Acquire: see what earlier rounds published; keeps SLEEPERS.
+            match self
+                .state
+                .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break (round(s), count),
+                Err(now) => s = now,
+            }
+        };
+        s += 1;
+        if index + 1 == parties {
+            let ok = action();
+            if ok {
+                // Published by the release below, read after the round moves.
+                self.released.store(mine, Ordering::Relaxed);
+            }
+            loop {
+                if s & BROKEN != 0 {
+                    // A waiter timed out while the action ran.
+                    return Err(Broken);
+                }
+                let new = if ok {
+                    next_round(s)
+                } else {
+                    (s | BROKEN) & !SLEEPERS
+                };
+                // Release: the action's effects and `released` are seen by
+                // every waiter that sees the new state.
+                match self
+                    .state
+                    .compare_exchange(s, new, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(old) => {
+                        if old & SLEEPERS != 0 {
+                            wake(&self.state, u32::MAX);
+                        }
+                        return if ok { Ok(index) } else { Err(Broken) };
+                    }
+                    Err(now) => s = now,
+                }
+            }
+        }
+        loop {
+            if round(s) != mine {
+                return if self.released.load(Ordering::Relaxed) == mine {
+                    Ok(index)
+                } else {
+                    Err(Broken)
+                };
+            }
+            if s & BROKEN != 0 {
+                return Err(Broken);
+            }
+            match self.wait_change(s, deadline) {
+                Some(now) => s = now,
+                None => {
+                    // Timed out: break this round, unless it just ended.
+                    match self.transition(|s| round(s) == mine && s & BROKEN == 0, |s| s | BROKEN) {
+                        Ok(()) => return Err(Broken),
+                        Err(now) => s = now,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the state with `to` while `when` holds of it, clearing SLEEPERS
+    /// and waking the sleepers. `Err(state)` if `when` stopped holding.
+    fn transition(&self, when: impl Fn(u32) -> bool, to: impl Fn(u32) -> u32) -> Result<(), u32> {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if !when(s) {
+                return Err(s);
+            }
+            match self.state.compare_exchange(
+                s,
+                to(s) & !SLEEPERS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(old) => {
+                    if old & SLEEPERS != 0 {
+                        wake(&self.state, u32::MAX);
+                    }
+                    return Ok(());
+                }
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Waits until the state is not `s`: spins for a while (parties usually
+    /// arrive close together), then sleeps. Returns the new state, or `None`
+    /// if `deadline` passed first.
+    fn wait_change(&self, s: u32, deadline: Option<Instant>) -> Option<u32> {
+        if let Some(now) = self.spin_while(s) {
+            return Some(now);
+        }
+        // Ask for a wake-up: set SLEEPERS, unless the state moved meanwhile.
+        let asleep = s | SLEEPERS;
+        if s != asleep
+            && let Err(now) =
+                self.state
+                    .compare_exchange(s, asleep, Ordering::Acquire, Ordering::Acquire)
+        {
+            return Some(now);
+        }
+        let woken = wait(&self.state, asleep, deadline);
+        let now = self.state.load(Ordering::Acquire);
+        if !woken && now == asleep {
+            return None;
+        }
+        Some(now)
+    }
+
+    #[cfg(not(loom))]
+    fn spin_while(&self, s: u32) -> Option<u32> {
+        // A round trip between two cores is well under a microsecond; a
+        // party that is late by more than this budget is better slept on.
+        const BUDGET: std::time::Duration = std::time::Duration::from_micros(50);
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                let now = self.state.load(Ordering::Acquire);
+                if now != s {
+                    return Some(now);
+                }
+                spin_loop();
+            }
+            if start.elapsed() > BUDGET {
+                return None;
+            }
+        }
+    }
+
+    #[cfg(loom)]
+    fn spin_while(&self, s: u32) -> Option<u32> {
+        let now = self.state.load(Ordering::Acquire);
+        if now != s {
+            return Some(now);
+        }
+        spin_loop();
+        None
+    }
+
+    /// Breaks the barrier: waiting parties and later callers fail until
+    /// [`reset`](RawBarrier::reset).
+    pub fn abort(&self) {
+        let _ = self.transition(|s| s & BROKEN == 0, |s| s | BROKEN);
+    }
+
+    /// Returns the barrier to its first state; parties waiting now fail.
+    pub fn reset(&self) {
+        let _ = self.transition(|_| true, next_round);
+    }
+
+    /// How many parties wait in this round (0 if broken).
+    pub fn n_waiting(&self) -> u32 {
+        let s = self.state.load(Ordering::Acquire);
+        if s & BROKEN != 0 { 0 } else { s & COUNT }
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.state.load(Ordering::Acquire) & BROKEN != 0
     }
 }
