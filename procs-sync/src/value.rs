@@ -434,3 +434,44 @@ impl<T: Pod> RawArray<T> {
         self.cells.ptr()
     }
 }
+
+macro_rules! atomic_views {
+    ($($int:ty => $atomic:ident),* $(,)?) => {$(
+        impl RawValue<$int> {
+            /// The value as an atomic integer in shared memory: lock-free
+            /// counters and flags shared between processes.
+            ///
+            /// ```
+            /// use std::sync::atomic::Ordering;
+            ///
+            #[doc = concat!("let hits = procs_sync::RawValue::new(0 as ", stringify!($int), ")?;")]
+            /// let h = hits.clone();
+            /// let mut child = procs_core::Process::new(move || {
+            ///     h.atomic().fetch_add(1, Ordering::Relaxed);
+            /// });
+            /// child.start()?;
+            /// hits.atomic().fetch_add(1, Ordering::Relaxed);
+            /// child.join()?;
+            /// assert_eq!(hits.atomic().load(Ordering::Relaxed), 2);
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            pub fn atomic(&self) -> &std::sync::atomic::$atomic {
+                const {
+                    assert!(
+                        std::mem::align_of::<$int>()
+                            == std::mem::align_of::<std::sync::atomic::$atomic>()
+                    )
+                };
+                // SAFETY: the value is aligned for its integer type, which
+                // has the size and alignment of its atomic; the memory lives
+                // as long as `self`; any bit pattern is a valid integer.
+                unsafe { &*self.cells.ptr().cast::<std::sync::atomic::$atomic>() }
+            }
+        }
+    )*};
+}
+
+atomic_views!(
+    u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64, usize => AtomicUsize,
+    i8 => AtomicI8, i16 => AtomicI16, i32 => AtomicI32, i64 => AtomicI64, isize => AtomicIsize,
+);

@@ -333,3 +333,54 @@ fn value_increments_from_four_processes_are_not_lost() {
         Ok(100_000)
     ));
 }
+
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+#[test]
+fn timeouts_hold_while_signals_interrupt_the_wait() {
+    use std::io::{Read, Write};
+    let sem = Semaphore::new(0).unwrap();
+    let ev = Event::new().unwrap();
+    let lock = procs_sync::Lock::new().unwrap();
+    let _held = lock.lock().unwrap();
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let (s, e, l) = (sem.clone(), ev.clone(), lock.clone());
+    let waiter = procs_core::spawn(move || {
+        // SAFETY: installs a handler that does nothing, without SA_RESTART,
+        // so that the futex waits below return EINTR on each signal.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigusr1 as *const () as usize;
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        let mut w = ready_w;
+        w.write_all(b"r").unwrap();
+        let d = Duration::from_millis(150);
+        let t = Instant::now();
+        let a = s.acquire_timeout(d);
+        let ta = t.elapsed();
+        let t = Instant::now();
+        let b = e.wait_timeout(d);
+        let tb = t.elapsed();
+        let t = Instant::now();
+        let c = l.lock_timeout(d).is_ok();
+        let tc = t.elapsed();
+        (a, b, c, [ta, tb, tc].map(|x| x.as_millis() as u64))
+    })
+    .unwrap();
+    let mut b = [0u8; 1];
+    ready_r.read_exact(&mut b).unwrap();
+    let pid = nix::unistd::Pid::from_raw(waiter.pid());
+    // Interrupt the waits over and over until the child is done.
+    while nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).is_ok()
+        && waiter.process().is_alive()
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (a, b, c, ms) = waiter.join().unwrap();
+    assert!(!a && !b && !c, "a wait succeeded: {a} {b} {c}");
+    for m in ms {
+        assert!(m >= 150, "a wait ended early after {m} ms: {ms:?}");
+        assert!(m < 10_000, "a wait overran: {ms:?}");
+    }
+}
