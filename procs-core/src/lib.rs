@@ -54,6 +54,7 @@
 
 mod current;
 mod error;
+mod handover;
 pub mod info;
 mod process;
 mod registry;
@@ -66,6 +67,7 @@ pub use current::{
     parent_process, process_cpu_count,
 };
 pub use error::{Error, Result};
+pub use handover::handing_over_to;
 pub use nix::sys::signal::Signal;
 pub use process::{Process, ProcessBuilder, StartMethod, Target};
 pub use spawn::{JoinHandle, spawn, spawn_with};

@@ -265,7 +265,7 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
             // captured is dropped here, after the lock (it may hold handles
             // whose drop takes locks of its own).
             drop(st);
-            drop(spec.entry);
+            crate::handover::dropping_for(pid, spec.entry);
             Ok(record)
         }
     }
