@@ -36,6 +36,13 @@ recipes! {
     process_lifecycle = "../examples/process_lifecycle.rs": "Kill a process, and its exit code",
     process_attributes = "../examples/process_attributes.rs": "Process attributes, as psutil shows them",
     custom_process = "../examples/custom_process.rs": "Define a process type of your own",
+    sync_lock = "../examples/sync_lock.rs": "A shared counter with and without a Lock",
+    sync_rlock = "../examples/sync_rlock.rs": "An RLock taken twice by its holder",
+    sync_semaphore = "../examples/sync_semaphore.rs": "A Semaphore between a producer and a consumer",
+    sync_condition = "../examples/sync_condition.rs": "A Condition around a bounded list",
+    sync_event = "../examples/sync_event.rs": "An Event between a producer and a consumer",
+    sync_barrier = "../examples/sync_barrier.rs": "Synchronize processes with a Barrier",
+    shared_value_array = "../examples/shared_value_array.rs": "Share a Value and an Array with a child",
 }
 
 fn main() -> ExitCode {

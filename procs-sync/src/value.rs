@@ -57,26 +57,93 @@ impl<T: Pod> Cells<T> {
         self.raw.get()
     }
 
-    /// A copy of the data, read without the lock.
+    /// A copy of element `i`, read without the lock, with relaxed atomic
+    /// loads: another thread or process may write it meanwhile, and a torn
+    /// copy of a Pod is still a valid value, but never a data race.
     fn read(&self, i: usize) -> T {
         assert!(
             i < self.len,
             "index {i} out of range for length {}",
             self.len
         );
-        // SAFETY: in range (checked); T is Pod, so any bytes another process
-        // left there, even half-written, are a valid T.
-        unsafe { self.ptr().add(i).read_volatile() }
+        let mut out = T::zeroed();
+        // SAFETY: in range (checked); the element is aligned for T, which
+        // is what `atomic_copy` needs for word-sized copies.
+        unsafe {
+            atomic_copy(
+                self.ptr().add(i).cast(),
+                bytemuck::bytes_of_mut(&mut out).as_mut_ptr(),
+                std::mem::size_of::<T>(),
+                true,
+            )
+        };
+        out
     }
 
+    /// Overwrites element `i` with relaxed atomic stores.
     fn write(&self, i: usize, v: T) {
         assert!(
             i < self.len,
             "index {i} out of range for length {}",
             self.len
         );
-        // SAFETY: in range (checked), aligned, writable shared memory.
-        unsafe { self.ptr().add(i).write_volatile(v) }
+        // SAFETY: as in `read`.
+        unsafe {
+            atomic_copy(
+                self.ptr().add(i).cast(),
+                bytemuck::bytes_of(&v).as_ptr().cast_mut(),
+                std::mem::size_of::<T>(),
+                false,
+            )
+        };
+    }
+}
+
+/// Copies `len` bytes between shared memory at `shared` and local memory at
+/// `local` (`out`: shared to local), touching shared memory only with
+/// relaxed atomics: whole words where size and alignment allow, bytes
+/// otherwise.
+///
+/// # Safety
+/// `shared` is valid for `len` bytes and aligned for the type being copied;
+/// `local` is valid for `len` bytes and not shared.
+unsafe fn atomic_copy(shared: *mut u8, local: *mut u8, len: usize, out: bool) {
+    use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
+    macro_rules! word {
+        ($atomic:ty, $int:ty) => {{
+            // SAFETY: the caller's contract: `shared` is valid and aligned
+            // for a type of this size (checked by the match below), `local`
+            // is valid for as many bytes and read or written unaligned.
+            unsafe {
+                let a = &*shared.cast::<$atomic>();
+                if out {
+                    local.cast::<$int>().write_unaligned(a.load(Relaxed));
+                } else {
+                    a.store(local.cast::<$int>().read_unaligned(), Relaxed);
+                }
+            }
+        }};
+    }
+    match len {
+        1 => word!(AtomicU8, u8),
+        2 if (shared as usize).is_multiple_of(2) => word!(AtomicU16, u16),
+        4 if (shared as usize).is_multiple_of(4) => word!(AtomicU32, u32),
+        8 if (shared as usize).is_multiple_of(8) => word!(AtomicU64, u64),
+        _ => {
+            for k in 0..len {
+                // SAFETY: k < len, so both bytes are inside their regions;
+                // a byte needs no alignment.
+                unsafe {
+                    let a = &*shared.add(k).cast::<AtomicU8>();
+                    let l = local.add(k);
+                    if out {
+                        l.write(a.load(Relaxed));
+                    } else {
+                        a.store(l.read(), Relaxed);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -337,8 +404,11 @@ impl<T: Pod> Array<T> {
 }
 
 /// A `T` in shared memory with no lock (Python's `RawValue`): each `get`
-/// and `set` is one copy, and concurrent writers may interleave. For
-/// integers that several processes update, use [`Value`].
+/// and `set` is one copy made of relaxed atomic operations, so concurrent
+/// writers may interleave (a value larger than a word can be torn, and a
+/// read-modify-write can lose updates) but never race. For updates by
+/// several processes use [`Value`], or [`atomic`](RawValue::atomic) for
+/// integers.
 pub struct RawValue<T: Pod> {
     cells: Cells<T>,
 }
@@ -348,6 +418,12 @@ impl<T: Pod> Clone for RawValue<T> {
         RawValue {
             cells: self.cells.clone(),
         }
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RawValue").field(&self.get()).finish()
     }
 }
 
@@ -385,6 +461,12 @@ impl<T: Pod> Clone for RawArray<T> {
         RawArray {
             cells: self.cells.clone(),
         }
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RawArray").field(&self.to_vec()).finish()
     }
 }
 
