@@ -36,6 +36,8 @@ recipes! {
     process_lifecycle = "../examples/process_lifecycle.rs": "Kill a process, and its exit code",
     process_attributes = "../examples/process_attributes.rs": "Process attributes, as psutil shows them",
     custom_process = "../examples/custom_process.rs": "Define a process type of your own",
+    subprocess_run = "../examples/subprocess_run.rs": "Run a command: capture, check, timeout",
+    subprocess_popen = "../examples/subprocess_popen.rs": "A child in the background with Popen",
     sync_lock = "../examples/sync_lock.rs": "A shared counter with and without a Lock",
     sync_rlock = "../examples/sync_rlock.rs": "An RLock taken twice by its holder",
     sync_semaphore = "../examples/sync_semaphore.rs": "A Semaphore between a producer and a consumer",

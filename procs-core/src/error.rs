@@ -99,7 +99,7 @@ pub enum Error {
         /// Which information is gone.
         what: &'static str,
     },
-    /// A program to run was not found (or not executable).
+    /// A program to run was not found.
     #[error("program not found: {program}")]
     ProgramNotFound {
         /// The program as given.

@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,60 @@ use procs_core::subprocess::{self, Popen, Redirect, Run};
 /// Long enough for anything a test waits for on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A path in the temporary directory unique to this test process and `name`.
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("procs-subprocess-{}-{name}", std::process::id()))
+/// A path in the temporary directory unique to this test process and
+/// `name`, removed (file or directory) when dropped.
+fn temp_path(name: &str) -> TempPath {
+    let path = std::env::temp_dir().join(format!("procs-subprocess-{}-{name}", std::process::id()));
+    let _ = fs::remove_file(&path);
+    TempPath(path)
+}
+
+struct TempPath(PathBuf);
+
+impl Deref for TempPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempPath {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child that is killed (with its group, when it leads one) and reaped
+/// when dropped, so that a failing test leaves no process behind. `Popen`'s
+/// own drop leaves a running child running, as std does.
+struct Reaped(Popen);
+
+impl Deref for Reaped {
+    type Target = Popen;
+    fn deref(&self) -> &Popen {
+        &self.0
+    }
+}
+
+impl DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Popen {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.send_signal_group(Signal::SIGKILL);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Polls `cond` until it holds or `PATIENCE` runs out; returns whether it held.
@@ -128,7 +180,6 @@ fn run_in_cwd() {
     fs::create_dir_all(&dir).expect("create dir");
     fs::write(dir.join("marker"), b"").expect("create marker");
     let done = Run::new(["ls"]).cwd(&dir).capture_output().run();
-    fs::remove_dir_all(&dir).expect("remove dir");
     assert_eq!(done.expect("ls runs").stdout, b"marker\n");
 }
 
@@ -327,8 +378,7 @@ fn run_missing_program_is_program_not_found() {
 fn run_not_executable_is_an_os_error_naming_the_file() {
     let path = temp_path("not-executable");
     fs::write(&path, b"#!/bin/sh\necho hi\n").expect("write script");
-    let err = Run::new([&path]).run().unwrap_err();
-    fs::remove_file(&path).expect("remove script");
+    let err = Run::new([path.as_os_str()]).run().unwrap_err();
     match err {
         Error::Os { source, .. } => {
             assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
@@ -370,6 +420,7 @@ fn communicate_reads_megabytes_of_stdout_and_stderr_at_once() {
         .stdout(Redirect::Pipe)
         .stderr(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     let (out, err) = p.communicate(None, Some(PATIENCE)).expect("communicate");
     assert_eq!(out.len(), 3_000_000);
@@ -389,6 +440,7 @@ fn communicate_feeds_megabytes_to_cat_while_it_writes_them_back() {
         .stdout(Redirect::Pipe)
         .stderr(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn cat");
     let (out, err) = p
         .communicate(Some(&input), Some(PATIENCE))
@@ -409,6 +461,7 @@ fn poll_is_none_while_running_then_the_code() {
     let mut p = Popen::builder(["sh", "-c", "read line; exit 7"])
         .stdin(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     assert_eq!(p.poll().expect("poll"), None);
     assert_eq!(p.returncode(), None);
@@ -428,7 +481,9 @@ fn poll_is_none_while_running_then_the_code() {
 
 #[test]
 fn wait_timeout_leaves_a_sleeping_child_running_then_kill_gives_minus_9() {
-    let mut p = Popen::new(["sleep", "30"]).expect("spawn sleep");
+    let mut p = Popen::new(["sleep", "30"])
+        .map(Reaped)
+        .expect("spawn sleep");
     let started = Instant::now();
     assert_eq!(
         p.wait_timeout(Duration::from_millis(100)).expect("wait"),
@@ -443,20 +498,26 @@ fn wait_timeout_leaves_a_sleeping_child_running_then_kill_gives_minus_9() {
 
 #[test]
 fn wait_timeout_returns_the_code_of_a_child_that_ends() {
-    let mut p = Popen::new(["sh", "-c", "exit 4"]).expect("spawn sh");
+    let mut p = Popen::new(["sh", "-c", "exit 4"])
+        .map(Reaped)
+        .expect("spawn sh");
     assert_eq!(p.wait_timeout(PATIENCE).expect("wait"), Some(4));
 }
 
 #[test]
 fn terminate_gives_minus_15() {
-    let mut p = Popen::new(["sleep", "30"]).expect("spawn sleep");
+    let mut p = Popen::new(["sleep", "30"])
+        .map(Reaped)
+        .expect("spawn sleep");
     p.terminate().expect("terminate");
     assert_eq!(p.wait().expect("wait"), -15);
 }
 
 #[test]
 fn send_signal_delivers_and_is_skipped_after_reaping() {
-    let mut p = Popen::new(["sleep", "30"]).expect("spawn sleep");
+    let mut p = Popen::new(["sleep", "30"])
+        .map(Reaped)
+        .expect("spawn sleep");
     p.send_signal(Signal::SIGUSR1).expect("signal");
     assert_eq!(p.wait().expect("wait"), -(Signal::SIGUSR1 as i32));
     // Reaped: the pid may be anyone's now, so nothing is sent.
@@ -470,6 +531,7 @@ fn send_signal_group_reaches_the_grandchildren() {
         .stdout(Redirect::Pipe)
         .process_group(0)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     let mut line = String::new();
     BufReader::new(p.stdout().expect("stdout is a pipe"))
@@ -484,7 +546,7 @@ fn send_signal_group_reaches_the_grandchildren() {
         proc_state(grandchild)
     );
 
-    let mut alone = Popen::new(["true"]).expect("spawn true");
+    let mut alone = Popen::new(["true"]).map(Reaped).expect("spawn true");
     let err = alone.send_signal_group(Signal::SIGTERM).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
     alone.wait().expect("wait");
@@ -494,7 +556,11 @@ fn send_signal_group_reaches_the_grandchildren() {
 fn process_group_and_new_session_are_set_in_the_child() {
     // Fields 5 and 6 of /proc/<pid>/stat: process group and session.
     let ids = |options: subprocess::PopenOptions| {
-        let mut p = options.stdout(Redirect::Pipe).spawn().expect("spawn sh");
+        let mut p = options
+            .stdout(Redirect::Pipe)
+            .spawn()
+            .map(Reaped)
+            .expect("spawn sh");
         let (out, _) = p.communicate(None, Some(PATIENCE)).expect("communicate");
         let out = String::from_utf8(out).expect("text");
         let ids: Vec<i32> = out
@@ -520,7 +586,6 @@ fn process_group_and_new_session_are_set_in_the_child() {
 #[test]
 fn communicate_timeout_then_a_second_call_gets_the_rest() {
     let gate = temp_path("gate-output");
-    let _ = fs::remove_file(&gate);
     let script = format!(
         "echo first; while [ ! -e '{}' ]; do sleep 0.01; done; echo second",
         gate.display()
@@ -528,6 +593,7 @@ fn communicate_timeout_then_a_second_call_gets_the_rest() {
     let mut p = Popen::builder(["sh", "-c", &script])
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     // The child cannot finish before the gate opens, so every call times
     // out; go on until the first line has been read.
@@ -546,7 +612,6 @@ fn communicate_timeout_then_a_second_call_gets_the_rest() {
     ));
     File::create(&gate).expect("open the gate");
     let result = p.communicate(None, Some(PATIENCE));
-    fs::remove_file(&gate).expect("remove the gate");
     let (out, _) = result.expect("communicate");
     assert_eq!(out, b"first\nsecond\n");
     assert_eq!(p.returncode(), Some(0));
@@ -557,7 +622,6 @@ fn communicate_timeout_keeps_the_input_not_yet_written() {
     // The child reads nothing before the gate opens: of 1 MiB of input, the
     // first call can only write what the pipe holds.
     let gate = temp_path("gate-input");
-    let _ = fs::remove_file(&gate);
     let script = format!(
         "while [ ! -e '{}' ]; do sleep 0.01; done; exec cat",
         gate.display()
@@ -567,6 +631,7 @@ fn communicate_timeout_keeps_the_input_not_yet_written() {
         .stdin(Redirect::Pipe)
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     let first = p.communicate(Some(&input), Some(Duration::from_millis(100)));
     assert!(
@@ -575,7 +640,6 @@ fn communicate_timeout_keeps_the_input_not_yet_written() {
     );
     File::create(&gate).expect("open the gate");
     let result = p.communicate(None, Some(PATIENCE));
-    fs::remove_file(&gate).expect("remove the gate");
     let (out, _) = result.expect("communicate");
     assert!(
         out == input,
@@ -587,7 +651,7 @@ fn communicate_timeout_keeps_the_input_not_yet_written() {
 
 #[test]
 fn communicate_input_needs_a_stdin_pipe() {
-    let mut p = Popen::new(["true"]).expect("spawn true");
+    let mut p = Popen::new(["true"]).map(Reaped).expect("spawn true");
     let err = p.communicate(Some(b"x"), None).unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
     assert_eq!(
@@ -605,11 +669,11 @@ fn popen_stdout_and_merged_stderr_to_a_file() {
         .stdout(file)
         .stderr_to_stdout()
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     assert!(p.stdout().is_none() && p.stderr().is_none());
     assert_eq!(p.wait().expect("wait"), 0);
     let written = fs::read(&path).expect("read file");
-    fs::remove_file(&path).expect("remove file");
     assert_eq!(written, b"to-file\nerr-too\n");
 }
 
@@ -619,6 +683,7 @@ fn popen_stdin_from_null() {
         .stdin(Redirect::Null)
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn readlink");
     let (out, _) = p.communicate(None, Some(PATIENCE)).expect("communicate");
     assert_eq!(out, b"/dev/null\n");
@@ -627,6 +692,7 @@ fn popen_stdin_from_null() {
         .stdin(Redirect::Null)
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn cat");
     assert_eq!(
         p.communicate(None, Some(PATIENCE)).expect("communicate").0,
@@ -639,12 +705,14 @@ fn popen_chains_one_childs_stdout_into_the_next() {
     let mut producer = Popen::builder(["printf", "b\\nc\\na\\n"])
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn printf");
     let pipe = producer.take_stdout().expect("stdout is a pipe");
     let mut sorter = Popen::builder(["sort"])
         .stdin(pipe)
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sort");
     let (out, _) = sorter
         .communicate(None, Some(PATIENCE))
@@ -655,7 +723,7 @@ fn popen_chains_one_childs_stdout_into_the_next() {
 
 #[test]
 fn wait_leaves_no_zombie() {
-    let mut p = Popen::new(["true"]).expect("spawn true");
+    let mut p = Popen::new(["true"]).map(Reaped).expect("spawn true");
     let pid = p.pid();
     assert_eq!(p.wait().expect("wait"), 0);
     assert!(is_reaped(pid), "{:?}", proc_state(pid));
@@ -697,7 +765,7 @@ fn popen_missing_program_is_program_not_found() {
 
 #[test]
 fn popen_reports_args_and_pid() {
-    let mut p = Popen::new(["true"]).expect("spawn true");
+    let mut p = Popen::new(["true"]).map(Reaped).expect("spawn true");
     assert_eq!(p.args(), ["true"]);
     assert!(p.pid() > 0);
     assert!(Path::new(&format!("/proc/{}", p.pid())).exists());
@@ -719,6 +787,7 @@ fn stderr_to_stdout_follows_an_inherited_or_null_stdout() {
     let mut p = Popen::builder(["sh", "-c", &script])
         .stderr_to_stdout()
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     assert_eq!(p.wait().expect("wait"), 0);
     let inherited = fs::read_to_string(&report).expect("read report");
@@ -728,17 +797,16 @@ fn stderr_to_stdout_follows_an_inherited_or_null_stdout() {
         .stdout(Redirect::Null)
         .stderr_to_stdout()
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     assert_eq!(p.wait().expect("wait"), 0);
     let null = fs::read_to_string(&report).expect("read report");
-    fs::remove_file(&report).expect("remove report");
     assert_eq!(null, "/dev/null\n/dev/null\n");
 }
 
 #[test]
 fn pipes_are_blocking_again_after_a_timed_out_communicate() {
     let gate = temp_path("gate-blocking");
-    let _ = fs::remove_file(&gate);
     let script = format!(
         "echo first; while [ ! -e '{}' ]; do sleep 0.01; done; echo second",
         gate.display()
@@ -746,6 +814,7 @@ fn pipes_are_blocking_again_after_a_timed_out_communicate() {
     let mut p = Popen::builder(["sh", "-c", &script])
         .stdout(Redirect::Pipe)
         .spawn()
+        .map(Reaped)
         .expect("spawn sh");
     assert!(eventually(|| {
         match p.communicate(None, Some(Duration::from_millis(50))) {
@@ -758,7 +827,6 @@ fn pipes_are_blocking_again_after_a_timed_out_communicate() {
     // with WouldBlock.
     let mut rest = String::new();
     let read = BufReader::new(p.stdout().expect("stdout is a pipe")).read_line(&mut rest);
-    fs::remove_file(&gate).expect("remove the gate");
     read.expect("a blocking read");
     assert_eq!(rest, "second\n");
     assert_eq!(p.wait().expect("wait"), 0);

@@ -154,7 +154,7 @@ impl Popen {
     ) -> Result<bool> {
         self.set_pipes_nonblocking(true)?;
         let outcome = self.exchange_nonblocking(input, written, deadline, stdout, stderr);
-        let restored: Result<()> = Ok(());
+        let restored = self.set_pipes_nonblocking(false);
         let done = outcome?;
         restored.map(|()| done)
     }

@@ -108,8 +108,8 @@ impl PopenOptions {
         self
     }
 
-    /// Runs the child in `dir` (Python's `cwd`). A relative program name is
-    /// still looked up in `PATH`, not in `dir`.
+    /// Runs the child in `dir` (Python's `cwd`). A program name without a
+    /// `/` is still looked up in `PATH`.
     pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
         self.command.current_dir(dir);
         self
