@@ -502,3 +502,50 @@ fn fork_from_a_parent_with_busy_threads() {
         t.join().unwrap();
     }
 }
+
+#[test]
+fn a_normal_exit_terminates_daemons_and_joins_the_others() {
+    // A child starts a daemon that would sleep a minute and a non-daemon
+    // worker that waits for this test's go, then returns from its target
+    // without joining either.
+    let (mut report_r, report_w) = std::io::pipe().unwrap();
+    let (go_r, mut go_w) = std::io::pipe().unwrap();
+    let mut parent = Reaper(Process::new(move || {
+        let mut daemon = Process::builder()
+            .daemon(true)
+            .build(|| thread::sleep(Duration::from_secs(60)));
+        daemon.start().unwrap();
+        let worker_out = report_w.try_clone().unwrap();
+        let mut worker = Process::new(move || {
+            let mut go = go_r;
+            let _ = read_line(&mut go);
+            let mut w = worker_out;
+            w.write_all(b"worker done\n").unwrap();
+        });
+        worker.start().unwrap();
+        let mut w = report_w;
+        writeln!(w, "{} {}", daemon.pid().unwrap(), worker.pid().unwrap()).unwrap();
+    }));
+    parent.0.start().unwrap();
+    let pids = read_line(&mut report_r);
+    let mut it = pids.split(' ').map(|p| p.parse::<i32>().unwrap());
+    let (daemon, worker) = (it.next().unwrap(), it.next().unwrap());
+    // The parent's target has returned, but the parent waits for its worker.
+    assert_eq!(
+        parent.0.join_timeout(Duration::from_millis(100)).unwrap(),
+        None,
+        "the parent ended without joining its non-daemon child"
+    );
+    go_w.write_all(b"go\n").unwrap();
+    assert_eq!(read_line(&mut report_r), "worker done");
+    assert_eq!(parent.0.join().unwrap(), 0);
+    // The daemon was terminated, and both children reaped by the parent.
+    assert!(
+        proc_state(daemon).is_none(),
+        "daemon {daemon} outlived its parent"
+    );
+    assert!(
+        proc_state(worker).is_none(),
+        "worker {worker} was not reaped"
+    );
+}

@@ -179,3 +179,17 @@ fn a_segment_whose_creator_was_killed_is_removed_as_an_orphan() {
     Segment::remove_orphans().unwrap();
     assert!(!in_dev_shm(&name), "{name} left in /dev/shm");
 }
+
+#[test]
+fn a_segment_is_unlinked_when_its_creator_panics() {
+    let (mut name_r, name_w) = std::io::pipe().unwrap();
+    let mut creator = start(move || {
+        let seg = Segment::create_named(None, 64).unwrap();
+        let mut w = name_w;
+        writeln!(w, "{}", seg.name().unwrap()).unwrap();
+        panic!("the creator fails with its segment open");
+    });
+    let name = read_line(&mut name_r);
+    assert_eq!(creator.0.join().unwrap(), 1);
+    assert!(!in_dev_shm(&name), "{name} left in /dev/shm by a panic");
+}
