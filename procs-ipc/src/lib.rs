@@ -1,6 +1,16 @@
-//! Pipes, connections and queues between processes over shared memory.
+//! Pipes and queues between processes, over shared memory.
 //!
-//! Part of procs, Python's `multiprocessing` rebuilt in Rust. This crate is
-//! not yet implemented; its README says what it will hold.
+//! (crate documentation is written with the pipe module)
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod doorbell;
+mod error;
+pub mod frame;
+pub mod owners;
+mod pipe;
+pub mod ring;
+pub mod sync;
+
+pub use error::{Error, PutError, Result};
+pub use pipe::{Connection, DEFAULT_CAPACITY, PipeBuilder, Receiver, Sender, pipe, pipe_one_way};

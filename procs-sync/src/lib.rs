@@ -25,16 +25,10 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod facade;
 #[cfg(not(loom))]
 mod sys;
 
-// The algorithms are public to the loom tests only.
-#[cfg(loom)]
-#[doc(hidden)]
 pub mod raw;
-#[cfg(not(loom))]
-mod raw;
 
 mod error;
 pub use error::{Error, OwnerDied, Result, TryLockError};

@@ -437,7 +437,7 @@ fn generated_name() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    let start = process_start_ticks(pid as i32).unwrap_or(0);
+    let start = crate::raw::liveness::own_start_ticks();
     format!("/{GENERATED_PREFIX}{pid}.{start}.{n}")
 }
 
@@ -450,18 +450,6 @@ fn parse_generated(file: &str) -> Option<(i32, u64)> {
     Some((pid, start))
 }
 
-/// The start time of `pid` in clock ticks since boot, `None` if it is gone
-/// or a zombie.
-fn process_start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
 fn creator_alive(pid: i32, start: u64) -> bool {
-    process_start_ticks(pid) == Some(start)
+    crate::raw::liveness::start_ticks(pid) == Some(start)
 }

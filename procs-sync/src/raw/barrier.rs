@@ -23,7 +23,7 @@
 
 use std::time::Instant;
 
-use crate::facade::{AtomicU32, Ordering, spin_loop, wait, wake};
+use crate::raw::sync::{AtomicU32, Ordering, spin_loop, wait, wake};
 
 const COUNT: u32 = 0xFFFF;
 const ROUND_SHIFT: u32 = 16;

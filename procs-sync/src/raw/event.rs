@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use super::notify::Notifier;
-use crate::facade::{AtomicU32, Ordering};
+use crate::raw::sync::{AtomicU32, Ordering};
 
 /// A process-shared event flag.
 #[repr(C)]

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::facade::{
+use crate::raw::sync::{
     AtomicU32, HOLDER_CHECKS, Ordering, SPIN_LIMIT, boot_ticks_now, current_tid, holder_alive,
     spin_loop, wait, wake,
 };

@@ -1,7 +1,13 @@
-//! The algorithms, written against [`crate::facade`] and knowing nothing of
-//! segments or of the types they protect. Each is a `#[repr(C)]` struct of
-//! atomics that lives in shared memory (or, under loom, on the heap), and
-//! starts as all zeroes unless said otherwise.
+//! Building blocks: the algorithms behind the primitives, and the facade
+//! they are written against, for crates that build primitives of their own
+//! in shared memory (procs-ipc's rings are built on them).
+//!
+//! Each algorithm is a `#[repr(C)]` struct of atomics that knows nothing of
+//! segments or of the data it protects; it lives in shared memory (or, under
+//! `--cfg loom`, on the heap) and starts as all zeroes unless said
+//! otherwise. [`sync`] is the facade: std's atomics and the shared futex
+//! normally, loom's model under `--cfg loom`, so that code written against it
+//! is model-checked as it is.
 //!
 //! The `new` constructors serve the loom tests; in shared memory the state
 //! starts from the zeroes of a fresh segment.
@@ -11,7 +17,10 @@
 pub mod barrier;
 pub mod condvar;
 pub mod event;
+#[cfg(not(loom))]
+pub mod liveness;
 pub mod lock;
 pub mod notify;
 pub mod rlock;
 pub mod semaphore;
+pub mod sync;

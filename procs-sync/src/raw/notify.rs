@@ -16,7 +16,7 @@
 
 use std::time::Instant;
 
-use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
+use crate::raw::sync::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
 
 /// A sequence number to wait on for a change.
 #[repr(C)]

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::lock::{Acquired, RawLock};
-use crate::facade::{AtomicU32, Ordering, current_tid};
+use crate::raw::sync::{AtomicU32, Ordering, current_tid};
 
 /// A process-shared lock that its holder may take again.
 #[repr(C)]

@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use crate::facade::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
+use crate::raw::sync::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
 
 /// A process-shared counting semaphore.
 #[repr(C)]

@@ -3,4 +3,4 @@
 //! Everything Linux-only in this crate is here.
 
 pub(crate) mod futex;
-pub(crate) mod thread;
+pub mod thread;

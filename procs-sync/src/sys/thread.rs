@@ -15,7 +15,7 @@ thread_local! {
 /// The calling thread's id, from a per-thread cache (no system call after
 /// the first).
 #[inline]
-pub(crate) fn current_tid() -> u32 {
+pub fn current_tid() -> u32 {
     let tid = TID.with(Cell::get);
     if tid != 0 {
         return tid;
@@ -43,7 +43,7 @@ fn fetch_tid() -> u32 {
 
 /// Now, in clock ticks since boot: the unit of a task's start time in
 /// `/proc/<tid>/stat`.
-pub(crate) fn boot_ticks_now() -> u64 {
+pub fn boot_ticks_now() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -65,7 +65,7 @@ fn ticks_per_second() -> u64 {
 /// is still that same thread and alive. It is dead if `/proc/<tid>` is gone
 /// or a zombie; it is another thread (the tid was reused) if that task
 /// started after `seen_at`.
-pub(crate) fn holder_alive(tid: u32, seen_at: u64) -> bool {
+pub fn holder_alive(tid: u32, seen_at: u64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
         return false;
     };

@@ -1,5 +1,5 @@
-//! The one door through which the algorithms of this crate touch atomics,
-//! futexes and thread identity.
+//! The one door through which the algorithms touch atomics, futexes and
+//! thread identity.
 //!
 //! Normally these are std's atomics, the shared futex and the thread's tid.
 //! Under `--cfg loom` they are loom's model: threads stand in for processes
@@ -9,40 +9,40 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::hint::spin_loop;
-    pub(crate) use std::sync::atomic::{AtomicU32, Ordering, fence};
+    pub use std::hint::spin_loop;
+    pub use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
     use std::time::Instant;
 
     /// Spins before sleeping: a lock is often released within this time.
-    pub(crate) const SPIN_LIMIT: u32 = 100;
+    pub const SPIN_LIMIT: u32 = 100;
 
     /// Sleeps while `*word == expected` until woken or `deadline`; `false`
     /// once the deadline has passed. May return early: callers re-check.
     #[inline]
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         crate::sys::futex::wait(word, expected, deadline)
     }
 
     /// Wakes up to `n` sleepers on `word`.
     #[inline]
-    pub(crate) fn wake(word: &AtomicU32, n: u32) {
+    pub fn wake(word: &AtomicU32, n: u32) {
         crate::sys::futex::wake(word, n);
     }
 
-    pub(crate) use crate::sys::thread::{boot_ticks_now, current_tid, holder_alive};
+    pub use crate::sys::thread::{boot_ticks_now, current_tid, holder_alive};
 
     /// Waiters wake up now and then to check that a lock's holder lives.
-    pub(crate) const HOLDER_CHECKS: bool = true;
+    pub const HOLDER_CHECKS: bool = true;
 }
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicU32, Ordering, fence};
+    pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
     use std::time::Instant;
 
-    pub(crate) const SPIN_LIMIT: u32 = 1;
+    pub const SPIN_LIMIT: u32 = 1;
 
-    pub(crate) fn spin_loop() {
+    pub fn spin_loop() {
         loom::thread::yield_now();
     }
 
@@ -52,7 +52,7 @@ mod imp {
     /// that comes between a waiter's check and its sleep is never lost, and a
     /// wake-up the algorithm forgets to make shows up as a loom deadlock.
     /// A wait with a deadline times out at once (the real call may too).
-    pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         let guard = FUTEX.0.lock().unwrap();
         // The kernel compares with the latest value of the word; a loom load
         // may return an older one, a read-modify-write may not.
@@ -68,7 +68,7 @@ mod imp {
 
     /// Wakes every sleeper of the model (waking more than asked is allowed:
     /// a woken waiter re-checks).
-    pub(crate) fn wake(_word: &AtomicU32, _n: u32) {
+    pub fn wake(_word: &AtomicU32, _n: u32) {
         let _guard = FUTEX.0.lock().unwrap();
         FUTEX.1.notify_all();
     }
@@ -79,14 +79,14 @@ mod imp {
     }
 
     /// Loom cannot model a holder's death: waiters sleep until woken.
-    pub(crate) const HOLDER_CHECKS: bool = false;
+    pub const HOLDER_CHECKS: bool = false;
 
     loom::thread_local! {
         static TID: std::cell::Cell<u32> = std::cell::Cell::new(0);
     }
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
-    pub(crate) fn current_tid() -> u32 {
+    pub fn current_tid() -> u32 {
         TID.with(|t| {
             if t.get() == 0 {
                 t.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -95,13 +95,13 @@ mod imp {
         })
     }
 
-    pub(crate) fn boot_ticks_now() -> u64 {
+    pub fn boot_ticks_now() -> u64 {
         0
     }
 
-    pub(crate) fn holder_alive(_tid: u32, _seen_at: u64) -> bool {
+    pub fn holder_alive(_tid: u32, _seen_at: u64) -> bool {
         true
     }
 }
 
-pub(crate) use imp::*;
+pub use imp::*;

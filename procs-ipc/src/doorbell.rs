@@ -1,0 +1,61 @@
+//! A doorbell: how one side of a ring sleeps until the other publishes.
+//!
+//! ```text
+//! offset 0  seq: bumped by a ring that finds sleepers (the futex word)
+//! offset 4  sleepers
+//! ```
+//!
+//! The publisher stores its progress (a release store), then rings: a
+//! sequentially consistent fence, then a read of `sleepers`, and only if
+//! someone sleeps a bump of `seq` and a wake-up call. A sleeper adds itself
+//! to `sleepers`, fences, reads `seq`, then checks the condition it waits for
+//! and sleeps on `seq`. The two fences make at least one side see the other:
+//! no wake-up is lost, and a publish that nobody waits for costs a fence.
+
+use std::time::Instant;
+
+use crate::sync::{AtomicU32, Ordering, fence, wait, wake};
+
+/// A doorbell in shared memory.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Doorbell {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+impl Doorbell {
+    /// A doorbell nobody sleeps on.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes the sleepers, if any. Call after publishing with a release store.
+    #[inline]
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    fn wake_all(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        wake(&self.seq, u32::MAX);
+    }
+
+    /// Sleeps once: until a ring, `deadline`, or a spurious wake-up, unless
+    /// `ready()` already holds. Returns `ready()` as seen last.
+    pub fn sleep(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seen = self.seq.load(Ordering::Acquire);
+        let r = ready() || {
+            wait(&self.seq, seen, deadline);
+            ready()
+        };
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+}

@@ -1,0 +1,99 @@
+//! The frame header: the first 8 bytes of every message in a ring.
+//!
+//! ```text
+//! bytes 0-3  payload length, little endian
+//! bytes 4-7  the length XOR MAGIC: a check that the header is one
+//! ```
+//!
+//! The payload follows, padded with zeros to a multiple of 8 so that every
+//! header is 8-byte aligned in the ring. [`Header::parse`] is the decoder of
+//! bytes another process wrote: it refuses a header whose check fails or
+//! whose length is beyond [`Header::MAX_LEN`], and never panics.
+
+use crate::error::{Error, Result};
+
+/// Bytes in a header.
+pub const HEADER: usize = 8;
+
+const MAGIC: u32 = 0x9E37_79B9;
+
+/// `len` rounded up to a multiple of 8.
+pub const fn padded(len: usize) -> usize {
+    (len + 7) & !7
+}
+
+/// A checked frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    len: u32,
+}
+
+impl Header {
+    /// The largest payload a frame can carry (4 GiB less 8 bytes, so that
+    /// the padded frame still counts in 32 bits).
+    pub const MAX_LEN: u32 = u32::MAX - 15;
+
+    /// The header of a payload of `len` bytes (at most [`Header::MAX_LEN`]).
+    pub fn new(len: u32) -> Self {
+        Header { len }
+    }
+
+    /// The payload's length.
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    /// The 8 bytes to write.
+    pub fn to_bytes(self) -> [u8; HEADER] {
+        let mut b = [0u8; HEADER];
+        b[..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..].copy_from_slice(&(self.len ^ MAGIC).to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks 8 bytes read from a ring.
+    pub fn parse(b: [u8; HEADER]) -> Result<Header> {
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        if check != len ^ MAGIC {
+            return Err(Error::Corrupt("a frame header fails its check"));
+        }
+        if len > Self::MAX_LEN {
+            return Err(Error::Corrupt(
+                "a frame header claims a length beyond the limit",
+            ));
+        }
+        Ok(Header { len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_bad_ones_are_refused() {
+        for len in [0, 1, 7, 8, 9, 1 << 20, Header::MAX_LEN] {
+            let h = Header::new(len);
+            assert_eq!(Header::parse(h.to_bytes()).unwrap(), h);
+        }
+        let mut b = Header::new(5).to_bytes();
+        b[0] ^= 1;
+        assert!(matches!(Header::parse(b), Err(Error::Corrupt(_))));
+        assert!(Header::parse([0; 8]).is_err());
+        let huge = u32::MAX;
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&huge.to_le_bytes());
+        b[4..].copy_from_slice(&(huge ^ MAGIC).to_le_bytes());
+        assert!(Header::parse(b).is_err());
+        assert_eq!(padded(0), 0);
+        assert_eq!(padded(1), 8);
+        assert_eq!(padded(8), 8);
+        assert_eq!(padded(9), 16);
+    }
+}

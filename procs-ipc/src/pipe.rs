@@ -1,0 +1,490 @@
+//! [`pipe`]: Python's `multiprocessing.Pipe`, over shared memory.
+//!
+//! ```text
+//! segment: owners of end 0 | owners of end 1 | ring 0 control | ring 1 control
+//!          | (page-aligned) ring 0 data | ring 1 data
+//! ```
+//!
+//! End 0 receives on ring 0 and, duplex, sends on ring 1; end 1 the
+//! reverse. Each end's holders are recorded ([`Owners`]) so that the other
+//! end learns when they are all gone, by close, by drop or by death.
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+use crate::owners::Owners;
+use crate::ring::{Peer, Ring, RingCtl, Sink};
+use crate::sync::SharedBytes;
+use procs_sync::Segment;
+use procs_sync::raw::liveness;
+
+/// The default capacity of each direction of a pipe, in bytes.
+pub const DEFAULT_CAPACITY: usize = 256 * 1024;
+
+#[repr(C)]
+#[derive(Debug, Default)]
+struct PipeCtl {
+    owners: [Owners; 2],
+    rings: [RingCtl; 2],
+}
+
+/// The memory of one pipe, shared by its ends in this process.
+#[derive(Debug)]
+struct Shared {
+    seg: Segment,
+    capacity: usize,
+    data_offset: usize,
+}
+
+impl Shared {
+    fn create(capacity: usize, rings: usize) -> Result<Shared> {
+        if capacity < 64 || !capacity.is_power_of_two() {
+            return Err(Error::Invalid(
+                "a pipe's capacity is a power of two of at least 64 bytes",
+            ));
+        }
+        let data_offset = std::mem::size_of::<PipeCtl>().next_multiple_of(4096);
+        let size = capacity
+            .checked_mul(rings)
+            .and_then(|d| d.checked_add(data_offset))
+            .ok_or(Error::Invalid("a pipe's capacity overflows"))?;
+        let seg = Segment::create(size)?;
+        let shared = Shared {
+            seg,
+            capacity,
+            data_offset,
+        };
+        for ring in &shared.ctl().rings[..rings] {
+            ring.init(capacity as u64);
+        }
+        let me = std::process::id() as i32;
+        for owners in &shared.ctl().owners {
+            owners.add(me, liveness::own_start_ticks());
+        }
+        Ok(shared)
+    }
+
+    fn ctl(&self) -> &PipeCtl {
+        // SAFETY: the segment's data starts with a PipeCtl (it is at least
+        // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
+        // which is a valid PipeCtl (atomics only); it lives as long as self.
+        unsafe { &*self.seg.as_ptr().cast::<PipeCtl>() }
+    }
+
+    fn ring(&self, i: usize) -> Ring<'_, SharedBytes> {
+        // SAFETY: ring i's data is `capacity` bytes at this offset inside the
+        // segment, which lives as long as the returned ring borrows self.
+        let bytes = unsafe {
+            SharedBytes::new(
+                self.seg.as_ptr().add(self.data_offset + i * self.capacity),
+                self.capacity,
+            )
+        };
+        Ring::new(&self.ctl().rings[i], bytes)
+    }
+}
+
+/// The other end of a ring, as seen from one end.
+struct OtherEnd<'a>(&'a Owners);
+
+impl Peer for OtherEnd<'_> {
+    fn closed(&self) -> bool {
+        self.0.closed()
+    }
+    fn alive(&self) -> bool {
+        self.0.any_alive(liveness::is_alive)
+    }
+}
+
+/// What every end has: its pipe, its side, its rings, and a scratch buffer.
+#[derive(Debug)]
+struct End {
+    shared: Arc<Shared>,
+    side: usize,
+    send_ring: Option<usize>,
+    recv_ring: Option<usize>,
+    scratch: RefCell<Vec<u8>>,
+    closed: Cell<bool>,
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    // A timeout too large to add is no timeout.
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+impl End {
+    fn new(
+        shared: Arc<Shared>,
+        side: usize,
+        send_ring: Option<usize>,
+        recv_ring: Option<usize>,
+    ) -> End {
+        End {
+            shared,
+            side,
+            send_ring,
+            recv_ring,
+            scratch: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
+        }
+    }
+
+    fn peer(&self) -> OtherEnd<'_> {
+        OtherEnd(&self.shared.ctl().owners[1 - self.side])
+    }
+
+    fn open(&self) -> Result<()> {
+        if self.closed.get() {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
+        self.open()?;
+        let ring = self
+            .send_ring
+            .ok_or(Error::Invalid("this end only receives"))?;
+        self.shared.ring(ring).send(bytes, deadline, &self.peer())
+    }
+
+    fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
+        self.open()?;
+        let ring = self
+            .recv_ring
+            .ok_or(Error::Invalid("this end only sends"))?;
+        self.shared.ring(ring).recv(sink, deadline, &self.peer())
+    }
+
+    fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        let mut buf = self.scratch.borrow_mut();
+        buf.clear();
+        let bytes = postcard::to_extend(value, std::mem::take(&mut *buf))
+            .map_err(|e| Error::Encode(e.to_string()))?;
+        let r = self.send_bytes(&bytes, deadline);
+        *buf = bytes;
+        r
+    }
+
+    fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
+        let mut buf = self.scratch.borrow_mut();
+        buf.clear();
+        self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;
+        postcard::from_bytes(&buf).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    fn send_pod<P: Pod>(&self, items: &[P], deadline: Option<Instant>) -> Result<()> {
+        self.send_bytes(bytemuck::cast_slice(items), deadline)
+    }
+
+    fn recv_pod<P: Pod>(&self, deadline: Option<Instant>) -> Result<Vec<P>> {
+        let mut buf = self.scratch.borrow_mut();
+        buf.clear();
+        let len = self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;
+        let size = std::mem::size_of::<P>().max(1);
+        if len % size != 0 {
+            return Err(Error::Decode(format!(
+                "{len} bytes are not a whole number of {size}-byte items"
+            )));
+        }
+        let mut out = vec![P::zeroed(); len / size];
+        bytemuck::cast_slice_mut::<P, u8>(&mut out).copy_from_slice(&buf[..len]);
+        Ok(out)
+    }
+
+    fn recv_pod_into<P: Pod>(&self, items: &mut [P], deadline: Option<Instant>) -> Result<usize> {
+        let size = std::mem::size_of::<P>().max(1);
+        let len = self.recv_into(&mut Sink::Slice(bytemuck::cast_slice_mut(items)), deadline)?;
+        if len % size != 0 {
+            return Err(Error::Decode(format!(
+                "{len} bytes are not a whole number of {size}-byte items"
+            )));
+        }
+        Ok(len / size)
+    }
+
+    fn poll(&self, timeout: Duration) -> Result<bool> {
+        self.open()?;
+        let ring = self
+            .recv_ring
+            .ok_or(Error::Invalid("this end only sends"))?;
+        self.shared
+            .ring(ring)
+            .poll(deadline(Some(timeout)), &self.peer())
+    }
+
+    /// Lets go of this end in this process: a child it is being handed to
+    /// becomes a holder, this process stops being one, and both rings' sides
+    /// are woken to see it.
+    fn release(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let owners = &self.shared.ctl().owners[self.side];
+        if let Some(child) = procs_core::handing_over_to() {
+            owners.add(child, liveness::start_ticks(child).unwrap_or(0));
+        }
+        owners.remove(std::process::id() as i32);
+        for ring in [self.send_ring, self.recv_ring].into_iter().flatten() {
+            self.shared.ctl().rings[ring].wake_both();
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Both ends of a duplex pipe (Python's `Pipe()`): each end sends and
+/// receives values of type `T`, and raw bytes.
+///
+/// ```
+/// use procs_ipc::pipe;
+///
+/// let (parent, child) = pipe::<String>()?;
+/// let mut p = procs_core::Process::new(move || {
+///     let question = child.recv().unwrap();
+///     child.send(&format!("{question} pong")).unwrap();
+/// });
+/// p.start()?;
+/// parent.send(&"ping".to_string())?;
+/// assert_eq!(parent.recv()?, "ping pong");
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn pipe<T>() -> Result<(Connection<T>, Connection<T>)> {
+    PipeBuilder::new().duplex()
+}
+
+/// The two ends of a one-way pipe (Python's `Pipe(duplex=False)`), in
+/// Python's order: the receiving end first.
+pub fn pipe_one_way<T>() -> Result<(Receiver<T>, Sender<T>)> {
+    PipeBuilder::new().one_way()
+}
+
+/// Builds a pipe with a capacity other than the default.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `duplex` or `one_way`"]
+pub struct PipeBuilder {
+    capacity: usize,
+}
+
+impl Default for PipeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PipeBuilder {
+    /// A builder with the default capacity ([`DEFAULT_CAPACITY`]).
+    pub fn new() -> Self {
+        PipeBuilder {
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    /// The bytes each direction holds before a sender waits (a power of two,
+    /// at least 64). Larger messages still go through, in pieces.
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// A duplex pipe.
+    pub fn duplex<T>(self) -> Result<(Connection<T>, Connection<T>)> {
+        let shared = Arc::new(Shared::create(self.capacity, 2)?);
+        let a = End::new(shared.clone(), 0, Some(1), Some(0));
+        let b = End::new(shared, 1, Some(0), Some(1));
+        Ok((Connection::wrap(a), Connection::wrap(b)))
+    }
+
+    /// A one-way pipe: the receiving end, then the sending end.
+    pub fn one_way<T>(self) -> Result<(Receiver<T>, Sender<T>)> {
+        let shared = Arc::new(Shared::create(self.capacity, 1)?);
+        let r = End::new(shared.clone(), 0, None, Some(0));
+        let s = End::new(shared, 1, Some(0), None);
+        Ok((Receiver(Connection::wrap(r)), Sender(Connection::wrap(s))))
+    }
+}
+
+/// One end of a duplex pipe: sends and receives values of type `T`
+/// (serialized with postcard), raw bytes, and plain-old-data slices (copied
+/// as they are, without serialization).
+///
+/// A connection belongs to one process at a time: move it into a child's
+/// target and the child holds it (this process lets go when it drops its
+/// copy). When every holder of the other end has closed it, dropped it or
+/// died (SIGKILL included), a receive returns what was completely sent and
+/// then [`Error::Disconnected`]; a death is noticed within about 20 ms. A
+/// connection is not `Sync`: one thread uses it at a time.
+#[derive(Debug)]
+pub struct Connection<T> {
+    end: End,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+/// The sending end of a one-way pipe.
+#[derive(Debug)]
+pub struct Sender<T>(Connection<T>);
+
+/// The receiving end of a one-way pipe.
+#[derive(Debug)]
+pub struct Receiver<T>(Connection<T>);
+
+impl<T> Connection<T> {
+    fn wrap(end: End) -> Self {
+        Connection {
+            end,
+            _t: PhantomData,
+        }
+    }
+}
+
+macro_rules! sending {
+    () => {
+        /// Sends `value`, waiting for room as long as it takes.
+        pub fn send(&self, value: &T) -> Result<()>
+        where
+            T: Serialize,
+        {
+            self.inner().send(value, None)
+        }
+
+        /// Sends `value`, waiting for room at most `timeout`.
+        pub fn send_timeout(&self, value: &T, timeout: Duration) -> Result<()>
+        where
+            T: Serialize,
+        {
+            self.inner().send(value, deadline(Some(timeout)))
+        }
+
+        /// Sends `bytes` as one message.
+        pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+            self.inner().send_bytes(bytes, None)
+        }
+
+        /// Sends `bytes` as one message, waiting for room at most `timeout`.
+        pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+            self.inner().send_bytes(bytes, deadline(Some(timeout)))
+        }
+
+        /// Sends a slice of plain-old-data as one message, copied as it is.
+        pub fn send_pod<P: Pod>(&self, items: &[P]) -> Result<()> {
+            self.inner().send_pod(items, None)
+        }
+    };
+}
+
+macro_rules! receiving {
+    () => {
+        /// Receives a value, waiting as long as it takes.
+        pub fn recv(&self) -> Result<T>
+        where
+            T: DeserializeOwned,
+        {
+            self.inner().recv(None)
+        }
+
+        /// Receives a value, waiting at most `timeout` ([`Error::Timeout`]).
+        pub fn recv_timeout(&self, timeout: Duration) -> Result<T>
+        where
+            T: DeserializeOwned,
+        {
+            self.inner().recv(deadline(Some(timeout)))
+        }
+
+        /// Receives one message as bytes.
+        pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+            let mut v = Vec::new();
+            self.inner().recv_into(&mut Sink::Vec(&mut v), None)?;
+            Ok(v)
+        }
+
+        /// Receives one message as bytes, waiting at most `timeout`.
+        pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+            let mut v = Vec::new();
+            self.inner()
+                .recv_into(&mut Sink::Vec(&mut v), deadline(Some(timeout)))?;
+            Ok(v)
+        }
+
+        /// Receives one message into `buf`; returns its length. A message
+        /// larger than `buf` is [`Error::BufferTooSmall`] and stays to be
+        /// received.
+        pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize> {
+            self.inner().recv_into(&mut Sink::Slice(buf), None)
+        }
+
+        /// Receives a message sent with `send_pod`.
+        pub fn recv_pod<P: Pod>(&self) -> Result<Vec<P>> {
+            self.inner().recv_pod(None)
+        }
+
+        /// Receives a message sent with `send_pod` into `items`; returns how
+        /// many items it held.
+        pub fn recv_pod_into<P: Pod>(&self, items: &mut [P]) -> Result<usize> {
+            self.inner().recv_pod_into(items, None)
+        }
+
+        /// Whether a receive would not block, waiting at most `timeout`
+        /// (Python's `poll`): a message is waiting, or the other end is gone.
+        pub fn poll(&self, timeout: Duration) -> Result<bool> {
+            self.inner().poll(timeout)
+        }
+    };
+}
+
+impl<T> Connection<T> {
+    sending!();
+    receiving!();
+
+    fn inner(&self) -> &End {
+        &self.end
+    }
+
+    /// Closes this end in this process (as dropping it does); later calls
+    /// are [`Error::Closed`].
+    pub fn close(&self) {
+        self.end.release();
+    }
+
+    /// Whether this end was closed here.
+    pub fn closed(&self) -> bool {
+        self.end.closed.get()
+    }
+}
+
+impl<T> Sender<T> {
+    sending!();
+
+    fn inner(&self) -> &End {
+        &self.0.end
+    }
+
+    /// Closes this end in this process.
+    pub fn close(&self) {
+        self.0.close();
+    }
+}
+
+impl<T> Receiver<T> {
+    receiving!();
+
+    fn inner(&self) -> &End {
+        &self.0.end
+    }
+
+    /// Closes this end in this process.
+    pub fn close(&self) {
+        self.0.close();
+    }
+}

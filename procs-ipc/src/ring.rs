@@ -1,0 +1,418 @@
+//! The ring: frames of bytes from one writer to one reader through shared
+//! memory. (A queue puts a lock before each side to have many of each.)
+//!
+//! ```text
+//! control, each field on a cache line of its own:
+//!   head        bytes published by the writer (only the writer stores it)
+//!   tail        bytes consumed by the reader (only the reader stores it)
+//!   data_bell   the reader sleeps here for data
+//!   space_bell  the writer sleeps here for room
+//!   capacity    bytes of data, a power of two
+//! data: `capacity` bytes, positions taken modulo the capacity
+//!
+//! frame: header (8 bytes, little endian: length, then length ^ MAGIC),
+//!        payload, zero padding to a multiple of 8
+//! ```
+//!
+//! A frame that fits in the ring is written whole and then published with
+//! one release store of `head`: the reader sees whole frames or nothing, so a
+//! writer that dies mid-frame leaves nothing behind. A larger frame is
+//! streamed: header first, then the payload piece by piece as the reader
+//! frees room; the reader gathers it in its own memory and hands it over
+//! only once complete, so a writer that dies mid-stream leaves the reader a
+//! `Disconnected`, never a torn message. The reader checks every header
+//! (a length that lies is `Corrupt`, not an allocation) and allocates only
+//! what it has received.
+
+use std::time::{Duration, Instant};
+
+use crate::doorbell::Doorbell;
+use crate::error::{Error, Result};
+use crate::frame::{HEADER, Header, padded};
+use crate::sync::{AtomicU64, HOLDER_CHECKS, Ordering, spin_loop};
+
+/// How often a sleeping side checks that the other side lives: the bound on
+/// how long a death goes unnoticed.
+pub const CHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// How long a side spins before it sleeps: a round trip between cores takes
+/// well under a microsecond, and a peer that is this late is better slept on.
+#[cfg(not(loom))]
+const SPIN_BUDGET: Duration = Duration::from_micros(50);
+
+#[repr(C, align(64))]
+#[derive(Debug, Default)]
+struct Line<T>(T);
+
+/// The control block of a ring, in shared memory.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RingCtl {
+    head: Line<AtomicU64>,
+    tail: Line<AtomicU64>,
+    data_bell: Line<Doorbell>,
+    space_bell: Line<Doorbell>,
+    capacity: AtomicU64,
+}
+
+impl RingCtl {
+    /// An empty ring of `capacity` bytes (a power of two, at least 16).
+    pub fn new(capacity: u64) -> Self {
+        let ctl = RingCtl::default();
+        ctl.init(capacity);
+        ctl
+    }
+
+    /// Sets the capacity of a ring nobody uses yet.
+    pub fn init(&self, capacity: u64) {
+        self.capacity.store(capacity, Ordering::Release);
+    }
+
+    /// Wakes both sides, so that they check on their peer.
+    pub fn wake_both(&self) {
+        self.data_bell.0.ring();
+        self.space_bell.0.ring();
+    }
+}
+
+/// The ring's data bytes.
+pub trait Bytes {
+    /// Copies `src` to offset `at` (`at + src.len()` within the capacity).
+    fn write(&self, at: usize, src: &[u8]);
+    /// Copies from offset `at` into `dst`.
+    fn read(&self, at: usize, dst: &mut [u8]);
+}
+
+/// Whether the other side of a ring is still there.
+pub trait Peer {
+    /// Cheap: the other side closed its end (every holder let go).
+    fn closed(&self) -> bool;
+    /// Thorough: some holder of the other side lives (may read /proc).
+    fn alive(&self) -> bool;
+}
+
+/// Where a received message goes.
+pub enum Sink<'a> {
+    /// Appended to a vector, which grows as bytes arrive.
+    Vec(&'a mut Vec<u8>),
+    /// Into a slice, which must be large enough.
+    Slice(&'a mut [u8]),
+}
+
+impl Sink<'_> {
+    fn room(&self) -> Option<usize> {
+        match self {
+            Sink::Vec(_) => None,
+            Sink::Slice(s) => Some(s.len()),
+        }
+    }
+
+    fn put(&mut self, at: usize, from: impl FnOnce(&mut [u8])) {
+        match self {
+            Sink::Slice(s) => from(&mut s[at..]),
+            Sink::Vec(v) => from(&mut v[at..]),
+        }
+    }
+}
+
+/// One side's view of a ring: its control block and its data.
+pub struct Ring<'a, B: Bytes> {
+    ctl: &'a RingCtl,
+    data: B,
+    cap: u64,
+}
+
+impl<'a, B: Bytes> Ring<'a, B> {
+    /// The ring with control `ctl` and data `data`.
+    pub fn new(ctl: &'a RingCtl, data: B) -> Self {
+        let cap = ctl.capacity.load(Ordering::Acquire);
+        Ring { ctl, data, cap }
+    }
+
+    /// Copies `src` into the ring at stream position `pos`, wrapping.
+    fn put(&self, pos: u64, src: &[u8]) {
+        let off = (pos & (self.cap - 1)) as usize;
+        let first = src.len().min(self.cap as usize - off);
+        self.data.write(off, &src[..first]);
+        if first < src.len() {
+            self.data.write(0, &src[first..]);
+        }
+    }
+
+    /// Copies from the ring at stream position `pos` into `dst`, wrapping.
+    fn get(&self, pos: u64, dst: &mut [u8]) {
+        let off = (pos & (self.cap - 1)) as usize;
+        let first = dst.len().min(self.cap as usize - off);
+        self.data.read(off, &mut dst[..first]);
+        if first < dst.len() {
+            let rest = &mut dst[first..];
+            self.data.read(0, rest);
+        }
+    }
+
+    /// The largest frame that goes through whole; larger ones stream.
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    // ----- the writer's side -----
+
+    /// Sends `payload` as one frame, waiting for room until `deadline`.
+    /// A frame larger than the ring is streamed; its deadline applies until
+    /// its first byte is in, then it goes through whole (or the reader dies).
+    pub fn send(&self, payload: &[u8], deadline: Option<Instant>, peer: &dyn Peer) -> Result<()> {
+        if peer.closed() {
+            return Err(Error::Disconnected);
+        }
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&l| l <= Header::MAX_LEN)
+            .ok_or(Error::TooLarge {
+                len: payload.len(),
+                max: Header::MAX_LEN as usize,
+            })?;
+        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        let frame = HEADER as u64 + padded(payload.len()) as u64;
+        let header = Header::new(len).to_bytes();
+        if frame <= self.cap {
+            self.wait_room(head, frame, deadline, peer)?;
+            self.put(head, &header);
+            self.put(head + HEADER as u64, payload);
+            let pad = padded(payload.len()) - payload.len();
+            if pad > 0 {
+                self.put(
+                    head + HEADER as u64 + payload.len() as u64,
+                    &[0u8; 8][..pad],
+                );
+            }
+            self.publish(head + frame);
+            return Ok(());
+        }
+        // Streamed: the header, then the payload in pieces.
+        self.wait_room(head, HEADER as u64, deadline, peer)?;
+        self.put(head, &header);
+        let mut pos = head + HEADER as u64;
+        self.publish(pos);
+        let total = padded(payload.len());
+        let mut sent = 0usize;
+        while sent < total {
+            let room = self.wait_room(pos, 8, None, peer)?;
+            let n = (room.min((total - sent) as u64) as usize) & !7;
+            let data_end = payload.len().min(sent + n);
+            if data_end > sent {
+                self.put(pos, &payload[sent..data_end]);
+            }
+            if sent + n > payload.len() {
+                let zeros = [0u8; 8];
+                let from = data_end.max(sent);
+                self.put(pos + (from - sent) as u64, &zeros[..sent + n - from]);
+            }
+            pos += n as u64;
+            sent += n;
+            self.publish(pos);
+        }
+        Ok(())
+    }
+
+    fn publish(&self, head: u64) {
+        // Release: the frame's bytes are seen by a reader that sees `head`.
+        self.ctl.head.0.store(head, Ordering::Release);
+        self.ctl.data_bell.0.ring();
+    }
+
+    /// Waits until `need` bytes are free at `head`; returns the room.
+    fn wait_room(
+        &self,
+        head: u64,
+        need: u64,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<u64> {
+        let room = || {
+            // Acquire: the reader is done with the bytes it freed.
+            let used = head.wrapping_sub(self.ctl.tail.0.load(Ordering::Acquire));
+            self.cap.saturating_sub(used)
+        };
+        self.wait(&self.ctl.space_bell.0, || room() >= need, deadline, peer)?;
+        Ok(room())
+    }
+
+    // ----- the reader's side -----
+
+    /// Receives one frame into `sink`, waiting until `deadline`. Returns the
+    /// payload's length.
+    pub fn recv(
+        &self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<usize> {
+        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let head = self.wait_data(tail, HEADER as u64, deadline, peer)?;
+        let mut raw = [0u8; HEADER];
+        self.get(tail, &mut raw);
+        let header = Header::parse(raw)?;
+        let len = header.len();
+        if let Some(room) = sink.room()
+            && room < len
+        {
+            return Err(Error::BufferTooSmall {
+                needed: len,
+                available: room,
+            });
+        }
+        let frame = HEADER as u64 + padded(len) as u64;
+        if frame <= self.cap {
+            // Written whole and published once: it is all there, or the ring
+            // is corrupt.
+            if head.wrapping_sub(tail) < frame {
+                return Err(Error::Corrupt("a frame is shorter than its header says"));
+            }
+            if let Sink::Vec(v) = sink {
+                v.resize(len, 0);
+            }
+            sink.put(0, |dst| self.get(tail + HEADER as u64, &mut dst[..len]));
+            self.consume(tail + frame);
+            return Ok(len);
+        }
+        // Streamed: take the header, then gather the pieces.
+        let mut pos = tail + HEADER as u64;
+        self.consume(pos);
+        let total = padded(len);
+        let mut got = 0usize;
+        while got < total {
+            let head = match self.wait_data(pos, 1, None, peer) {
+                Ok(h) => h,
+                Err(e) => {
+                    if let Sink::Vec(v) = sink {
+                        v.clear();
+                    }
+                    return Err(e);
+                }
+            };
+            let n = (head.wrapping_sub(pos).min((total - got) as u64)) as usize;
+            let useful = len.saturating_sub(got).min(n);
+            if useful > 0 {
+                if let Sink::Vec(v) = sink {
+                    v.resize(got + useful, 0);
+                }
+                sink.put(got, |dst| self.get(pos, &mut dst[..useful]));
+            }
+            pos += n as u64;
+            got += n;
+            self.consume(pos);
+        }
+        Ok(len)
+    }
+
+    fn consume(&self, tail: u64) {
+        // Release: the bytes were read before the writer may overwrite them.
+        self.ctl.tail.0.store(tail, Ordering::Release);
+        self.ctl.space_bell.0.ring();
+    }
+
+    /// Waits until `need` bytes are published after `tail`; returns `head`.
+    fn wait_data(
+        &self,
+        tail: u64,
+        need: u64,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<u64> {
+        // Acquire: the bytes before `head` are seen.
+        let available = || self.ctl.head.0.load(Ordering::Acquire).wrapping_sub(tail);
+        if available() > self.cap {
+            return Err(Error::Corrupt("the writer's position is out of range"));
+        }
+        self.wait(
+            &self.ctl.data_bell.0,
+            || available() >= need,
+            deadline,
+            peer,
+        )?;
+        Ok(self.ctl.head.0.load(Ordering::Acquire))
+    }
+
+    /// Whether a frame (or its beginning) is waiting, waiting until
+    /// `deadline`; `Ok(true)` also when the writer is gone (a receive would
+    /// not block: it would report `Disconnected`).
+    pub fn poll(&self, deadline: Option<Instant>, peer: &dyn Peer) -> Result<bool> {
+        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        match self.wait_data(tail, HEADER as u64, deadline, peer) {
+            Ok(_) | Err(Error::Disconnected) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Bytes published and not yet consumed.
+    pub fn pending(&self) -> u64 {
+        let head = self.ctl.head.0.load(Ordering::Acquire);
+        head.wrapping_sub(self.ctl.tail.0.load(Ordering::Acquire))
+    }
+
+    // ----- waiting, for both sides -----
+
+    /// Waits until `ready()`: spins a while, then sleeps on `bell`, checking
+    /// on the peer. Once the peer is gone, `ready()` still wins (what was
+    /// sent is received), else `Disconnected`.
+    fn wait(
+        &self,
+        bell: &Doorbell,
+        ready: impl Fn() -> bool,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<()> {
+        if ready() || self.spin(&ready) {
+            return Ok(());
+        }
+        // When the peer's life is next checked (it reads /proc: not on
+        // every wake-up, but at least every CHECK_EVERY while asleep).
+        let mut next_check: Option<Instant> = None;
+        loop {
+            let due = HOLDER_CHECKS && next_check.is_none_or(|c| Instant::now() >= c);
+            if peer.closed() || (due && !peer.alive()) {
+                return if ready() {
+                    Ok(())
+                } else {
+                    Err(Error::Disconnected)
+                };
+            }
+            if due {
+                next_check = Some(Instant::now() + CHECK_EVERY);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return if ready() { Ok(()) } else { Err(Error::Timeout) };
+            }
+            let until = match (deadline, next_check) {
+                (Some(d), Some(c)) => Some(d.min(c)),
+                (d, c) => d.or(c),
+            };
+            if bell.sleep(&ready, until) {
+                return Ok(());
+            }
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn spin(&self, ready: &impl Fn() -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            for _ in 0..32 {
+                spin_loop();
+                if ready() {
+                    return true;
+                }
+            }
+            if start.elapsed() > SPIN_BUDGET {
+                return false;
+            }
+        }
+    }
+
+    #[cfg(loom)]
+    fn spin(&self, ready: &impl Fn() -> bool) -> bool {
+        spin_loop();
+        ready()
+    }
+}

@@ -1,0 +1,81 @@
+//! The atomics, futex and data access of this crate: procs-sync's facade,
+//! which `--cfg loom` swaps for loom's model, and the ring's bytes, which
+//! live in shared memory normally and in loom-checked cells under loom.
+
+pub use procs_sync::raw::sync::*;
+
+/// Ring data in shared memory.
+#[cfg(not(loom))]
+pub struct SharedBytes {
+    ptr: *mut u8,
+    len: usize,
+}
+
+#[cfg(not(loom))]
+impl SharedBytes {
+    /// # Safety
+    /// `ptr` is valid for reads and writes of `len` bytes for as long as the
+    /// value lives, and the ring protocol keeps its two sides off the same
+    /// bytes at the same time.
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
+        SharedBytes { ptr, len }
+    }
+}
+
+#[cfg(not(loom))]
+impl crate::ring::Bytes for SharedBytes {
+    #[inline]
+    fn write(&self, at: usize, src: &[u8]) {
+        assert!(at + src.len() <= self.len, "write outside the ring");
+        // SAFETY: in range (checked); `new`'s contract makes the memory
+        // valid and this side's alone while the ring protocol lets it write.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(at), src.len()) };
+    }
+
+    #[inline]
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.len, "read outside the ring");
+        // SAFETY: in range (checked); the bytes were published by the writer
+        // (the acquire load of `head` orders this read after its writes).
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), dst.len()) };
+    }
+}
+
+/// Ring data under loom: a cell per byte, so that loom reports a read and a
+/// write of the same byte that the ring protocol fails to order.
+#[cfg(loom)]
+pub struct LoomBytes(pub std::sync::Arc<Vec<loom::cell::UnsafeCell<u8>>>);
+
+#[cfg(loom)]
+impl LoomBytes {
+    /// `len` zero bytes.
+    pub fn new(len: usize) -> Self {
+        LoomBytes(std::sync::Arc::new(
+            (0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
+        ))
+    }
+}
+
+#[cfg(loom)]
+impl Clone for LoomBytes {
+    fn clone(&self) -> Self {
+        LoomBytes(self.0.clone())
+    }
+}
+
+#[cfg(loom)]
+impl crate::ring::Bytes for LoomBytes {
+    fn write(&self, at: usize, src: &[u8]) {
+        for (i, b) in src.iter().enumerate() {
+            // SAFETY: loom checks that no read of this byte races the write.
+            self.0[at + i].with_mut(|p| unsafe { *p = *b });
+        }
+    }
+
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            // SAFETY: loom checks that no write of this byte races the read.
+            *d = self.0[at + i].with(|p| unsafe { *p });
+        }
+    }
+}
