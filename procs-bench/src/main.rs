@@ -31,12 +31,12 @@ const CASES: &[(&str, Case)] = &[
     ("lock_uncontended", lock_uncontended),
     ("lock_contended", lock_contended),
     ("barrier_wait", barrier_wait),
+    ("pipe_pingpong", pipe_pingpong),
+    ("pipe_bandwidth_1mib", pipe_bandwidth_1mib),
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
 const PLANNED: &[&str] = &[
-    "pipe_pingpong",
-    "pipe_bandwidth_1mib",
     "queue_throughput",
     "queue_mpmc",
     "pool_map",
@@ -171,6 +171,74 @@ fn barrier_wait() -> Result<Figure, String> {
         value: dt / n as f64 * 1e6,
         unit: "us",
         better: "lower",
+    })
+}
+
+/// 20,000 round trips of one small integer over a duplex pipe between two
+/// processes, after 100 warm-up trips.
+fn pipe_pingpong() -> Result<Figure, String> {
+    let n = 20_000u64;
+    let (a, b) = procs_ipc::pipe::<u64>().map_err(err)?;
+    let mut echo = child(move || {
+        for _ in 0..n + 100 {
+            match b.recv() {
+                Ok(x) => {
+                    if b.send(&x).is_err() {
+                        std::process::exit(2);
+                    }
+                }
+                Err(_) => std::process::exit(3),
+            }
+        }
+    })?;
+    for i in 0..100 {
+        a.send(&i).map_err(err)?;
+        a.recv().map_err(err)?;
+    }
+    let t = Instant::now();
+    for i in 0..n {
+        a.send(&i).map_err(err)?;
+        if a.recv().map_err(err)? != i {
+            return Err("the echo differs".into());
+        }
+    }
+    let dt = t.elapsed().as_secs_f64();
+    join_ok(&mut echo)?;
+    Ok(Figure {
+        value: dt / n as f64 * 1e6,
+        unit: "us",
+        better: "lower",
+    })
+}
+
+/// One process streams 1,000 messages of 1 MiB through a pipe to another,
+/// which acknowledges once at the end.
+fn pipe_bandwidth_1mib() -> Result<Figure, String> {
+    let (n, size) = (1000, 1 << 20);
+    let (a, b) = procs_ipc::pipe::<u8>().map_err(err)?;
+    let mut sink = child(move || {
+        let mut buf = vec![0u8; size];
+        for _ in 0..n {
+            if b.recv_bytes_into(&mut buf).is_err() {
+                std::process::exit(2);
+            }
+        }
+        if b.send(&0).is_err() {
+            std::process::exit(3);
+        }
+    })?;
+    let msg = vec![b'x'; size];
+    let t = Instant::now();
+    for _ in 0..n {
+        a.send_bytes(&msg).map_err(err)?;
+    }
+    a.recv().map_err(err)?;
+    let dt = t.elapsed().as_secs_f64();
+    join_ok(&mut sink)?;
+    Ok(Figure {
+        value: (n * size) as f64 / dt / 1e6,
+        unit: "MB/s",
+        better: "higher",
     })
 }
 

@@ -24,8 +24,10 @@ use crate::sync::SharedBytes;
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
 
-/// The default capacity of each direction of a pipe, in bytes.
-pub const DEFAULT_CAPACITY: usize = 256 * 1024;
+/// The default capacity of each direction of a pipe, in bytes: enough for
+/// the two sides to copy a message of a mebibyte at once. The memory is
+/// touched only as messages pass.
+pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
 
 #[repr(C)]
 #[derive(Debug, Default)]

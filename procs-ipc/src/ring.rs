@@ -40,6 +40,19 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 #[cfg(not(loom))]
 const SPIN_BUDGET: Duration = Duration::from_micros(50);
 
+/// The largest frame written whole; larger ones stream in pieces.
+pub const WHOLE_MAX: u64 = 16 * 1024;
+
+/// The most bytes one side copies before publishing them to the other, so
+/// that the writer's copy in and the reader's copy out overlap.
+const CHUNK: u64 = 32 * 1024;
+
+/// Whether a frame of `frame` bytes (header and padding included) is
+/// written whole into a ring of `cap` bytes; both sides decide alike.
+fn whole(frame: u64, cap: u64) -> bool {
+    frame <= cap.min(WHOLE_MAX)
+}
+
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 struct Line<T>(T);
@@ -174,7 +187,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let head = self.ctl.head.0.load(Ordering::Relaxed);
         let frame = HEADER as u64 + padded(payload.len()) as u64;
         let header = Header::new(len).to_bytes();
-        if frame <= self.cap {
+        if whole(frame, self.cap) {
             self.wait_room(head, frame, deadline, peer)?;
             self.put(head, &header);
             self.put(head + HEADER as u64, payload);
@@ -197,7 +210,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let mut sent = 0usize;
         while sent < total {
             let room = self.wait_room(pos, 8, None, peer)?;
-            let n = (room.min((total - sent) as u64) as usize) & !7;
+            let n = (room.min(CHUNK).min((total - sent) as u64) as usize) & !7;
             let data_end = payload.len().min(sent + n);
             if data_end > sent {
                 self.put(pos, &payload[sent..data_end]);
@@ -262,7 +275,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             });
         }
         let frame = HEADER as u64 + padded(len) as u64;
-        if frame <= self.cap {
+        if whole(frame, self.cap) {
             // Written whole and published once: it is all there, or the ring
             // is corrupt.
             if head.wrapping_sub(tail) < frame {
@@ -290,7 +303,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
                     return Err(e);
                 }
             };
-            let n = (head.wrapping_sub(pos).min((total - got) as u64)) as usize;
+            let n = head.wrapping_sub(pos).min(CHUNK).min((total - got) as u64) as usize;
             let useful = len.saturating_sub(got).min(n);
             if useful > 0 {
                 if let Sink::Vec(v) = sink {
