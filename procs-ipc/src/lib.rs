@@ -9,8 +9,13 @@ mod error;
 pub mod frame;
 pub mod owners;
 mod pipe;
+mod queue;
 pub mod ring;
 pub mod sync;
 
 pub use error::{Error, PutError, Result};
 pub use pipe::{Connection, DEFAULT_CAPACITY, PipeBuilder, Receiver, Sender, pipe, pipe_one_way};
+pub use queue::{
+    DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueBuilder, QueueReceiver, QueueSender,
+    SimpleQueue,
+};

@@ -101,6 +101,32 @@ impl Owners {
         found
     }
 
+    /// Whether some holder other than `me` lives; the dead ones found are
+    /// removed.
+    pub fn any_alive_except(&self, me: i32, alive: impl Fn(i32, u64) -> bool) -> bool {
+        if self.overflow.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        let mut found = false;
+        for (i, slot) in self.pids.iter().enumerate() {
+            let pid = slot.load(Ordering::Acquire);
+            if pid == 0 || pid == me as u32 {
+                continue;
+            }
+            if alive(pid as i32, self.starts[i].load(Ordering::Acquire)) {
+                found = true;
+            } else {
+                self.clear(i, pid);
+            }
+        }
+        found
+    }
+
+    /// How many holders are named (not counting overflow).
+    pub fn count(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+
     /// Whether `pid` is a holder.
     pub fn holds(&self, pid: i32) -> bool {
         self.pids

@@ -48,9 +48,10 @@ pub const WHOLE_MAX: u64 = 16 * 1024;
 const CHUNK: u64 = 32 * 1024;
 
 /// Whether a frame of `frame` bytes (header and padding included) is
-/// written whole into a ring of `cap` bytes; both sides decide alike.
-fn whole(frame: u64, cap: u64) -> bool {
-    frame <= cap.min(WHOLE_MAX)
+/// written whole into a ring of `cap` bytes; both sides decide alike. A ring
+/// that never streams writes every frame whole.
+fn whole(frame: u64, cap: u64, streams: bool) -> bool {
+    frame <= cap.min(WHOLE_MAX) || !streams
 }
 
 #[repr(C, align(64))]
@@ -133,13 +134,31 @@ pub struct Ring<'a, B: Bytes> {
     ctl: &'a RingCtl,
     data: B,
     cap: u64,
+    streams: bool,
 }
 
 impl<'a, B: Bytes> Ring<'a, B> {
-    /// The ring with control `ctl` and data `data`.
+    /// The ring with control `ctl` and data `data`: frames above 16 KiB
+    /// stream in pieces, so a message of any size goes through.
     pub fn new(ctl: &'a RingCtl, data: B) -> Self {
         let cap = ctl.capacity.load(Ordering::Acquire);
-        Ring { ctl, data, cap }
+        Ring {
+            ctl,
+            data,
+            cap,
+            streams: true,
+        }
+    }
+
+    /// The same ring where every frame is written whole, so a writer that
+    /// dies leaves nothing half-sent whoever writes next (a queue's many
+    /// producers take turns); a frame larger than the ring is
+    /// [`Error::TooLarge`].
+    pub fn whole_frames(ctl: &'a RingCtl, data: B) -> Self {
+        Ring {
+            streams: false,
+            ..Self::new(ctl, data)
+        }
     }
 
     /// Copies `src` into the ring at stream position `pos`, wrapping.
@@ -187,7 +206,13 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let head = self.ctl.head.0.load(Ordering::Relaxed);
         let frame = HEADER as u64 + padded(payload.len()) as u64;
         let header = Header::new(len).to_bytes();
-        if whole(frame, self.cap) {
+        if !self.streams && frame > self.cap {
+            return Err(Error::TooLarge {
+                len: payload.len(),
+                max: self.cap as usize - HEADER,
+            });
+        }
+        if whole(frame, self.cap, self.streams) {
             self.wait_room(head, frame, deadline, peer)?;
             self.put(head, &header);
             self.put(head + HEADER as u64, payload);
@@ -275,10 +300,10 @@ impl<'a, B: Bytes> Ring<'a, B> {
             });
         }
         let frame = HEADER as u64 + padded(len) as u64;
-        if whole(frame, self.cap) {
+        if whole(frame, self.cap, self.streams) {
             // Written whole and published once: it is all there, or the ring
             // is corrupt.
-            if head.wrapping_sub(tail) < frame {
+            if frame > self.cap || head.wrapping_sub(tail) < frame {
                 return Err(Error::Corrupt("a frame is shorter than its header says"));
             }
             if let Sink::Vec(v) = sink {
