@@ -66,11 +66,14 @@ impl Owners {
     }
 
     fn clear(&self, i: usize, pid: u32) {
+        let start = self.starts[i].load(Ordering::Acquire);
         if self.pids[i]
             .compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            self.starts[i].store(0, Ordering::Relaxed);
+            // Only if the slot was not claimed again meanwhile: a new
+            // holder's start time must not be wiped.
+            let _ = self.starts[i].compare_exchange(start, 0, Ordering::AcqRel, Ordering::Relaxed);
             self.count.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -40,8 +40,10 @@ mod imp {
     pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
     use std::time::Instant;
 
+    /// Spins before sleeping: once, in the model.
     pub const SPIN_LIMIT: u32 = 1;
 
+    /// A spin is a yield in the model, so that the others make progress.
     pub fn spin_loop() {
         loom::thread::yield_now();
     }
@@ -86,6 +88,7 @@ mod imp {
     }
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
+    /// A small number per model thread, standing in for its tid.
     pub fn current_tid() -> u32 {
         TID.with(|t| {
             if t.get() == 0 {
@@ -95,10 +98,12 @@ mod imp {
         })
     }
 
+    /// No clock in the model.
     pub fn boot_ticks_now() -> u64 {
         0
     }
 
+    /// Every holder lives in the model.
     pub fn holder_alive(_tid: u32, _seen_at: u64) -> bool {
         true
     }
