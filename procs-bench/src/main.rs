@@ -33,12 +33,12 @@ const CASES: &[(&str, Case)] = &[
     ("barrier_wait", barrier_wait),
     ("pipe_pingpong", pipe_pingpong),
     ("pipe_bandwidth_1mib", pipe_bandwidth_1mib),
+    ("queue_throughput", queue_throughput),
+    ("queue_mpmc", queue_mpmc),
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
 const PLANNED: &[&str] = &[
-    "queue_throughput",
-    "queue_mpmc",
     "pool_map",
     "pool_apply_async",
     "manager_dict_rtt",
@@ -238,6 +238,91 @@ fn pipe_bandwidth_1mib() -> Result<Figure, String> {
     Ok(Figure {
         value: (n * size) as f64 / dt / 1e6,
         unit: "MB/s",
+        better: "higher",
+    })
+}
+
+/// One process puts 200,000 small integers on a queue, another gets them
+/// all; timed from the first put to the consumer's exit.
+fn queue_throughput() -> Result<Figure, String> {
+    let n = 200_000u64;
+    let q = procs_ipc::Queue::<u64>::new().map_err(err)?;
+    let rx = q.receiver();
+    let mut consumer = child(move || {
+        for _ in 0..n {
+            if rx.get().is_err() {
+                std::process::exit(2);
+            }
+        }
+    })?;
+    let t = Instant::now();
+    for i in 0..n {
+        q.put(i).map_err(err)?;
+    }
+    join_ok(&mut consumer)?;
+    Ok(Figure {
+        value: n as f64 / t.elapsed().as_secs_f64(),
+        unit: "items/s",
+        better: "higher",
+    })
+}
+
+/// Two producers put 0..200,000 between them, two consumers sum what they
+/// get (until a `None` each); the sums must add up.
+fn queue_mpmc() -> Result<Figure, String> {
+    let (n, k) = (200_000u64, 2u64);
+    let q = procs_ipc::Queue::<Option<u64>>::new().map_err(err)?;
+    let out = procs_ipc::Queue::<u64>::new().map_err(err)?;
+    let t = Instant::now();
+    let mut consumers = (0..k)
+        .map(|_| {
+            let (rx, out) = (q.receiver(), out.sender());
+            child(move || {
+                let mut total = 0u64;
+                while let Ok(Some(x)) = rx.get() {
+                    total += x;
+                }
+                if out.put(total).is_err() {
+                    std::process::exit(2);
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut producers = (0..k)
+        .map(|j| {
+            let tx = q.sender();
+            child(move || {
+                for i in j * n / k..(j + 1) * n / k {
+                    if tx.put(Some(i)).is_err() {
+                        std::process::exit(2);
+                    }
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for p in &mut producers {
+        join_ok(p)?;
+    }
+    for _ in 0..k {
+        q.put(None).map_err(err)?;
+    }
+    let mut total = 0;
+    for _ in 0..k {
+        total += out.get().map_err(err)?;
+    }
+    for c in &mut consumers {
+        join_ok(c)?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    if total != n * (n - 1) / 2 {
+        return Err(format!(
+            "the sums add up to {total}, not {}",
+            n * (n - 1) / 2
+        ));
+    }
+    Ok(Figure {
+        value: n as f64 / dt,
+        unit: "items/s",
         better: "higher",
     })
 }

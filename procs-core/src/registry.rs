@@ -18,7 +18,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -330,9 +330,12 @@ fn on_forker(spec: ChildSpec) -> Result<Arc<Child>> {
 /// Registers, once per process, the handler that runs when the process exits
 /// normally: daemon children are terminated and every child is joined, as
 /// Python's multiprocessing does at interpreter exit.
+///
+/// A flag, not a `Once`: a `Once` caught mid-call by another thread's fork
+/// would stay "running" in the child and block it for ever.
 fn ensure_exit_handler() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
+    static REGISTERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REGISTERED.swap(true, std::sync::atomic::Ordering::AcqRel) {
         extern "C" fn at_exit() {
             join_children_at_exit();
         }
@@ -341,7 +344,7 @@ fn ensure_exit_handler() {
         unsafe {
             libc::atexit(at_exit);
         }
-    });
+    }
 }
 
 /// Terminates daemon children and joins all children of this process.

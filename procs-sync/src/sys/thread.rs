@@ -6,7 +6,7 @@
 //! child of a fork, whose one thread has a new tid.
 
 use std::cell::Cell;
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
@@ -23,18 +23,40 @@ pub fn current_tid() -> u32 {
     fetch_tid()
 }
 
-#[cold]
-fn fetch_tid() -> u32 {
-    static AT_FORK: Once = Once::new();
-    AT_FORK.call_once(|| {
-        extern "C" fn in_child() {
-            // Async-signal-safe: a store into this thread's own TLS slot.
-            TID.with(|t| t.set(0));
-        }
+/// Clears the cached tid in the child of a fork, whose thread has a new tid.
+extern "C" fn forget_tid_in_child() {
+    // Async-signal-safe: a store into this thread's own TLS slot.
+    TID.with(|t| t.set(0));
+}
+
+static AT_FORK_REGISTERED: AtomicBool = AtomicBool::new(false);
+
+/// Registers [`forget_tid_in_child`] with `pthread_atfork`, once. Never
+/// blocks: a `Once` here could be left "running" in the child of a fork made
+/// by another thread mid-registration, and block that child for ever.
+fn register_at_fork() {
+    if !AT_FORK_REGISTERED.swap(true, Ordering::AcqRel) {
         // SAFETY: registers a plain function to run in the child after
         // fork(); no handler for prepare or parent.
-        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
-    });
+        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_in_child)) };
+    }
+}
+
+/// Registers the handler before `main`, while the program has one thread,
+/// so that no fork can come before it.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_AT_FORK: extern "C" fn() = {
+    extern "C" fn at_load() {
+        register_at_fork();
+    }
+    at_load
+};
+
+#[cold]
+fn fetch_tid() -> u32 {
+    // Normally done before main; in case the loader skipped it.
+    register_at_fork();
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
     TID.with(|t| t.set(tid));
@@ -82,4 +104,35 @@ pub fn holder_alive(tid: u32, seen_at: u64) -> bool {
     let start: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
     // One tick of slack: the two clocks are read at different moments.
     !matches!(start, Some(start) if start > seen_at + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fork_handler_is_registered_before_main() {
+        // The loader ran REGISTER_AT_FORK: no thread can have raced it.
+        assert!(AT_FORK_REGISTERED.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn a_forked_child_sees_its_own_tid() {
+        let parent = current_tid();
+        // SAFETY: the child only calls gettid-backed code and _exit.
+        match unsafe { libc::fork() } {
+            0 => {
+                let ok =
+                    current_tid() == unsafe { libc::gettid() } as u32 && current_tid() != parent;
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waits for the child just forked.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+        }
+    }
 }
