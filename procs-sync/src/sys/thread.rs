@@ -122,8 +122,9 @@ mod tests {
         // SAFETY: the child only calls gettid-backed code and _exit.
         match unsafe { libc::fork() } {
             0 => {
-                let ok =
-                    current_tid() == unsafe { libc::gettid() } as u32 && current_tid() != parent;
+                // SAFETY: gettid has no preconditions.
+                let real = unsafe { libc::gettid() } as u32;
+                let ok = current_tid() == real && current_tid() != parent;
                 // SAFETY: ends the child at once.
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) }
             }
