@@ -45,6 +45,9 @@ recipes! {
     sync_event = "../examples/sync_event.rs": "An Event between a producer and a consumer",
     sync_barrier = "../examples/sync_barrier.rs": "Synchronize processes with a Barrier",
     shared_value_array = "../examples/shared_value_array.rs": "Share a Value and an Array with a child",
+    queue_producer_consumer = "../examples/queue_producer_consumer.rs": "A producer and a consumer exchange objects through a Queue",
+    joinable_queue = "../examples/joinable_queue.rs": "Wait for every job to be done with a JoinableQueue",
+    pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
 }
 
 fn main() -> ExitCode {

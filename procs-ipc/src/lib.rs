@@ -1,6 +1,44 @@
-//! Pipes and queues between processes, over shared memory.
+//! Pipes and queues between processes, over shared memory, as Python's
+//! `multiprocessing` has them.
 //!
-//! (crate documentation is written with the pipe module)
+//! - [`pipe`] and [`pipe_one_way`]: the two ends of a pipe ([`Connection`],
+//!   or [`Receiver`] and [`Sender`]), for serde values, raw bytes, and
+//!   plain-old-data slices (copied as they are), of any size.
+//! - [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: many producers and many
+//!   consumers, with `maxsize`, timeouts and non-blocking variants.
+//!
+//! Data moves through a ring in shared memory: one copy in, one copy out, no
+//! system call while the other side keeps up (a side that must wait spins
+//! briefly, then sleeps on a futex, and is woken only if it sleeps).
+//!
+//! A dead process never hangs the living: every end and every queue knows
+//! which processes hold it, and a side waiting on one whose holders are all
+//! gone (closed, dropped, or killed, SIGKILL included) receives what was
+//! completely sent and then [`Error::Disconnected`], within about 20 ms of a
+//! death. A message cut short by a death is never delivered.
+//!
+//! ```
+//! use procs_ipc::{Error, pipe};
+//!
+//! let (parent, child) = pipe::<u64>()?;
+//! let mut p = procs_core::Process::new(move || {
+//!     for i in 0..3 {
+//!         child.send(&(i * i)).unwrap();
+//!     }
+//! });
+//! p.start()?;
+//! assert_eq!(parent.recv()?, 0);
+//! assert_eq!(parent.recv()?, 1);
+//! assert_eq!(parent.recv()?, 4);
+//! p.join()?;
+//! // The child is gone, and with it every holder of the other end.
+//! assert!(matches!(parent.recv(), Err(Error::Disconnected)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The modules [`ring`], [`frame`], [`doorbell`], [`owners`] and [`sync`]
+//! are the building blocks, public for tests, fuzzing and primitives of
+//! your own.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -289,7 +289,9 @@ impl QueueBuilder {
 /// empty. A consumer waiting on a drained queue gets [`Error::Disconnected`]
 /// once no handle that can put is left in any process, closed, dropped or
 /// killed; [`sender`](Queue::sender) and [`receiver`](Queue::receiver) make
-/// handles with one role, so that consumers do not count as producers.
+/// handles with one role, so that consumers do not count as producers. A
+/// handle that is only shadowed (`let q = q.receiver();`) is still alive:
+/// drop the ones you no longer need.
 ///
 /// ```
 /// use procs_ipc::Queue;
@@ -303,8 +305,9 @@ impl QueueBuilder {
 /// });
 /// producer.start()?;
 /// // Keep only a handle that gets: once the producer is gone, so is the wait.
-/// let q = q.receiver();
-/// let got: Vec<u32> = q.iter().collect();
+/// let rx = q.receiver();
+/// drop(q);
+/// let got: Vec<u32> = rx.iter().collect();
 /// assert_eq!(got, (0..10).collect::<Vec<_>>());
 /// producer.join()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -380,6 +383,9 @@ impl<T> Queue<T> {
 
     fn put_bytes(&self, bytes: &[u8], deadline: Option<Instant>, joinable: bool) -> Result<()> {
         self.inner.open()?;
+        if !self.role.puts {
+            return Err(Error::Invalid("this handle only gets"));
+        }
         let ctl = self.ctl();
         // A previous holder that died left no published half-item: go on.
         ctl.put_lock.0.lock(deadline).ok_or(Error::Timeout)?;
@@ -507,6 +513,9 @@ impl<T> Queue<T> {
         T: DeserializeOwned,
     {
         self.inner.open()?;
+        if !self.role.gets {
+            return Err(Error::Invalid("this handle only puts"));
+        }
         let ctl = self.ctl();
         ctl.get_lock.0.lock(deadline).ok_or(Error::Timeout)?;
         let got = SCRATCH.with(|s| {
@@ -712,10 +721,11 @@ fn full_if_timeout(e: Error) -> Error {
 /// use procs_ipc::JoinableQueue;
 ///
 /// let q = JoinableQueue::<u32>::new()?;
-/// let worker_q = q.clone();
+/// let jobs = q.receiver();
 /// let mut worker = procs_core::Process::new(move || {
-///     while let Ok(_job) = worker_q.get() {
-///         worker_q.task_done().unwrap();
+///     // Ends once the queue is drained and no handle that can put is left.
+///     while let Ok(_job) = jobs.get() {
+///         jobs.task_done().unwrap();
 ///     }
 /// });
 /// worker.start()?;
@@ -723,7 +733,7 @@ fn full_if_timeout(e: Error) -> Error {
 ///     q.put(job).unwrap();
 /// }
 /// q.join()?; // every job done
-/// q.close();
+/// drop(q); // the worker's get now reports Disconnected
 /// worker.join()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -744,6 +754,22 @@ impl<T> JoinableQueue<T> {
     /// A joinable queue with no item limit and the default capacity.
     pub fn new() -> Result<JoinableQueue<T>> {
         QueueBuilder::new().joinable()
+    }
+
+    /// A handle that only puts (and may `join`).
+    pub fn sender(&self) -> JoinableQueue<T> {
+        JoinableQueue {
+            queue: Queue::with_role(Arc::clone(&self.queue.inner), PUTS),
+        }
+    }
+
+    /// A handle that only gets and reports tasks done: a worker holding it
+    /// learns, through [`Error::Disconnected`], when the queue is drained and
+    /// no handle that can put is left.
+    pub fn receiver(&self) -> JoinableQueue<T> {
+        JoinableQueue {
+            queue: Queue::with_role(Arc::clone(&self.queue.inner), GETS),
+        }
     }
 
     /// Puts `item` and counts it as a task not yet done.

@@ -298,3 +298,26 @@ fn a_queue_handle_kept_by_the_consumer_keeps_it_waiting() {
     drop(q);
     assert!(matches!(rx.get(), Err(Error::Disconnected)));
 }
+
+#[test]
+fn joinable_workers_end_when_the_producers_are_gone() {
+    let q = JoinableQueue::<u32>::new().unwrap();
+    let jobs = q.receiver();
+    let mut worker = start(move || {
+        while let Ok(_job) = jobs.get() {
+            jobs.task_done().unwrap();
+        }
+    });
+    for job in 0..50 {
+        q.put(job).unwrap();
+    }
+    q.join().unwrap();
+    let rx = q.receiver();
+    assert!(matches!(rx.put(1), Err(e) if matches!(e.error, Error::Invalid(_))));
+    assert!(matches!(
+        q.sender().get_timeout(Duration::ZERO),
+        Err(Error::Invalid(_))
+    ));
+    drop((q, rx));
+    assert_eq!(worker.0.join().unwrap(), 0);
+}
