@@ -82,6 +82,23 @@ impl RingCtl {
         self.capacity.store(capacity, Ordering::Release);
     }
 
+    /// Overwrites the positions, as a corrupting process could: for tests
+    /// and fuzzing of the reader against a damaged ring.
+    #[doc(hidden)]
+    pub fn set_positions(&self, head: u64, tail: u64) {
+        self.head.0.store(head, Ordering::Release);
+        self.tail.0.store(tail, Ordering::Release);
+    }
+
+    /// The positions `(head, tail)`: for tests and fuzzing.
+    #[doc(hidden)]
+    pub fn positions(&self) -> (u64, u64) {
+        (
+            self.head.0.load(Ordering::Acquire),
+            self.tail.0.load(Ordering::Acquire),
+        )
+    }
+
     /// Wakes both sides, so that they check on their peer.
     pub fn wake_both(&self) {
         self.data_bell.0.ring();
@@ -91,6 +108,13 @@ impl RingCtl {
 
 /// The ring's data bytes.
 pub trait Bytes {
+    /// How many bytes there are: the ring's capacity, as its creator mapped
+    /// it (the capacity in the shared control block must agree).
+    fn len(&self) -> usize;
+    /// Whether there are no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Copies `src` to offset `at` (`at + src.len()` within the capacity).
     fn write(&self, at: usize, src: &[u8]);
     /// Copies from offset `at` into `dst`.
@@ -107,7 +131,8 @@ pub trait Peer {
 
 /// Where a received message goes.
 pub enum Sink<'a> {
-    /// Appended to a vector, which grows as bytes arrive.
+    /// Into a vector, whose contents the message replaces; it grows as bytes
+    /// arrive (never by what a header claims).
     Vec(&'a mut Vec<u8>),
     /// Into a slice, which must be large enough.
     Slice(&'a mut [u8]),
@@ -135,18 +160,34 @@ pub struct Ring<'a, B: Bytes> {
     data: B,
     cap: u64,
     streams: bool,
+    /// The control block's capacity disagrees with the data: every call is
+    /// `Corrupt`.
+    corrupt: bool,
 }
 
 impl<'a, B: Bytes> Ring<'a, B> {
     /// The ring with control `ctl` and data `data`: frames above 16 KiB
     /// stream in pieces, so a message of any size goes through.
     pub fn new(ctl: &'a RingCtl, data: B) -> Self {
-        let cap = ctl.capacity.load(Ordering::Acquire);
+        let cap = data.len() as u64;
+        let corrupt =
+            ctl.capacity.load(Ordering::Acquire) != cap || cap < 16 || !cap.is_power_of_two();
         Ring {
             ctl,
             data,
             cap,
             streams: true,
+            corrupt,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.corrupt {
+            Err(Error::Corrupt(
+                "the ring's capacity disagrees with its memory",
+            ))
+        } else {
+            Ok(())
         }
     }
 
@@ -182,7 +223,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
     }
 
-    /// The largest frame that goes through whole; larger ones stream.
+    /// The ring's capacity in bytes. Frames up to 16 KiB (and up to the
+    /// capacity) are written whole, larger ones stream in pieces; a ring of
+    /// [`whole_frames`](Ring::whole_frames) refuses frames above it.
     pub fn capacity(&self) -> u64 {
         self.cap
     }
@@ -193,6 +236,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// A frame larger than the ring is streamed; its deadline applies until
     /// its first byte is in, then it goes through whole (or the reader dies).
     pub fn send(&self, payload: &[u8], deadline: Option<Instant>, peer: &dyn Peer) -> Result<()> {
+        self.check()?;
         if peer.closed() {
             return Err(Error::Disconnected);
         }
@@ -215,21 +259,21 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if whole(frame, self.cap, self.streams) {
             self.wait_room(head, frame, deadline, peer)?;
             self.put(head, &header);
-            self.put(head + HEADER as u64, payload);
+            self.put(head.wrapping_add(HEADER as u64), payload);
             let pad = padded(payload.len()) - payload.len();
             if pad > 0 {
                 self.put(
-                    head + HEADER as u64 + payload.len() as u64,
+                    head.wrapping_add((HEADER + payload.len()) as u64),
                     &[0u8; 8][..pad],
                 );
             }
-            self.publish(head + frame);
+            self.publish(head.wrapping_add(frame));
             return Ok(());
         }
         // Streamed: the header, then the payload in pieces.
         self.wait_room(head, HEADER as u64, deadline, peer)?;
         self.put(head, &header);
-        let mut pos = head + HEADER as u64;
+        let mut pos = head.wrapping_add(HEADER as u64);
         self.publish(pos);
         let total = padded(payload.len());
         let mut sent = 0usize;
@@ -243,9 +287,12 @@ impl<'a, B: Bytes> Ring<'a, B> {
             if sent + n > payload.len() {
                 let zeros = [0u8; 8];
                 let from = data_end.max(sent);
-                self.put(pos + (from - sent) as u64, &zeros[..sent + n - from]);
+                self.put(
+                    pos.wrapping_add((from - sent) as u64),
+                    &zeros[..sent + n - from],
+                );
             }
-            pos += n as u64;
+            pos = pos.wrapping_add(n as u64);
             sent += n;
             self.publish(pos);
         }
@@ -277,14 +324,17 @@ impl<'a, B: Bytes> Ring<'a, B> {
 
     // ----- the reader's side -----
 
-    /// Receives one frame into `sink`, waiting until `deadline`. Returns the
-    /// payload's length.
+    /// Receives one frame into `sink`, waiting until `deadline` for it to
+    /// begin. Returns the payload's length. A streamed message that has begun
+    /// is received whole, or `Disconnected` if its writer goes: the deadline
+    /// applies until its first piece (a message is never half taken).
     pub fn recv(
         &self,
         sink: &mut Sink<'_>,
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<usize> {
+        self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
         let head = self.wait_data(tail, HEADER as u64, deadline, peer)?;
         let mut raw = [0u8; HEADER];
@@ -309,12 +359,14 @@ impl<'a, B: Bytes> Ring<'a, B> {
             if let Sink::Vec(v) = sink {
                 v.resize(len, 0);
             }
-            sink.put(0, |dst| self.get(tail + HEADER as u64, &mut dst[..len]));
-            self.consume(tail + frame);
+            sink.put(0, |dst| {
+                self.get(tail.wrapping_add(HEADER as u64), &mut dst[..len])
+            });
+            self.consume(tail.wrapping_add(frame));
             return Ok(len);
         }
         // Streamed: take the header, then gather the pieces.
-        let mut pos = tail + HEADER as u64;
+        let mut pos = tail.wrapping_add(HEADER as u64);
         self.consume(pos);
         let total = padded(len);
         let mut got = 0usize;
@@ -336,7 +388,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
                 }
                 sink.put(got, |dst| self.get(pos, &mut dst[..useful]));
             }
-            pos += n as u64;
+            pos = pos.wrapping_add(n as u64);
             got += n;
             self.consume(pos);
         }
@@ -375,6 +427,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// `deadline`; `Ok(true)` also when the writer is gone (a receive would
     /// not block: it would report `Disconnected`).
     pub fn poll(&self, deadline: Option<Instant>, peer: &dyn Peer) -> Result<bool> {
+        self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
         match self.wait_data(tail, HEADER as u64, deadline, peer) {
             Ok(_) | Err(Error::Disconnected) => Ok(true),
@@ -401,7 +454,8 @@ impl<'a, B: Bytes> Ring<'a, B> {
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<()> {
-        if ready() || self.spin(&ready) {
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if ready() || (!expired && self.spin(&ready)) {
             return Ok(());
         }
         // When the peer's life is next checked (it reads /proc: not on

@@ -24,6 +24,10 @@ impl SharedBytes {
 
 #[cfg(not(loom))]
 impl crate::ring::Bytes for SharedBytes {
+    fn len(&self) -> usize {
+        self.len
+    }
+
     #[inline]
     fn write(&self, at: usize, src: &[u8]) {
         assert!(at + src.len() <= self.len, "write outside the ring");
@@ -65,6 +69,10 @@ impl Clone for LoomBytes {
 
 #[cfg(loom)]
 impl crate::ring::Bytes for LoomBytes {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
     fn write(&self, at: usize, src: &[u8]) {
         for (i, b) in src.iter().enumerate() {
             // SAFETY: loom checks that no read of this byte races the write.
