@@ -19,7 +19,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 use crate::owners::Owners;
-use crate::ring::{Peer, Ring, RingCtl, Sink};
+use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::sync::SharedBytes;
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
@@ -113,6 +113,9 @@ struct End {
     recv_ring: Option<usize>,
     scratch: RefCell<Vec<u8>>,
     closed: Cell<bool>,
+    /// What this end saw of its send ring's and its receive ring's positions.
+    send_hints: Hints,
+    recv_hints: Hints,
 }
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
@@ -134,6 +137,8 @@ impl End {
             recv_ring,
             scratch: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            send_hints: Hints::default(),
+            recv_hints: Hints::default(),
         }
     }
 
@@ -154,7 +159,10 @@ impl End {
         let ring = self
             .send_ring
             .ok_or(Error::Invalid("this end only receives"))?;
-        self.shared.ring(ring).send(bytes, deadline, &self.peer())
+        self.shared
+            .ring(ring)
+            .hinted(&self.send_hints)
+            .send(bytes, deadline, &self.peer())
     }
 
     fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
@@ -162,7 +170,10 @@ impl End {
         let ring = self
             .recv_ring
             .ok_or(Error::Invalid("this end only sends"))?;
-        self.shared.ring(ring).recv(sink, deadline, &self.peer())
+        self.shared
+            .ring(ring)
+            .hinted(&self.recv_hints)
+            .recv(sink, deadline, &self.peer())
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {

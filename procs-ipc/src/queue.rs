@@ -36,7 +36,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::doorbell::Doorbell;
 use crate::error::{Error, PutError, Result};
 use crate::owners::Owners;
-use crate::ring::{Peer, Ring, RingCtl, Sink};
+use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, SharedBytes};
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
@@ -79,6 +79,10 @@ struct Inner {
     get_handles: AtomicUsize,
     /// `close` was called in this process.
     closed: AtomicBool,
+    /// What this process's producers saw of the ring (used under the put
+    /// lock) and its consumers (under the get lock).
+    put_hints: Hints,
+    get_hints: Hints,
 }
 
 impl Inner {
@@ -99,6 +103,8 @@ impl Inner {
             put_handles: AtomicUsize::new(0),
             get_handles: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            put_hints: Hints::default(),
+            get_hints: Hints::default(),
         };
         let ctl = inner.ctl();
         ctl.ring.init(capacity as u64);
@@ -408,7 +414,11 @@ impl<T> Queue<T> {
             // Counted before it is visible, so task_done can never go below.
             ctl.unfinished.0.fetch_add(1, Ordering::AcqRel);
         }
-        let sent = self.inner.ring().send(bytes, deadline, &self.consumers());
+        let sent = self.inner.ring().hinted(&self.inner.put_hints).send(
+            bytes,
+            deadline,
+            &self.consumers(),
+        );
         match sent {
             Ok(()) => {
                 ctl.puts.0.store(puts.wrapping_add(1), Ordering::Release);
@@ -521,10 +531,11 @@ impl<T> Queue<T> {
         let got = SCRATCH.with(|s| {
             let mut buf = s.borrow_mut();
             buf.clear();
-            let r = self
-                .inner
-                .ring()
-                .recv(&mut Sink::Vec(&mut buf), deadline, &self.producers());
+            let r = self.inner.ring().hinted(&self.inner.get_hints).recv(
+                &mut Sink::Vec(&mut buf),
+                deadline,
+                &self.producers(),
+            );
             if r.is_ok() {
                 let gets = ctl.gets.0.load(Ordering::Relaxed);
                 ctl.gets.0.store(gets.wrapping_add(1), Ordering::Release);

@@ -154,12 +154,23 @@ impl Sink<'_> {
     }
 }
 
+/// What a process last saw of a ring's positions: lower bounds of `head`
+/// and `tail` (positions only grow), which spare a side reading the other
+/// side's cache line for every message while the last value it saw still
+/// says there is room, or data. Kept in the process, not in shared memory.
+#[derive(Debug, Default)]
+pub struct Hints {
+    head: std::sync::atomic::AtomicU64,
+    tail: std::sync::atomic::AtomicU64,
+}
+
 /// One side's view of a ring: its control block and its data.
 pub struct Ring<'a, B: Bytes> {
     ctl: &'a RingCtl,
     data: B,
     cap: u64,
     streams: bool,
+    hints: Option<&'a Hints>,
     /// The control block's capacity disagrees with the data: every call is
     /// `Corrupt`.
     corrupt: bool,
@@ -177,8 +188,17 @@ impl<'a, B: Bytes> Ring<'a, B> {
             data,
             cap,
             streams: true,
+            hints: None,
             corrupt,
         }
+    }
+
+    /// The same ring, remembering what this process saw of the positions
+    /// in `hints` (one `Hints` per process and side of a ring; a side shared
+    /// by threads must be used under a lock, as a queue's sides are).
+    pub fn hinted(mut self, hints: &'a Hints) -> Self {
+        self.hints = Some(hints);
+        self
     }
 
     fn check(&self) -> Result<()> {
@@ -313,12 +333,25 @@ impl<'a, B: Bytes> Ring<'a, B> {
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<u64> {
-        let room = || {
-            // Acquire: the reader is done with the bytes it freed.
-            let used = head.wrapping_sub(self.ctl.tail.0.load(Ordering::Acquire));
-            self.cap.saturating_sub(used)
+        let room_at = |tail: u64| {
+            let used = head.wrapping_sub(tail);
+            if used > self.cap { 0 } else { self.cap - used }
         };
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(h) = self.hints {
+            // A tail seen before (with acquire): the bytes it freed are free.
+            let room = room_at(h.tail.load(Relaxed));
+            if room >= need {
+                return Ok(room);
+            }
+        }
+        // Acquire: the reader is done with the bytes it freed.
+        let room = || room_at(self.ctl.tail.0.load(Ordering::Acquire));
         self.wait(&self.ctl.space_bell.0, || room() >= need, deadline, peer)?;
+        if let Some(h) = self.hints {
+            h.tail
+                .store(self.ctl.tail.0.load(Ordering::Acquire), Relaxed);
+        }
         Ok(room())
     }
 
@@ -409,6 +442,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(h) = self.hints {
+            // A head seen before (with acquire): the bytes before it are there.
+            let head = h.head.load(Relaxed);
+            let available = head.wrapping_sub(tail);
+            if available <= self.cap && available >= need {
+                return Ok(head);
+            }
+        }
         // Acquire: the bytes before `head` are seen.
         let available = || self.ctl.head.0.load(Ordering::Acquire).wrapping_sub(tail);
         if available() > self.cap {
@@ -420,7 +462,11 @@ impl<'a, B: Bytes> Ring<'a, B> {
             deadline,
             peer,
         )?;
-        Ok(self.ctl.head.0.load(Ordering::Acquire))
+        let head = self.ctl.head.0.load(Ordering::Acquire);
+        if let Some(h) = self.hints {
+            h.head.store(head, Relaxed);
+        }
+        Ok(head)
     }
 
     /// Whether a frame (or its beginning) is waiting, waiting until
