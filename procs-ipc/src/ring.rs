@@ -335,7 +335,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     ) -> Result<u64> {
         let room_at = |tail: u64| {
             let used = head.wrapping_sub(tail);
-            if used > self.cap { 0 } else { self.cap - used }
+            self.cap.saturating_sub(used)
         };
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(h) = self.hints {
