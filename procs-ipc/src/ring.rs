@@ -40,6 +40,10 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 #[cfg(not(loom))]
 const SPIN_BUDGET: Duration = Duration::from_micros(50);
 
+/// Frames up to this size are assembled on the stack and copied whole, in
+/// and out.
+const SMALL: usize = 64;
+
 /// The largest frame written whole; larger ones stream in pieces.
 pub const WHOLE_MAX: u64 = 16 * 1024;
 
@@ -263,7 +267,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l <= Header::MAX_LEN)
-            .ok_or(Error::TooLarge {
+            .ok_or_else(|| Error::TooLarge {
                 len: payload.len(),
                 max: Header::MAX_LEN as usize,
             })?;
@@ -278,6 +282,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         if whole(frame, self.cap, self.streams) {
             self.wait_room(head, frame, deadline, peer)?;
+            if frame <= SMALL as u64 {
+                // Assembled here and copied in one piece.
+                let mut small = [0u8; SMALL];
+                small[..HEADER].copy_from_slice(&header);
+                small[HEADER..HEADER + payload.len()].copy_from_slice(payload);
+                self.put(head, &small[..frame as usize]);
+                self.publish(head.wrapping_add(frame));
+                return Ok(());
+            }
             self.put(head, &header);
             self.put(head.wrapping_add(HEADER as u64), payload);
             let pad = padded(payload.len()) - payload.len();
@@ -370,8 +383,13 @@ impl<'a, B: Bytes> Ring<'a, B> {
         self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
         let head = self.wait_data(tail, HEADER as u64, deadline, peer)?;
+        // One copy of what is published, up to a small frame: the header, and
+        // all of a small frame with it.
+        let mut small = [0u8; SMALL];
+        let got = (head.wrapping_sub(tail) as usize).min(SMALL);
+        self.get(tail, &mut small[..got]);
         let mut raw = [0u8; HEADER];
-        self.get(tail, &mut raw);
+        raw.copy_from_slice(&small[..HEADER]);
         let header = Header::parse(raw)?;
         let len = header.len();
         if let Some(room) = sink.room()
@@ -388,6 +406,18 @@ impl<'a, B: Bytes> Ring<'a, B> {
             // is corrupt.
             if frame > self.cap || head.wrapping_sub(tail) < frame {
                 return Err(Error::Corrupt("a frame is shorter than its header says"));
+            }
+            if frame as usize <= got {
+                let payload = &small[HEADER..HEADER + len];
+                match sink {
+                    Sink::Vec(v) => {
+                        v.clear();
+                        v.extend_from_slice(payload);
+                    }
+                    Sink::Slice(s) => s[..len].copy_from_slice(payload),
+                }
+                self.consume(tail.wrapping_add(frame));
+                return Ok(len);
             }
             if let Sink::Vec(v) = sink {
                 v.resize(len, 0);
