@@ -267,7 +267,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|&l| l <= Header::MAX_LEN)
-            .ok_or_else(|| Error::TooLarge {
+            .ok_or(Error::TooLarge {
                 len: payload.len(),
                 max: Header::MAX_LEN as usize,
             })?;
