@@ -225,8 +225,11 @@ impl Peer for OtherSide<'_> {
     }
 }
 
+/// Items that encode in this many bytes go through the stack.
+const SMALL_ITEM: usize = 48;
+
 thread_local! {
-    /// Where items are encoded and decoded, reused across calls.
+    /// Where larger items are encoded and decoded, reused across calls.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -485,10 +488,17 @@ impl<T> Queue<T> {
     where
         T: Serialize,
     {
-        match Self::encode_and(&item, |bytes| self.put_bytes(bytes, deadline, joinable)) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(PutError::new(item, e)),
-        }
+        // A small item is encoded on the stack; a larger one in a buffer kept
+        // by the thread.
+        let mut small = [0u8; SMALL_ITEM];
+        let r = match postcard::to_slice(&item, &mut small) {
+            Ok(bytes) => self.put_bytes(bytes, deadline, joinable),
+            Err(postcard::Error::SerializeBufferFull) => {
+                Self::encode_and(&item, |bytes| self.put_bytes(bytes, deadline, joinable))
+            }
+            Err(e) => Err(Error::Encode(e.to_string())),
+        };
+        r.map_err(|e| PutError::new(item, e))
     }
 
     /// Puts `item`, waiting as long as it takes for room.
@@ -528,20 +538,28 @@ impl<T> Queue<T> {
         }
         let ctl = self.ctl();
         ctl.get_lock.0.lock(deadline).ok_or(Error::Timeout)?;
-        let got = SCRATCH.with(|s| {
-            let mut buf = s.borrow_mut();
-            buf.clear();
-            let r = self.inner.ring().hinted(&self.inner.get_hints).recv(
-                &mut Sink::Vec(&mut buf),
-                deadline,
-                &self.producers(),
-            );
-            if r.is_ok() {
-                let gets = ctl.gets.0.load(Ordering::Relaxed);
-                ctl.gets.0.store(gets.wrapping_add(1), Ordering::Release);
-            }
-            r.map(|_| postcard::from_bytes::<T>(&buf).map_err(|e| Error::Decode(e.to_string())))
-        });
+        let ring = self.inner.ring().hinted(&self.inner.get_hints);
+        let producers = self.producers();
+        let decode = |bytes: &[u8]| {
+            postcard::from_bytes::<T>(bytes).map_err(|e| Error::Decode(e.to_string()))
+        };
+        // A small item is received on the stack; a larger one (refused there,
+        // and left in the ring) in a buffer kept by the thread.
+        let mut small = [0u8; SMALL_ITEM];
+        let got = match ring.recv(&mut Sink::Slice(&mut small), deadline, &producers) {
+            Ok(n) => Ok(decode(&small[..n])),
+            Err(Error::BufferTooSmall { .. }) => SCRATCH.with(|s| {
+                let mut buf = s.borrow_mut();
+                buf.clear();
+                ring.recv(&mut Sink::Vec(&mut buf), deadline, &producers)
+                    .map(|_| decode(&buf))
+            }),
+            Err(e) => Err(e),
+        };
+        if got.is_ok() {
+            let gets = ctl.gets.0.load(Ordering::Relaxed);
+            ctl.gets.0.store(gets.wrapping_add(1), Ordering::Release);
+        }
         ctl.get_lock.0.unlock();
         if got.is_ok() && ctl.maxsize.load(Ordering::Relaxed) > 0 {
             ctl.slots_bell.ring();
