@@ -31,6 +31,18 @@ impl Reaped {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn a child");
+        // `spawn` returns once the exec has begun, but the new program's
+        // arguments appear in /proc a moment later: wait for them (or for
+        // the child's end), so that what the tests read is the program's.
+        let pid = child.id();
+        eventually("the child's exec to complete", || {
+            let ended = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            ended || std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        });
         Reaped(child)
     }
 
