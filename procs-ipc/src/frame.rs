@@ -2,13 +2,17 @@
 //!
 //! ```text
 //! bytes 0-3  payload length, little endian
-//! bytes 4-7  the length XOR MAGIC: a check that the header is one
+//! bytes 4-7  the length XOR MAGIC XOR the frame's position in 8-byte units:
+//!            a check that the header is one, and one written for this
+//!            position (a header left from an earlier lap of the ring fails)
 //! ```
 //!
 //! The payload follows, padded with zeros to a multiple of 8 so that every
-//! header is 8-byte aligned in the ring. [`Header::parse`] is the decoder of
-//! bytes another process wrote: it refuses a header whose check fails or
-//! whose length is beyond [`Header::MAX_LEN`], and never panics.
+//! header is 8-byte aligned in the ring. Because a stale header never
+//! passes, a reader can poll the header word itself to learn that a frame
+//! arrived. [`Header::parse_at`] is the decoder of bytes another process
+//! wrote: it refuses a header whose check fails or whose length is beyond
+//! [`Header::MAX_LEN`], and never panics.
 
 use crate::error::{Error, Result};
 
@@ -16,6 +20,13 @@ use crate::error::{Error, Result};
 pub const HEADER: usize = 8;
 
 const MAGIC: u32 = 0x9E37_79B9;
+
+/// The position's part of a header's check: the position in 8-byte units.
+/// Positions a multiple of 2^35 bytes apart share a stamp; a ring is much
+/// smaller, and every lap rewrites all of it.
+fn stamp(pos: u64) -> u32 {
+    (pos >> 3) as u32
+}
 
 /// `len` rounded up to a multiple of 8.
 pub const fn padded(len: usize) -> usize {
@@ -48,19 +59,29 @@ impl Header {
         self.len == 0
     }
 
-    /// The 8 bytes to write.
+    /// The 8 bytes to write at stream position 0.
     pub fn to_bytes(self) -> [u8; HEADER] {
+        self.to_bytes_at(0)
+    }
+
+    /// The 8 bytes to write at stream position `pos`.
+    pub fn to_bytes_at(self, pos: u64) -> [u8; HEADER] {
         let mut b = [0u8; HEADER];
         b[..4].copy_from_slice(&self.len.to_le_bytes());
-        b[4..].copy_from_slice(&(self.len ^ MAGIC).to_le_bytes());
+        b[4..].copy_from_slice(&(self.len ^ MAGIC ^ stamp(pos)).to_le_bytes());
         b
     }
 
-    /// Decodes and checks 8 bytes read from a ring.
+    /// Decodes and checks 8 bytes read at stream position 0.
     pub fn parse(b: [u8; HEADER]) -> Result<Header> {
+        Self::parse_at(b, 0)
+    }
+
+    /// Decodes and checks 8 bytes read from a ring at stream position `pos`.
+    pub fn parse_at(b: [u8; HEADER], pos: u64) -> Result<Header> {
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        if check != len ^ MAGIC {
+        if check != len ^ MAGIC ^ stamp(pos) {
             return Err(Error::Corrupt("a frame header fails its check"));
         }
         if len > Self::MAX_LEN {
@@ -91,6 +112,10 @@ mod tests {
         b[..4].copy_from_slice(&huge.to_le_bytes());
         b[4..].copy_from_slice(&(huge ^ MAGIC).to_le_bytes());
         assert!(Header::parse(b).is_err());
+        let h = Header::new(3);
+        assert_eq!(Header::parse_at(h.to_bytes_at(4096), 4096).unwrap(), h);
+        assert!(Header::parse_at(h.to_bytes_at(4096), 4096 - 1024).is_err());
+        assert!(Header::parse_at(h.to_bytes_at(u64::MAX - 7), u64::MAX - 7).is_ok());
         assert_eq!(padded(0), 0);
         assert_eq!(padded(1), 8);
         assert_eq!(padded(8), 8);

@@ -123,6 +123,24 @@ pub trait Bytes {
     fn write(&self, at: usize, src: &[u8]);
     /// Copies from offset `at` into `dst`.
     fn read(&self, at: usize, dst: &mut [u8]);
+
+    /// Loads the 8-byte word at offset `at` (a multiple of 8) with acquire
+    /// ordering: a frame header. The default reads the bytes and fences,
+    /// which is right for bytes that are themselves atomics (a torn word only
+    /// fails the header's check).
+    fn load_word(&self, at: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(at, &mut b);
+        crate::sync::fence(Ordering::Acquire);
+        u64::from_le_bytes(b)
+    }
+
+    /// Stores the 8-byte word at offset `at` (a multiple of 8) with release
+    /// ordering, after the bytes written before it.
+    fn store_word(&self, at: usize, word: u64) {
+        crate::sync::fence(Ordering::Release);
+        self.write(at, &word.to_le_bytes());
+    }
 }
 
 /// Whether the other side of a ring is still there.
@@ -272,8 +290,13 @@ impl<'a, B: Bytes> Ring<'a, B> {
                 max: Header::MAX_LEN as usize,
             })?;
         let head = self.ctl.head.0.load(Ordering::Relaxed);
+        if head % HEADER as u64 != 0 {
+            return Err(Error::Corrupt(
+                "the writer's position is not a frame boundary",
+            ));
+        }
         let frame = HEADER as u64 + padded(payload.len()) as u64;
-        let header = Header::new(len).to_bytes();
+        let header = u64::from_le_bytes(Header::new(len).to_bytes_at(head));
         if !self.streams && frame > self.cap {
             return Err(Error::TooLarge {
                 len: payload.len(),
@@ -282,30 +305,28 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         if whole(frame, self.cap, self.streams) {
             self.wait_room(head, frame, deadline, peer)?;
+            let body = head.wrapping_add(HEADER as u64);
             if frame <= SMALL as u64 {
                 // Assembled here and copied in one piece.
-                let mut small = [0u8; SMALL];
-                small[..HEADER].copy_from_slice(&header);
-                small[HEADER..HEADER + payload.len()].copy_from_slice(payload);
-                self.put(head, &small[..frame as usize]);
-                self.publish(head.wrapping_add(frame));
-                return Ok(());
+                let mut small = [0u8; SMALL - HEADER];
+                small[..payload.len()].copy_from_slice(payload);
+                self.put(body, &small[..frame as usize - HEADER]);
+            } else {
+                self.put(body, payload);
+                let pad = padded(payload.len()) - payload.len();
+                if pad > 0 {
+                    self.put(body.wrapping_add(payload.len() as u64), &[0u8; 8][..pad]);
+                }
             }
-            self.put(head, &header);
-            self.put(head.wrapping_add(HEADER as u64), payload);
-            let pad = padded(payload.len()) - payload.len();
-            if pad > 0 {
-                self.put(
-                    head.wrapping_add((HEADER + payload.len()) as u64),
-                    &[0u8; 8][..pad],
-                );
-            }
+            // The header last, with release: a reader polling it sees the
+            // whole frame once it sees the header.
+            self.put_header(head, header);
             self.publish(head.wrapping_add(frame));
             return Ok(());
         }
         // Streamed: the header, then the payload in pieces.
         self.wait_room(head, HEADER as u64, deadline, peer)?;
-        self.put(head, &header);
+        self.put_header(head, header);
         let mut pos = head.wrapping_add(HEADER as u64);
         self.publish(pos);
         let total = padded(payload.len());
@@ -330,6 +351,11 @@ impl<'a, B: Bytes> Ring<'a, B> {
             self.publish(pos);
         }
         Ok(())
+    }
+
+    fn put_header(&self, pos: u64, header: u64) {
+        self.data
+            .store_word((pos & (self.cap - 1)) as usize, header);
     }
 
     fn publish(&self, head: u64) {
@@ -360,7 +386,13 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         // Acquire: the reader is done with the bytes it freed.
         let room = || room_at(self.ctl.tail.0.load(Ordering::Acquire));
-        self.wait(&self.ctl.space_bell.0, || room() >= need, deadline, peer)?;
+        self.wait(
+            &self.ctl.space_bell.0,
+            || room() >= need,
+            &|| false,
+            deadline,
+            peer,
+        )?;
         if let Some(h) = self.hints {
             h.tail
                 .store(self.ctl.tail.0.load(Ordering::Acquire), Relaxed);
@@ -382,15 +414,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     ) -> Result<usize> {
         self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
-        let head = self.wait_data(tail, HEADER as u64, deadline, peer)?;
-        // One copy of what is published, up to a small frame: the header, and
-        // all of a small frame with it.
-        let mut small = [0u8; SMALL];
-        let got = (head.wrapping_sub(tail) as usize).min(SMALL);
-        self.get(tail, &mut small[..got]);
-        let mut raw = [0u8; HEADER];
-        raw.copy_from_slice(&small[..HEADER]);
-        let header = Header::parse(raw)?;
+        let header = self.wait_header(tail, deadline, peer)?;
         let len = header.len();
         if let Some(room) = sink.room()
             && room < len
@@ -402,29 +426,33 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         let frame = HEADER as u64 + padded(len) as u64;
         if whole(frame, self.cap, self.streams) {
-            // Written whole and published once: it is all there, or the ring
-            // is corrupt.
-            if frame > self.cap || head.wrapping_sub(tail) < frame {
-                return Err(Error::Corrupt("a frame is shorter than its header says"));
+            // The header was stored after the frame's bytes (release) and
+            // loaded here (acquire): they are all there.
+            if frame > self.cap {
+                return Err(Error::Corrupt("a frame is longer than the ring"));
             }
-            if frame as usize <= got {
-                let payload = &small[HEADER..HEADER + len];
+            let body = tail.wrapping_add(HEADER as u64);
+            if frame <= SMALL as u64 {
+                let mut small = [0u8; SMALL - HEADER];
+                self.get(body, &mut small[..len]);
                 match sink {
                     Sink::Vec(v) => {
                         v.clear();
-                        v.extend_from_slice(payload);
+                        v.extend_from_slice(&small[..len]);
                     }
-                    Sink::Slice(s) => s[..len].copy_from_slice(payload),
+                    Sink::Slice(s) => s[..len].copy_from_slice(&small[..len]),
                 }
                 self.consume(tail.wrapping_add(frame));
                 return Ok(len);
             }
+            // A larger whole frame: nothing is allocated for it before the
+            // writer has published all of it (it publishes right after the
+            // header, so this wait is short).
+            self.wait_data(tail, frame, deadline, peer)?;
             if let Sink::Vec(v) = sink {
                 v.resize(len, 0);
             }
-            sink.put(0, |dst| {
-                self.get(tail.wrapping_add(HEADER as u64), &mut dst[..len])
-            });
+            sink.put(0, |dst| self.get(body, &mut dst[..len]));
             self.consume(tail.wrapping_add(frame));
             return Ok(len);
         }
@@ -476,19 +504,17 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if let Some(h) = self.hints {
             // A head seen before (with acquire): the bytes before it are there.
             let head = h.head.load(Relaxed);
-            let available = head.wrapping_sub(tail);
-            if available <= self.cap && available >= need {
+            if self.distance(head, tail).is_ok_and(|a| a >= need) {
                 return Ok(head);
             }
         }
         // Acquire: the bytes before `head` are seen.
-        let available = || self.ctl.head.0.load(Ordering::Acquire).wrapping_sub(tail);
-        if available() > self.cap {
-            return Err(Error::Corrupt("the writer's position is out of range"));
-        }
+        let available = || self.distance(self.ctl.head.0.load(Ordering::Acquire), tail);
+        available()?;
         self.wait(
             &self.ctl.data_bell.0,
-            || available() >= need,
+            || available().is_ok_and(|a| a >= need),
+            &|| false,
             deadline,
             peer,
         )?;
@@ -499,13 +525,49 @@ impl<'a, B: Bytes> Ring<'a, B> {
         Ok(head)
     }
 
+    /// How far position `ahead` is past `behind`. The reader may take a
+    /// frame as soon as its header is there, before the writer publishes
+    /// `head` past it: a `behind` that is up to a ring ahead is distance 0.
+    /// Farther apart either way, a position is corrupt.
+    fn distance(&self, ahead: u64, behind: u64) -> Result<u64> {
+        let d = ahead.wrapping_sub(behind);
+        if d <= self.cap {
+            Ok(d)
+        } else if d.wrapping_neg() <= self.cap {
+            Ok(0)
+        } else {
+            Err(Error::Corrupt("the writer's position is out of range"))
+        }
+    }
+
+    /// Waits until the header of the frame at `tail` is there (the header
+    /// word itself says so: it checks only for this position); returns it.
+    fn wait_header(&self, tail: u64, deadline: Option<Instant>, peer: &dyn Peer) -> Result<Header> {
+        if tail % HEADER as u64 != 0 {
+            return Err(Error::Corrupt(
+                "the reader's position is not a frame boundary",
+            ));
+        }
+        let at = (tail & (self.cap - 1)) as usize;
+        let header = || Header::parse_at(self.data.load_word(at).to_le_bytes(), tail);
+        let valid = || header().is_ok();
+        // The writer published past the header, yet it does not check: the
+        // ring was written by something else than a writer of this library.
+        let stuck = || match self.distance(self.ctl.head.0.load(Ordering::Acquire), tail) {
+            Ok(published) => published >= HEADER as u64 && !valid(),
+            Err(_) => true,
+        };
+        self.wait(&self.ctl.data_bell.0, valid, &stuck, deadline, peer)?;
+        header()
+    }
+
     /// Whether a frame (or its beginning) is waiting, waiting until
     /// `deadline`; `Ok(true)` also when the writer is gone (a receive would
     /// not block: it would report `Disconnected`).
     pub fn poll(&self, deadline: Option<Instant>, peer: &dyn Peer) -> Result<bool> {
         self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
-        match self.wait_data(tail, HEADER as u64, deadline, peer) {
+        match self.wait_header(tail, deadline, peer) {
             Ok(_) | Err(Error::Disconnected) => Ok(true),
             Err(Error::Timeout) => Ok(false),
             Err(e) => Err(e),
@@ -515,7 +577,8 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// Bytes published and not yet consumed.
     pub fn pending(&self) -> u64 {
         let head = self.ctl.head.0.load(Ordering::Acquire);
-        head.wrapping_sub(self.ctl.tail.0.load(Ordering::Acquire))
+        let tail = self.ctl.tail.0.load(Ordering::Acquire);
+        self.distance(head, tail).unwrap_or(head.wrapping_sub(tail))
     }
 
     // ----- waiting, for both sides -----
@@ -527,6 +590,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         &self,
         bell: &Doorbell,
         ready: impl Fn() -> bool,
+        stuck: &dyn Fn() -> bool,
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<()> {
@@ -538,6 +602,10 @@ impl<'a, B: Bytes> Ring<'a, B> {
         // every wake-up, but at least every CHECK_EVERY while asleep).
         let mut next_check: Option<Instant> = None;
         loop {
+            // What can never become ready, whoever lives.
+            if stuck() {
+                return Err(Error::Corrupt("a frame header fails its check"));
+            }
             let due = HOLDER_CHECKS && next_check.is_none_or(|c| Instant::now() >= c);
             if peer.closed() || (due && !peer.alive()) {
                 return if ready() {
@@ -556,7 +624,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
                 (Some(d), Some(c)) => Some(d.min(c)),
                 (d, c) => d.or(c),
             };
-            if bell.sleep(&ready, until) {
+            // Closing rings the bell after marking the end closed: checking
+            // it again once registered as a sleeper cannot miss the close.
+            if bell.sleep(|| ready() || peer.closed(), until) && ready() {
                 return Ok(());
             }
         }

@@ -43,27 +43,62 @@ impl crate::ring::Bytes for SharedBytes {
         // (the acquire load of `head` orders this read after its writes).
         unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(at), dst.as_mut_ptr(), dst.len()) };
     }
+
+    #[inline]
+    fn load_word(&self, at: usize) -> u64 {
+        self.word(at).load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    #[inline]
+    fn store_word(&self, at: usize, word: u64) {
+        self.word(at)
+            .store(word, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[cfg(not(loom))]
+impl SharedBytes {
+    fn word(&self, at: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(
+            at % 8 == 0 && at + 8 <= self.len,
+            "a header word outside the ring"
+        );
+        // SAFETY: in range and 8-aligned (checked; the mapping is page
+        // aligned); header words are only accessed atomically while they are
+        // headers, and the ring protocol orders their reuse as payload.
+        unsafe { &*self.ptr.add(at).cast::<std::sync::atomic::AtomicU64>() }
+    }
 }
 
 /// Ring data under loom: a cell per byte, so that loom reports a read and a
-/// write of the same byte that the ring protocol fails to order.
+/// write of the same byte that the ring protocol fails to order; and header
+/// words as loom atomics of their own (a byte is read as a header only in a
+/// lap where it was written as one, so the two never mix).
 #[cfg(loom)]
-pub struct LoomBytes(pub std::sync::Arc<Vec<loom::cell::UnsafeCell<u8>>>);
+pub struct LoomBytes(
+    pub std::sync::Arc<Vec<loom::cell::UnsafeCell<u8>>>,
+    pub std::sync::Arc<Vec<loom::sync::atomic::AtomicU64>>,
+);
 
 #[cfg(loom)]
 impl LoomBytes {
     /// `len` zero bytes.
     pub fn new(len: usize) -> Self {
-        LoomBytes(std::sync::Arc::new(
-            (0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
-        ))
+        LoomBytes(
+            std::sync::Arc::new((0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect()),
+            std::sync::Arc::new(
+                (0..len / 8)
+                    .map(|_| loom::sync::atomic::AtomicU64::new(0))
+                    .collect(),
+            ),
+        )
     }
 }
 
 #[cfg(loom)]
 impl Clone for LoomBytes {
     fn clone(&self) -> Self {
-        LoomBytes(self.0.clone())
+        LoomBytes(self.0.clone(), self.1.clone())
     }
 }
 
@@ -85,5 +120,13 @@ impl crate::ring::Bytes for LoomBytes {
             // SAFETY: loom checks that no write of this byte races the read.
             *d = self.0[at + i].with(|p| unsafe { *p });
         }
+    }
+
+    fn load_word(&self, at: usize) -> u64 {
+        self.1[at / 8].load(Ordering::Acquire)
+    }
+
+    fn store_word(&self, at: usize, word: u64) {
+        self.1[at / 8].store(word, Ordering::Release);
     }
 }

@@ -441,7 +441,7 @@ proptest! {
         let published = r.pending();
         // The first frame's header now claims `lie` bytes, checked and all.
         let start = frame(filler);
-        for (i, b) in Header::new(lie).to_bytes().into_iter().enumerate() {
+        for (i, b) in Header::new(lie).to_bytes_at(start).into_iter().enumerate() {
             (&data).write(((start + i as u64) % cap) as usize, &[b]);
         }
         let mut v = vec![0xA5; prefill];
@@ -469,7 +469,7 @@ fn positions_that_wrap_past_two_to_the_64_keep_working() {
     // here at once. Either way: wrapping arithmetic, no overflow panic.
     let ctl = RingCtl::new(64);
     let data = HeapBytes::new(64);
-    let start = u64::MAX - 20;
+    let start = u64::MAX - 23; // a frame boundary: a multiple of 8
     ctl.set_positions(start, start);
     let open = Side(AtomicBool::new(false));
     let r = ring(&ctl, &data, false);
@@ -491,6 +491,21 @@ fn positions_that_wrap_past_two_to_the_64_keep_working() {
 fn a_capacity_that_disagrees_with_the_memory_is_corrupt() {
     let ctl = RingCtl::new(64);
     let data = HeapBytes::new(128);
+    let open = Side(AtomicBool::new(false));
+    let r = ring(&ctl, &data, false);
+    assert!(matches!(r.send(b"x", None, &open), Err(Error::Corrupt(_))));
+    let mut v = Vec::new();
+    assert!(matches!(
+        r.recv(&mut Sink::Vec(&mut v), None, &open),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn a_position_off_a_frame_boundary_is_corrupt() {
+    let ctl = RingCtl::new(64);
+    let data = HeapBytes::new(64);
+    ctl.set_positions(13, 13);
     let open = Side(AtomicBool::new(false));
     let r = ring(&ctl, &data, false);
     assert!(matches!(r.send(b"x", None, &open), Err(Error::Corrupt(_))));

@@ -269,6 +269,8 @@ fuzz_target!(|input: Input| {
                             model.corrupt = true;
                         }
                     }
+                    // Positions another process moved off a frame boundary.
+                    Err(Error::Corrupt(_)) if model.corrupt => {}
                     Err(e) => panic!("send: unexpected {e:?}"),
                 }
             }
@@ -282,7 +284,8 @@ fuzz_target!(|input: Input| {
                 // head is refused before anything is read).
                 let there = pending.min(cap) as usize;
                 assert!(
-                    largest <= 2 * there.max(prefill as usize).max(8),
+                    // A small frame (at most 64 bytes) may come through a corrupted head.
+                    largest <= 2 * there.max(prefill as usize).max(64),
                     "a receive allocated {largest} bytes with {there} in the ring: {r:?}"
                 );
                 if let Ok(n) = r {
@@ -359,8 +362,11 @@ fuzz_target!(|input: Input| {
 fn check_recv(model: &mut Model, r: procs_ipc::Result<usize>, got: &[u8], pending: u64, cap: u64) {
     match &r {
         Ok(n) => {
+            // The reader trusts a header stamped for its position even where
+            // a corrupted `head` says nothing is published: a small frame
+            // (read on the stack) may then come through.
             assert!(
-                (*n as u64) < pending.min(cap),
+                (*n as u64) < pending.min(cap) || (model.corrupt && *n <= 56),
                 "received {n} of {pending} bytes"
             );
         }
