@@ -290,7 +290,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
                 max: Header::MAX_LEN as usize,
             })?;
         let head = self.ctl.head.0.load(Ordering::Relaxed);
-        if head % HEADER as u64 != 0 {
+        if !head.is_multiple_of(HEADER as u64) {
             return Err(Error::Corrupt(
                 "the writer's position is not a frame boundary",
             ));
@@ -445,10 +445,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
                 self.consume(tail.wrapping_add(frame));
                 return Ok(len);
             }
-            // A larger whole frame: nothing is allocated for it before the
-            // writer has published all of it (it publishes right after the
-            // header, so this wait is short).
-            self.wait_data(tail, frame, deadline, peer)?;
+            // A larger whole frame: nothing is allocated for it before its
+            // length is checked against what the writer published. A writer
+            // publishes a whole frame with one store, right after its
+            // header: once `head` moves past the header it covers the frame,
+            // or the length lies.
+            let head = self.wait_data(tail, HEADER as u64, deadline, peer)?;
+            if self.distance(head, tail)? < frame {
+                return Err(Error::Corrupt("a frame is longer than what was published"));
+            }
             if let Sink::Vec(v) = sink {
                 v.resize(len, 0);
             }
@@ -543,7 +548,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// Waits until the header of the frame at `tail` is there (the header
     /// word itself says so: it checks only for this position); returns it.
     fn wait_header(&self, tail: u64, deadline: Option<Instant>, peer: &dyn Peer) -> Result<Header> {
-        if tail % HEADER as u64 != 0 {
+        if !tail.is_multiple_of(HEADER as u64) {
             return Err(Error::Corrupt(
                 "the reader's position is not a frame boundary",
             ));

@@ -60,7 +60,7 @@ impl crate::ring::Bytes for SharedBytes {
 impl SharedBytes {
     fn word(&self, at: usize) -> &std::sync::atomic::AtomicU64 {
         assert!(
-            at % 8 == 0 && at + 8 <= self.len,
+            at.is_multiple_of(8) && at + 8 <= self.len,
             "a header word outside the ring"
         );
         // SAFETY: in range and 8-aligned (checked; the mapping is page
