@@ -10,19 +10,28 @@
 //!   capacity    bytes of data, a power of two
 //! data: `capacity` bytes, positions taken modulo the capacity
 //!
-//! frame: header (8 bytes, little endian: length, then length ^ MAGIC),
-//!        payload, zero padding to a multiple of 8
+//! frame: header (8 bytes: length, and a check stamped with the frame's
+//!        position, see `frame`), payload, zero padding to a multiple of 8
 //! ```
 //!
-//! A frame that fits in the ring is written whole and then published with
-//! one release store of `head`: the reader sees whole frames or nothing, so a
-//! writer that dies mid-frame leaves nothing behind. A larger frame is
-//! streamed: header first, then the payload piece by piece as the reader
-//! frees room; the reader gathers it in its own memory and hands it over
+//! Positions are byte counts that wrap at 2^64 (a multiple of every
+//! capacity), advanced with wrapping arithmetic: a position that another
+//! process corrupted is out of range or off a frame boundary, an error,
+//! never an overflow.
+//!
+//! A small frame (up to 16 KiB) is written whole: payload first, then the
+//! header word with one release store, then `head`. The reader polls the
+//! header word at its own position (a header left from an earlier lap fails
+//! its position check), so a message moves one cache line, not two; it sees
+//! whole frames or nothing, and a writer that dies mid-frame leaves nothing
+//! behind. A larger frame is streamed: header first, then the payload in
+//! pieces of at most 32 KiB as the reader frees room (the writer's copy in
+//! and the reader's copy out run at once, through a ring much smaller than
+//! the message); the reader gathers it in its own memory and hands it over
 //! only once complete, so a writer that dies mid-stream leaves the reader a
 //! `Disconnected`, never a torn message. The reader checks every header
-//! (a length that lies is `Corrupt`, not an allocation) and allocates only
-//! what it has received.
+//! against what the writer published (a length that lies is `Corrupt`, not
+//! an allocation) and allocates only what it has received.
 
 use std::time::{Duration, Instant};
 
