@@ -397,7 +397,10 @@ impl<T> Queue<T> {
         }
         let ctl = self.ctl();
         // A previous holder that died left no published half-item: go on.
-        ctl.put_lock.0.lock(deadline).ok_or(Error::Timeout)?;
+        // (An explicit branch: an error built eagerly is dropped on every call.)
+        if ctl.put_lock.0.lock(deadline).is_none() {
+            return Err(Error::Timeout);
+        }
         let r = self.put_locked(bytes, deadline, joinable);
         ctl.put_lock.0.unlock();
         r
@@ -537,7 +540,9 @@ impl<T> Queue<T> {
             return Err(Error::Invalid("this handle only puts"));
         }
         let ctl = self.ctl();
-        ctl.get_lock.0.lock(deadline).ok_or(Error::Timeout)?;
+        if ctl.get_lock.0.lock(deadline).is_none() {
+            return Err(Error::Timeout);
+        }
         let ring = self.inner.ring().hinted(&self.inner.get_hints);
         let producers = self.producers();
         let decode = |bytes: &[u8]| {

@@ -291,13 +291,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if peer.closed() {
             return Err(Error::Disconnected);
         }
-        let len = u32::try_from(payload.len())
-            .ok()
-            .filter(|&l| l <= Header::MAX_LEN)
-            .ok_or(Error::TooLarge {
-                len: payload.len(),
-                max: Header::MAX_LEN as usize,
-            })?;
+        let len = match u32::try_from(payload.len()) {
+            Ok(l) if l <= Header::MAX_LEN => l,
+            _ => {
+                return Err(Error::TooLarge {
+                    len: payload.len(),
+                    max: Header::MAX_LEN as usize,
+                });
+            }
+        };
         let head = self.ctl.head.0.load(Ordering::Relaxed);
         if !head.is_multiple_of(HEADER as u64) {
             return Err(Error::Corrupt(
