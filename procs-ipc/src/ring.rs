@@ -49,8 +49,8 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 #[cfg(not(loom))]
 const SPIN_BUDGET: Duration = Duration::from_micros(50);
 
-/// Frames up to this size are assembled on the stack and copied whole, in
-/// and out.
+/// Frames up to this size are read without waiting on `head`, and go
+/// through the stack into a vector.
 const SMALL: usize = 64;
 
 /// The largest frame written whole; larger ones stream in pieces.
@@ -317,18 +317,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if whole(frame, self.cap, self.streams) {
             self.wait_room(head, frame, deadline, peer)?;
             let body = head.wrapping_add(HEADER as u64);
-            if frame <= SMALL as u64 {
-                // Assembled here and copied in one piece.
-                let mut small = [0u8; SMALL - HEADER];
-                small[..payload.len()].copy_from_slice(payload);
-                self.put(body, &small[..frame as usize - HEADER]);
-            } else {
-                self.put(body, payload);
-                let pad = padded(payload.len()) - payload.len();
-                if pad > 0 {
-                    self.put(body.wrapping_add(payload.len() as u64), &[0u8; 8][..pad]);
-                }
-            }
+            // The padding is left as it is: no reader looks at it, and the
+            // next header (where readers look) is written for its position.
+            self.put(body, payload);
             // The header last, with release: a reader polling it sees the
             // whole frame once it sees the header.
             self.put_header(head, header);
@@ -444,14 +435,14 @@ impl<'a, B: Bytes> Ring<'a, B> {
             }
             let body = tail.wrapping_add(HEADER as u64);
             if frame <= SMALL as u64 {
-                let mut small = [0u8; SMALL - HEADER];
-                self.get(body, &mut small[..len]);
                 match sink {
                     Sink::Vec(v) => {
+                        let mut small = [0u8; SMALL - HEADER];
+                        self.get(body, &mut small[..len]);
                         v.clear();
                         v.extend_from_slice(&small[..len]);
                     }
-                    Sink::Slice(s) => s[..len].copy_from_slice(&small[..len]),
+                    Sink::Slice(s) => self.get(body, &mut s[..len]),
                 }
                 self.consume(tail.wrapping_add(frame));
                 return Ok(len);
