@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use crate::error::{OwnerDied, Result};
 use crate::lock::{Lock, LockGuard};
 use crate::raw::condvar::RawCondvar;
-use crate::raw::lock::Acquired;
 use crate::segment::Kind;
 use crate::shared::Shared;
 
@@ -71,13 +70,6 @@ impl Condition {
         );
     }
 
-    fn relocked<T>(how: Acquired, value: T) -> Relocked<T> {
-        match how {
-            Acquired::Clean => Ok(value),
-            Acquired::OwnerDied { holder } => Err(OwnerDied::new(value, holder)),
-        }
-    }
-
     /// Releases the lock held by `guard`, waits for a notification, and
     /// returns the lock retaken. The wait may also end without one (as any
     /// condition variable's): check the condition, or use
@@ -88,7 +80,7 @@ impl Condition {
     pub fn wait<'a>(&self, guard: LockGuard<'a>) -> Relocked<LockGuard<'a>> {
         self.check(&guard);
         let (_, how) = self.raw.get().wait(guard.lock().raw(), None);
-        Self::relocked(how, guard)
+        OwnerDied::check(how, guard)
     }
 
     /// As [`wait`](Condition::wait), for at most `timeout`; the flag is
@@ -104,7 +96,7 @@ impl Condition {
         self.check(&guard);
         let deadline = Instant::now().checked_add(timeout);
         let (notified, how) = self.raw.get().wait(guard.lock().raw(), deadline);
-        Self::relocked(how, (guard, notified))
+        OwnerDied::check(how, (guard, notified))
     }
 
     /// Waits until `predicate` is true, checking it under the lock before
@@ -139,7 +131,7 @@ impl Condition {
             }
             self.check(&guard);
             let (_, how) = self.raw.get().wait(guard.lock().raw(), deadline);
-            guard = match Self::relocked(how, guard) {
+            guard = match OwnerDied::check(how, guard) {
                 Ok(g) => g,
                 Err(died) => {
                     let holder = died.holder();

@@ -124,6 +124,16 @@ pub struct OwnerDied<G> {
 }
 
 impl<G> OwnerDied<G> {
+    /// `guard`, as a lock was taken `how`: itself after a clean take, in an
+    /// `OwnerDied` after a takeover from a dead holder.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn check(how: crate::raw::lock::Acquired, guard: G) -> Result<G, OwnerDied<G>> {
+        match how {
+            crate::raw::lock::Acquired::Clean => Ok(guard),
+            crate::raw::lock::Acquired::OwnerDied { holder } => Err(OwnerDied::new(guard, holder)),
+        }
+    }
+
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn new(guard: G, holder: u32) -> Self {
         Self { guard, holder }
@@ -201,6 +211,21 @@ impl<G> fmt::Display for TryLockError<G> {
 }
 
 impl<G> std::error::Error for TryLockError<G> {}
+
+impl<G> TryLockError<G> {
+    /// The guard of a take with a deadline: `None` (the deadline passed) is
+    /// `Timeout`, a takeover is `OwnerDied`.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn timed(
+        how: Option<crate::raw::lock::Acquired>,
+        guard: impl FnOnce() -> G,
+    ) -> Result<G, TryLockError<G>> {
+        match how {
+            None => Err(TryLockError::Timeout),
+            Some(how) => OwnerDied::check(how, guard()).map_err(TryLockError::OwnerDied),
+        }
+    }
+}
 
 impl<G> From<OwnerDied<G>> for TryLockError<G> {
     fn from(e: OwnerDied<G>) -> Self {

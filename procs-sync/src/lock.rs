@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use crate::error::{OwnerDied, Result, TryLockError};
-use crate::raw::lock::{Acquired, RawLock};
+use crate::raw::lock::RawLock;
 use crate::segment::Kind;
 use crate::shared::Shared;
 
@@ -66,13 +66,6 @@ impl Lock {
         }
     }
 
-    fn taken(&self, how: Acquired) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
-        match how {
-            Acquired::Clean => Ok(self.guard()),
-            Acquired::OwnerDied { holder } => Err(OwnerDied::new(self.guard(), holder)),
-        }
-    }
-
     /// Takes the lock, waiting as long as it takes. `Err(OwnerDied)` means
     /// the lock is held, taken over from a holder that died.
     pub fn lock(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
@@ -80,7 +73,7 @@ impl Lock {
             .raw()
             .lock(None)
             .expect("a wait without deadline only ends with the lock");
-        self.taken(how)
+        OwnerDied::check(how, self.guard())
     }
 
     /// Takes the lock if it is free now. Does not check whether a holder
@@ -99,10 +92,7 @@ impl Lock {
         timeout: Duration,
     ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let deadline = Instant::now().checked_add(timeout);
-        match self.raw().lock(deadline) {
-            None => Err(TryLockError::Timeout),
-            Some(how) => self.taken(how).map_err(TryLockError::OwnerDied),
-        }
+        TryLockError::timed(self.raw().lock(deadline), || self.guard())
     }
 
     /// Whether some thread of some process holds the lock now.

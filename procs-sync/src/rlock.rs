@@ -58,20 +58,13 @@ impl RLock {
         }
     }
 
-    fn taken(&self, how: Acquired) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
-        match how {
-            Acquired::Clean => Ok(self.guard()),
-            Acquired::OwnerDied { holder } => Err(OwnerDied::new(self.guard(), holder)),
-        }
-    }
-
     /// Takes the lock (once more, if this thread holds it).
     pub fn lock(&self) -> Result<RLockGuard<'_>, OwnerDied<RLockGuard<'_>>> {
         let how = self
             .raw()
             .lock(None)
             .expect("a wait without deadline only ends with the lock");
-        self.taken(how)
+        OwnerDied::check(how, self.guard())
     }
 
     /// Takes the lock if it is free or held by this thread.
@@ -88,10 +81,9 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
-        match self.raw().lock(Instant::now().checked_add(timeout)) {
-            None => Err(TryLockError::Timeout),
-            Some(how) => self.taken(how).map_err(TryLockError::OwnerDied),
-        }
+        TryLockError::timed(self.raw().lock(Instant::now().checked_add(timeout)), || {
+            self.guard()
+        })
     }
 
     /// Python's `acquire()` without a guard, for code that releases in

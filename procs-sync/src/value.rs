@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{Error, OwnerDied, Result, TryLockError};
-use crate::raw::lock::{Acquired, RawLock};
+use crate::raw::lock::RawLock;
 use crate::segment::Kind;
 use crate::shared::Shared;
 
@@ -202,25 +202,6 @@ locked_guard!(
     "The elements of an [`Array`], locked; derefs to `[T]`. Not `Send`."
 );
 
-fn lock_cells<'a, T: Pod, G>(
-    cells: &'a Cells<T>,
-    deadline: Option<Instant>,
-    make: fn(&'a Cells<T>) -> G,
-) -> Option<Result<G, OwnerDied<G>>> {
-    match cells.lock().lock(deadline)? {
-        Acquired::Clean => Some(Ok(make(cells))),
-        Acquired::OwnerDied { holder } => Some(Err(OwnerDied::new(make(cells), holder))),
-    }
-}
-
-fn timeout_result<G>(r: Option<Result<G, OwnerDied<G>>>) -> Result<G, TryLockError<G>> {
-    match r {
-        None => Err(TryLockError::Timeout),
-        Some(Ok(g)) => Ok(g),
-        Some(Err(died)) => Err(TryLockError::OwnerDied(died)),
-    }
-}
-
 /// A `T` in shared memory behind a lock (Python's `Value`).
 ///
 /// ```
@@ -276,7 +257,13 @@ impl<T: Pod> Value<T> {
 
     /// Locks the value; the guard derefs to `T`.
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
-        lock_cells(&self.cells, None, Self::guard).expect("no deadline")
+        OwnerDied::check(
+            self.cells
+                .lock()
+                .lock(None)
+                .expect("a wait without deadline only ends with the lock"),
+            Self::guard(&self.cells),
+        )
     }
 
     /// Locks the value, waiting at most `timeout`.
@@ -284,11 +271,10 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
-        timeout_result(lock_cells(
-            &self.cells,
-            Instant::now().checked_add(timeout),
-            Self::guard,
-        ))
+        TryLockError::timed(
+            self.cells.lock().lock(Instant::now().checked_add(timeout)),
+            || Self::guard(&self.cells),
+        )
     }
 
     /// A copy of the value, taken under the lock. A holder that died is
@@ -379,7 +365,13 @@ impl<T: Pod> Array<T> {
 
     /// Locks the array; the guard derefs to `[T]`.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
-        lock_cells(&self.cells, None, Self::guard).expect("no deadline")
+        OwnerDied::check(
+            self.cells
+                .lock()
+                .lock(None)
+                .expect("a wait without deadline only ends with the lock"),
+            Self::guard(&self.cells),
+        )
     }
 
     /// Locks the array, waiting at most `timeout`.
@@ -387,11 +379,10 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
-        timeout_result(lock_cells(
-            &self.cells,
-            Instant::now().checked_add(timeout),
-            Self::guard,
-        ))
+        TryLockError::timed(
+            self.cells.lock().lock(Instant::now().checked_add(timeout)),
+            || Self::guard(&self.cells),
+        )
     }
 
     /// A copy of the elements, taken under the lock.
