@@ -1,0 +1,189 @@
+//! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::{Error, Result};
+use crate::pool::{NewTask, Shared};
+use crate::result::StreamJob;
+use crate::task::encode_chunk;
+
+/// How many chunks an imap keeps ahead of its consumer, per worker.
+const AHEAD_PER_WORKER: usize = 4;
+
+/// The results of [`Pool::imap`](crate::Pool::imap) and
+/// [`Pool::imap_unordered`](crate::Pool::imap_unordered), as they come.
+///
+/// Items are taken from the input and sent to the workers as the iterator
+/// is consumed, a bounded number of chunks ahead: memory stays bounded
+/// whatever the input's length, and dropping the iterator stops taking
+/// input (tasks already sent still run). Each item is a `Result`: a failed
+/// task yields its error in its place (for each item of its chunk), and
+/// the iteration goes on. If the pool is terminated, the iterator yields
+/// [`Error::Terminated`] once and ends.
+#[must_use = "an imap does nothing unless iterated"]
+pub struct IMap<I, R> {
+    shared: Arc<Shared>,
+    job: Arc<StreamJob<R>>,
+    input: I,
+    input_done: bool,
+    header: Vec<u8>,
+    chunksize: usize,
+    ordered: bool,
+    window: usize,
+    /// Chunks sent, and chunks taken back.
+    sent: usize,
+    taken: usize,
+    current: std::vec::IntoIter<R>,
+    error: Option<(Error, usize)>,
+    done: bool,
+}
+
+impl<I, R> std::fmt::Debug for IMap<I, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("chunksize", &self.chunksize)
+            .field("chunks_sent", &self.sent)
+            .field("chunks_taken", &self.taken)
+            .finish()
+    }
+}
+
+impl<I, R> IMap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        input: I,
+        header: Vec<u8>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Self {
+        shared.stream(true);
+        let window = AHEAD_PER_WORKER * shared.config_processes();
+        IMap {
+            shared,
+            job: Arc::new(StreamJob::new()),
+            input,
+            input_done: false,
+            header,
+            chunksize,
+            ordered,
+            window,
+            sent: 0,
+            taken: 0,
+            current: Vec::new().into_iter(),
+            error: None,
+            done: false,
+        }
+    }
+
+    fn end_input(&mut self) {
+        if !self.input_done {
+            self.input_done = true;
+            self.shared.stream(false);
+        }
+    }
+
+    /// Sends chunks until the window is full or the input ends.
+    fn top_up(&mut self) -> Result<()> {
+        let mut tasks = Vec::new();
+        while !self.input_done && self.sent + tasks.len() - self.taken < self.window {
+            let chunk: Vec<I::Item> = self.input.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                self.end_input();
+                break;
+            }
+            let mut frame = self.header.clone();
+            encode_chunk(chunk.iter(), &mut frame).map_err(Error::Serde)?;
+            tasks.push(NewTask {
+                index: self.sent + tasks.len(),
+                items: chunk.len(),
+                frame,
+            });
+        }
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let n = tasks.len();
+        self.shared.submit(self.job.clone(), tasks, true)?;
+        self.sent += n;
+        Ok(())
+    }
+}
+
+impl<I, R> Iterator for IMap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.current.next() {
+                return Some(Ok(v));
+            }
+            if let Some((e, left)) = &mut self.error {
+                if *left > 0 {
+                    *left -= 1;
+                    return Some(Err(e.clone()));
+                }
+                self.error = None;
+            }
+            if self.done {
+                return None;
+            }
+            if let Err(e) = self.top_up() {
+                self.done = true;
+                self.end_input();
+                return Some(Err(e));
+            }
+            if self.taken == self.sent {
+                self.done = true;
+                return None;
+            }
+            let want = self.ordered.then_some(self.taken);
+            // Every task sent ends: with its output, its failure, or the
+            // pool's termination; so this wait ends.
+            let far = Instant::now() + std::time::Duration::from_secs(3600);
+            let Some((_, part, items)) = self.job.take(want, far) else {
+                continue;
+            };
+            self.taken += 1;
+            match part {
+                Ok(values) => self.current = values.into_iter(),
+                Err(e) => self.error = Some((e, items)),
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = if self.input_done {
+            (0, Some(0))
+        } else {
+            self.input.size_hint()
+        };
+        let inflight = (self.sent - self.taken) * self.chunksize + self.current.len();
+        (
+            lo + self.current.len(),
+            hi.and_then(|h| h.checked_add(inflight)),
+        )
+    }
+}
+
+impl<I, R> Drop for IMap<I, R> {
+    fn drop(&mut self) {
+        if !self.input_done {
+            self.input_done = true;
+            self.shared.stream(false);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Results: [`AsyncResult`], the callbacks, and the jobs that turn the
+//! workers' outputs into values.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::task::{decode_chunk, decode_one};
+
+/// What the pool does with the outcome of one of a job's tasks.
+pub(crate) trait Job: Send + Sync {
+    /// Task `index` of the job, which carried `items` arguments, ended with
+    /// `outcome`: the worker's output, or why there is none.
+    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves consistent data (callbacks
+    // run outside them): go on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+enum State<T> {
+    Pending,
+    Ready(Result<T>),
+    /// The value was taken; whether the task succeeded.
+    Taken,
+}
+
+/// Where a result lands, and its waiters.
+pub(crate) struct Slot<T> {
+    state: Mutex<State<T>>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Arc<Slot<T>> {
+        Arc::new(Slot {
+            state: Mutex::new(State::Pending),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn set(&self, value: Result<T>) {
+        let mut s = lock(&self.state);
+        if matches!(*s, State::Pending) {
+            *s = State::Ready(value);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Waits until ready or `deadline`; the guard, ready or not.
+    fn wait(&self, deadline: Option<Instant>) -> MutexGuard<'_, State<T>> {
+        let mut s = lock(&self.state);
+        while matches!(*s, State::Pending) {
+            match deadline {
+                None => s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    s = self
+                        .ready
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        s
+    }
+}
+
+/// What to call when a result is ready, Python's `callback` and
+/// `error_callback`.
+///
+/// Callbacks run on the pool's handler thread, before the result becomes
+/// ready: keep them short (a long one holds up the delivery of other
+/// results). A callback that panics is reported on stderr and the pool
+/// goes on.
+///
+/// ```
+/// use procs_pool::{Callbacks, Pool};
+/// use std::sync::mpsc;
+///
+/// let pool = Pool::new(2)?;
+/// let (tx, rx) = mpsc::channel();
+/// let result = pool.apply_async_with(
+///     |x: u64| x + 1,
+///     41,
+///     Callbacks::new().callback(move |v: &u64| tx.send(*v).unwrap()),
+/// )?;
+/// assert_eq!(result.get()?, 42);
+/// assert_eq!(rx.recv().unwrap(), 42);
+/// # Ok::<(), procs_pool::Error>(())
+/// ```
+pub struct Callbacks<T> {
+    on_success: Option<OnSuccess<T>>,
+    on_error: Option<OnError>,
+}
+
+type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
+type OnError = Box<dyn FnOnce(&Error) + Send>;
+
+/// A chunk of an imap that came back: its index, its values or its error,
+/// and how many items it carried.
+pub(crate) type Part<R> = (usize, Result<Vec<R>>, usize);
+
+impl<T> Default for Callbacks<T> {
+    fn default() -> Self {
+        Callbacks {
+            on_success: None,
+            on_error: None,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Callbacks<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("callback", &self.on_success.is_some())
+            .field("error_callback", &self.on_error.is_some())
+            .finish()
+    }
+}
+
+impl<T> Callbacks<T> {
+    /// No callbacks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Called with the value when the task succeeds.
+    pub fn callback(mut self, f: impl FnOnce(&T) + Send + 'static) -> Self {
+        self.on_success = Some(Box::new(f));
+        self
+    }
+
+    /// Called with the error when the task fails.
+    pub fn error_callback(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    fn run(self, value: &Result<T>) {
+        let ran = catch_unwind(AssertUnwindSafe(|| match value {
+            Ok(v) => {
+                if let Some(f) = self.on_success {
+                    f(v);
+                }
+            }
+            Err(e) => {
+                if let Some(f) = self.on_error {
+                    f(e);
+                }
+            }
+        }));
+        if ran.is_err() {
+            eprintln!("procs-pool: a result callback panicked; the pool goes on");
+        }
+    }
+}
+
+/// A value a pool computes: Python's `AsyncResult`.
+///
+/// ```
+/// use procs_pool::Pool;
+/// use std::time::Duration;
+///
+/// let pool = Pool::new(2)?;
+/// let r = pool.apply_async(|x: u32| x * 2, 21)?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert!(r.successful()?);
+/// assert_eq!(r.get_timeout(Duration::from_secs(10))?, 42);
+/// # Ok::<(), procs_pool::Error>(())
+/// ```
+#[must_use = "a result does nothing unless got or waited for"]
+pub struct AsyncResult<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    pub(crate) fn new(slot: Arc<Slot<T>>) -> Self {
+        AsyncResult { slot }
+    }
+
+    /// Waits for the result and returns it: the value, or the task's error
+    /// ([`Error::TaskPanicked`], [`Error::WorkerDied`],
+    /// [`Error::Terminated`], ...).
+    pub fn get(self) -> Result<T> {
+        Self::take(self.slot.wait(None))
+    }
+
+    /// Waits at most `timeout`. [`Error::Timeout`] leaves the result to be
+    /// got later; a value, once returned, is taken (a later `get` says
+    /// [`Error::AlreadyTaken`]); an error is returned every time.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        Self::take(self.slot.wait(Instant::now().checked_add(timeout)))
+    }
+
+    fn take(mut s: MutexGuard<'_, State<T>>) -> Result<T> {
+        match std::mem::replace(&mut *s, State::Taken) {
+            State::Pending => {
+                *s = State::Pending;
+                Err(Error::Timeout)
+            }
+            State::Ready(Ok(v)) => Ok(v),
+            State::Ready(Err(e)) => {
+                *s = State::Ready(Err(e.clone()));
+                Err(e)
+            }
+            State::Taken => Err(Error::AlreadyTaken),
+        }
+    }
+
+    /// Waits for the result.
+    pub fn wait(&self) {
+        drop(self.slot.wait(None));
+    }
+
+    /// Waits at most `timeout`; whether the result is ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        !matches!(
+            *self.slot.wait(Instant::now().checked_add(timeout)),
+            State::Pending
+        )
+    }
+
+    /// Whether the result is ready.
+    pub fn ready(&self) -> bool {
+        !matches!(*lock(&self.slot.state), State::Pending)
+    }
+
+    /// Whether the task succeeded; [`Error::NotReady`] before it is ready
+    /// (Python's `ValueError`).
+    pub fn successful(&self) -> Result<bool> {
+        match &*lock(&self.slot.state) {
+            State::Pending => Err(Error::NotReady),
+            State::Ready(r) => Ok(r.is_ok()),
+            State::Taken => Ok(true),
+        }
+    }
+}
+
+/// One `apply`.
+pub(crate) struct ApplyJob<R> {
+    pub slot: Arc<Slot<R>>,
+    pub callbacks: Mutex<Option<Callbacks<R>>>,
+}
+
+impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
+    fn deliver(&self, _index: usize, _items: usize, outcome: Result<&[u8]>) {
+        let value = outcome.and_then(|b| decode_one::<R>(b).map_err(Error::Serde));
+        if let Some(cb) = lock(&self.callbacks).take() {
+            cb.run(&value);
+        }
+        self.slot.set(value);
+    }
+}
+
+/// One `map`: its chunks' values, in order.
+pub(crate) struct MapJob<R> {
+    pub slot: Arc<Slot<Vec<R>>>,
+    pub parts: Mutex<MapParts<R>>,
+    pub callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
+}
+
+pub(crate) struct MapParts<R> {
+    pub parts: Vec<Option<Vec<R>>>,
+    pub missing: usize,
+    pub done: bool,
+}
+
+impl<R> MapJob<R> {
+    pub(crate) fn new(chunks: usize, callbacks: Callbacks<Vec<R>>) -> MapJob<R> {
+        MapJob {
+            slot: Slot::new(),
+            parts: Mutex::new(MapParts {
+                parts: (0..chunks).map(|_| None).collect(),
+                missing: chunks,
+                done: false,
+            }),
+            callbacks: Mutex::new(Some(callbacks)),
+        }
+    }
+
+    /// Ends the job with `value` (the first error, or every value).
+    pub(crate) fn finish(&self, value: Result<Vec<R>>) {
+        if let Some(cb) = lock(&self.callbacks).take() {
+            cb.run(&value);
+        }
+        self.slot.set(value);
+    }
+}
+
+impl<R: DeserializeOwned + Send> Job for MapJob<R> {
+    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
+        let part = outcome.and_then(|b| decode_chunk::<R>(b, items).map_err(Error::Serde));
+        let end = {
+            let mut p = lock(&self.parts);
+            if p.done {
+                return;
+            }
+            match part {
+                // The first failure ends the map (Python's map raises it);
+                // the other chunks still run, their values are dropped.
+                Err(e) => {
+                    p.done = true;
+                    p.parts.clear();
+                    Some(Err(e))
+                }
+                Ok(v) => {
+                    if let Some(s @ None) = p.parts.get_mut(index) {
+                        *s = Some(v);
+                        p.missing -= 1;
+                    }
+                    if p.missing == 0 {
+                        p.done = true;
+                        let parts = std::mem::take(&mut p.parts);
+                        Some(Ok(parts.into_iter().flatten().flatten().collect()))
+                    } else {
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(value) = end {
+            self.finish(value);
+        }
+    }
+}
+
+/// The chunks of an `imap` that have come back and not been taken.
+pub(crate) struct StreamJob<R> {
+    pub ready: Mutex<VecDeque<Part<R>>>,
+    pub arrived: Condvar,
+}
+
+impl<R> StreamJob<R> {
+    pub(crate) fn new() -> StreamJob<R> {
+        StreamJob {
+            ready: Mutex::new(VecDeque::new()),
+            arrived: Condvar::new(),
+        }
+    }
+
+    /// Waits for a chunk: chunk `index` if given, else the first to come.
+    /// Returns `(index, values or error, items)`; `None` at `deadline`.
+    pub(crate) fn take(&self, index: Option<usize>, deadline: Instant) -> Option<Part<R>> {
+        let mut ready = lock(&self.ready);
+        loop {
+            let at = match index {
+                None => (!ready.is_empty()).then_some(0),
+                Some(i) => ready.iter().position(|(j, _, _)| *j == i),
+            };
+            if let Some(at) = at {
+                return ready.remove(at);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            ready = self
+                .arrived
+                .wait_timeout(ready, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Job for StreamJob<R> {
+    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
+        let part = outcome.and_then(|b| decode_chunk::<R>(b, items).map_err(Error::Serde));
+        lock(&self.ready).push_back((index, part, items));
+        self.arrived.notify_all();
+    }
+}

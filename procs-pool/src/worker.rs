@@ -1,0 +1,153 @@
+//! A worker process: runs the initializer, then task after task from its
+//! task pipe, and answers each through the pool's reply queue.
+
+use std::cell::RefCell;
+use std::hash::RandomState;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use procs_core::Target;
+use procs_ipc::{QueueSender, Receiver, Sender};
+
+use crate::task::{Body, Bytes, Call, Header, Reply, tag};
+
+/// Outputs larger than this go through the worker's result pipe, which
+/// streams, instead of the reply queue, which holds whole items only.
+pub(crate) const INLINE_MAX: usize = 256 * 1024;
+
+/// The initializer as a worker runs it: a call, a function, an argument.
+#[derive(Debug, Clone)]
+pub(crate) struct Init {
+    pub call: Call,
+    pub func: usize,
+    pub arg: Vec<u8>,
+}
+
+/// The target of a worker process.
+pub(crate) struct WorkerMain {
+    pub id: u32,
+    pub tasks: Receiver<()>,
+    pub results: Sender<()>,
+    pub replies: QueueSender<Reply>,
+    pub key: RandomState,
+    pub init: Option<Init>,
+    pub maxtasks: Option<u64>,
+}
+
+impl Target for WorkerMain {
+    const KIND: &'static str = "ForkPoolWorker";
+
+    fn run(self) {
+        quiet_panics();
+        if let Some(init) = &self.init {
+            let ran = catch_unwind(AssertUnwindSafe(|| {
+                (init.call)(init.func, &init.arg, &mut Vec::new())
+            }));
+            let failure = match ran {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(payload) => Some(take_panic(&*payload).0),
+            };
+            if let Some(message) = failure {
+                let _ = self.replies.put(Reply {
+                    worker: self.id,
+                    task: 0,
+                    body: Body::InitPanicked(message),
+                });
+                std::process::exit(1);
+            }
+        }
+        let mut frame = vec![0u8; 4096];
+        let mut out = Vec::new();
+        let mut done = 0u64;
+        while self.maxtasks.is_none_or(|m| done < m) {
+            let len = match self.tasks.recv_bytes_into(&mut frame) {
+                Ok(n) => n,
+                Err(procs_ipc::Error::BufferTooSmall { needed, .. }) => {
+                    frame.resize(needed, 0);
+                    continue;
+                }
+                // The pool let go of this worker (close, or the pool is gone).
+                Err(procs_ipc::Error::Disconnected | procs_ipc::Error::Closed) => return,
+                Err(e) => die(&format!("cannot read a task: {e}")),
+            };
+            let Some((header, input)) = Header::parse(&frame[..len]) else {
+                die("a task frame shorter than its header");
+            };
+            if header.tag != tag(&self.key, header.call, header.func) {
+                die("a task frame whose tag does not check");
+            }
+            // SAFETY: the tag checks, so these words are a call address and
+            // a function address that the pool (our parent, whose image we
+            // share since the fork) paired and sent (see `task`); a call
+            // address is the address of a `Call`.
+            let call = unsafe { std::mem::transmute::<usize, Call>(header.call) };
+            out.clear();
+            let body = match catch_unwind(AssertUnwindSafe(|| call(header.func, input, &mut out))) {
+                Ok(Ok(())) if out.len() > INLINE_MAX => Body::InPipe,
+                Ok(Ok(())) => Body::Done(Bytes(std::mem::take(&mut out))),
+                Ok(Err(e)) => Body::Serde(e),
+                Err(payload) => {
+                    let (message, location) = take_panic(&*payload);
+                    Body::Panicked { message, location }
+                }
+            };
+            let in_pipe = matches!(body, Body::InPipe);
+            let reply = Reply {
+                worker: self.id,
+                task: header.task,
+                body,
+            };
+            match self.replies.put(reply) {
+                Ok(()) => {}
+                Err(e) if matches!(e.error, procs_ipc::Error::Disconnected) => return,
+                Err(e) => die(&format!("cannot send a reply: {}", e.error)),
+            }
+            if in_pipe {
+                match self.results.send_bytes(&out) {
+                    Ok(()) => {}
+                    Err(procs_ipc::Error::Disconnected) => return,
+                    Err(e) => die(&format!("cannot send a result: {e}")),
+                }
+            }
+            done += 1;
+        }
+    }
+}
+
+/// A worker that cannot go on says why and exits; the pool sees the exit
+/// and fails the task it held.
+fn die(why: &str) -> ! {
+    eprintln!("procs-pool worker {}: {why}", std::process::id());
+    std::process::exit(70)
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// A panic in a task is the task's failure, reported to the pool: the
+/// worker keeps its message and location and prints nothing.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = payload_text(info.payload());
+        let location = info.location().map(|l| l.to_string());
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
+    }));
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a payload that is not a string".to_owned()
+    }
+}
+
+/// The message and location of the panic just caught.
+fn take_panic(payload: &(dyn std::any::Any + Send)) -> (String, Option<String>) {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| (payload_text(payload), None))
+}
