@@ -35,12 +35,12 @@ const CASES: &[(&str, Case)] = &[
     ("pipe_bandwidth_1mib", pipe_bandwidth_1mib),
     ("queue_throughput", queue_throughput),
     ("queue_mpmc", queue_mpmc),
+    ("pool_map", pool_map),
+    ("pool_apply_async", pool_apply_async),
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
 const PLANNED: &[&str] = &[
-    "pool_map",
-    "pool_apply_async",
     "manager_dict_rtt",
     "mpi_pingpong_obj",
     "mpi_pingpong_buf",
@@ -324,6 +324,93 @@ fn queue_mpmc() -> Result<Figure, String> {
         value: n as f64 / dt,
         unit: "items/s",
         better: "higher",
+    })
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// A pool of 2 maps `x -> x*x` over 0..200,000 after a warm-up map of
+/// 1,000; the results are checked. Then, on stderr, the scaling of a
+/// CPU-bound map from 1 worker to 2.
+fn pool_map() -> Result<Figure, String> {
+    let n = 200_000u64;
+    let pool = procs_pool::Pool::new(2).map_err(err)?;
+    pool.map(square, 0..1000).map_err(err)?;
+    let t = Instant::now();
+    let out = pool.map(square, 0..n).map_err(err)?;
+    let dt = t.elapsed().as_secs_f64();
+    if out.len() != n as usize || out.iter().enumerate().any(|(i, &v)| v != (i * i) as u64) {
+        return Err("wrong results".into());
+    }
+    drop(pool);
+    pool_scaling()?;
+    Ok(Figure {
+        value: dt / n as f64 * 1e6,
+        unit: "us/task",
+        better: "lower",
+    })
+}
+
+/// About a millisecond of arithmetic.
+fn burn(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..400_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+/// Not a goal row: how a CPU-bound map speeds up from 1 worker to 2.
+fn pool_scaling() -> Result<(), String> {
+    let time = |workers: usize| -> Result<f64, String> {
+        let pool = procs_pool::Pool::new(workers).map_err(err)?;
+        pool.map(burn, 0..4).map_err(err)?;
+        let t = Instant::now();
+        let out = pool.map_with_chunksize(burn, 0..64, 1).map_err(err)?;
+        let dt = t.elapsed().as_secs_f64();
+        if out.iter().zip(0..).any(|(&v, i)| v != burn(i)) {
+            return Err("wrong results".into());
+        }
+        Ok(dt)
+    };
+    let (one, two) = (time(1)?, time(2)?);
+    eprintln!(
+        "# pool scaling: a CPU-bound map of 64 tasks takes {:.1} ms on 1 worker, {:.1} ms on 2: {:.2}x ({} cores here)",
+        one * 1e3,
+        two * 1e3,
+        one / two,
+        procs_core::cpu_count()
+    );
+    Ok(())
+}
+
+/// 10,000 applies of `x -> x*x` on a pool of 2, then every result got.
+fn pool_apply_async() -> Result<Figure, String> {
+    let n = 10_000u64;
+    let pool = procs_pool::Pool::new(2).map_err(err)?;
+    pool.apply(square, 3).map_err(err)?;
+    let t = Instant::now();
+    let rs = (0..n)
+        .map(|i| pool.apply_async(square, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let out = rs
+        .into_iter()
+        .map(|r| r.get())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let dt = t.elapsed().as_secs_f64();
+    if out.iter().zip(0..).any(|(&v, i)| v != i * i) {
+        return Err("wrong results".into());
+    }
+    Ok(Figure {
+        value: dt / n as f64 * 1e6,
+        unit: "us/task",
+        better: "lower",
     })
 }
 
