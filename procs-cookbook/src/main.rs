@@ -48,6 +48,8 @@ recipes! {
     queue_producer_consumer = "../examples/queue_producer_consumer.rs": "A producer and a consumer exchange objects through a Queue",
     joinable_queue = "../examples/joinable_queue.rs": "Wait for every job to be done with a JoinableQueue",
     pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
+    pool_square = "../examples/pool_square.rs": "Map a function over a list with a Pool",
+    pool_progress = "../examples/pool_progress.rs": "Show progress with imap_unordered",
 }
 
 fn main() -> ExitCode {

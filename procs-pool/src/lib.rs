@@ -40,6 +40,7 @@ mod imap;
 mod pool;
 mod result;
 mod task;
+mod wire;
 mod worker;
 
 pub use error::{Error, Result};

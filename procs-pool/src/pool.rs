@@ -889,17 +889,28 @@ impl Pool {
             job.finish(Ok(Vec::new()));
             return Ok(AsyncResult::new(slot));
         }
-        let mut tasks = Vec::with_capacity(chunks);
+        // Each chunk goes to the workers as soon as it is encoded, so they
+        // start while the rest is being encoded.
         for (index, chunk) in items.chunks(chunksize).enumerate() {
             let mut frame = self.frame(call, func);
+            frame.reserve(4 + std::mem::size_of_val(chunk));
             encode_chunk(chunk.iter(), &mut frame).map_err(Error::Serde)?;
-            tasks.push(NewTask {
+            let task = NewTask {
                 index,
                 items: chunk.len(),
                 frame,
-            });
+            };
+            // The first chunk is refused by a closed pool; the others are
+            // part of a map that was accepted.
+            if let Err(e) = self.shared.submit(job.clone(), vec![task], index > 0) {
+                if index == 0 {
+                    return Err(e);
+                }
+                // Terminated mid-way: the map fails with it.
+                job.deliver(index, chunk.len(), Err(e));
+                break;
+            }
         }
-        self.shared.submit(job, tasks, false)?;
         Ok(AsyncResult::new(slot))
     }
 

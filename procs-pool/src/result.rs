@@ -331,7 +331,12 @@ impl<R: DeserializeOwned + Send> Job for MapJob<R> {
                     if p.missing == 0 {
                         p.done = true;
                         let parts = std::mem::take(&mut p.parts);
-                        Some(Ok(parts.into_iter().flatten().flatten().collect()))
+                        let total = parts.iter().flatten().map(Vec::len).sum();
+                        let mut all = Vec::with_capacity(total);
+                        for part in parts.into_iter().flatten() {
+                            all.extend(part);
+                        }
+                        Some(Ok(all))
                     } else {
                         None
                     }

@@ -22,6 +22,8 @@ use std::hash::RandomState;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::wire;
+
 /// Runs a task in a worker: decodes the input, calls the function, encodes
 /// the output. An `Err` is a serialization failure, in words.
 pub(crate) type Call = fn(func: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
@@ -88,16 +90,9 @@ pub(crate) fn frame_for(key: &RandomState, call: Call, func: usize) -> Vec<u8> {
     frame
 }
 
-/// Appends `value`, postcard-encoded.
+/// Appends `value` in the pool's wire format.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), String> {
-    let taken = std::mem::take(buf);
-    match postcard::to_extend(value, taken) {
-        Ok(b) => {
-            *buf = b;
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
+    wire::to_extend(value, buf)
 }
 
 /// Appends a chunk: its count, then each item.
@@ -130,7 +125,7 @@ pub(crate) fn decode_chunk<T: DeserializeOwned>(
     }
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
-        let (item, tail) = postcard::take_from_bytes::<T>(rest).map_err(|e| e.to_string())?;
+        let (item, tail) = wire::take_from::<T>(rest)?;
         out.push(item);
         rest = tail;
     }
@@ -142,10 +137,10 @@ pub(crate) fn decode_chunk<T: DeserializeOwned>(
 
 /// Decodes a single value, with nothing after it.
 pub(crate) fn decode_one<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match postcard::take_from_bytes::<T>(bytes) {
+    match wire::take_from::<T>(bytes) {
         Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(format!("{} bytes after the value", rest.len())),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -223,10 +218,13 @@ fn run_chunk<T: DeserializeOwned, R: Serialize>(
     let (count, mut rest) = input
         .split_first_chunk::<4>()
         .ok_or_else(|| "a chunk shorter than its count".to_owned())?;
+    // Room for as many results as arguments, each as large as one.
+    let guess =
+        input.len().saturating_mul(std::mem::size_of::<R>()) / std::mem::size_of::<T>().max(1);
+    out.reserve(4 + guess.min(64 << 20));
     out.extend_from_slice(count);
     for _ in 0..u32::from_le_bytes(*count) {
-        let (a, tail) =
-            postcard::take_from_bytes::<T>(rest).map_err(|e| format!("an argument: {e}"))?;
+        let (a, tail) = wire::take_from::<T>(rest).map_err(|e| format!("an argument: {e}"))?;
         rest = tail;
         encode(&f(a), out).map_err(|e| format!("a result: {e}"))?;
     }
