@@ -343,6 +343,17 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// A handle dropped after its child was reaped takes the child's record
+    /// (and its pidfd) with it; a child still running stays recorded, to be
+    /// joined or terminated when this process ends.
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            registry::state().forget_reaped(child);
+        }
+    }
+}
+
 impl fmt::Display for Process {
     /// Python's representation: `<Process(Process-1, started daemon)>`,
     /// `<Process(Process-1, stopped[SIGTERM])>`.

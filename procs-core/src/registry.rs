@@ -75,6 +75,14 @@ impl ForkState {
         }
     }
 
+    /// Forgets `child` if it was reaped: nothing is left to wait for, and
+    /// its pidfd is closed once its handle is gone too.
+    pub fn forget_reaped(&mut self, child: &Arc<Child>) {
+        if child.reaped() {
+            self.children.retain(|c| !Arc::ptr_eq(c, child));
+        }
+    }
+
     /// Reaps the children that ended and forgets them (Python's `_cleanup`).
     pub fn forget_finished(&mut self) {
         self.children.retain(|c| matches!(c.poll(), Ok(None)));
@@ -98,6 +106,11 @@ pub(crate) struct Child {
 impl Child {
     fn lock_status(&self) -> MutexGuard<'_, Option<std::result::Result<i32, Errno>>> {
         self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the child was reaped (its exit code is known).
+    pub fn reaped(&self) -> bool {
+        self.lock_status().is_some()
     }
 
     /// The exit code if the child ended (reaping it), `None` if it runs.
