@@ -1,7 +1,6 @@
 //! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -153,10 +152,7 @@ where
             let want = self.ordered.then_some(self.taken);
             // Every task sent ends: with its output, its failure, or the
             // pool's termination; so this wait ends.
-            let far = Instant::now() + std::time::Duration::from_secs(3600);
-            let Some((_, part, items)) = self.job.take(want, far) else {
-                continue;
-            };
+            let (_, part, items) = self.job.take(want);
             self.taken += 1;
             match part {
                 Ok(values) => self.current = values.into_iter(),

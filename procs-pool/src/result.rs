@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,46 +32,93 @@ enum State<T> {
     Taken,
 }
 
+/// How long a waiter watches for a result before it sleeps: results of
+/// short tasks come within microseconds, and a sleeper costs its waker a
+/// system call and itself a context switch.
+const SPIN: Duration = Duration::from_micros(30);
+
+/// Watches `ready` for at most [`SPIN`] (or until `deadline`), yielding
+/// the processor between looks; whether it became true.
+fn spin_for(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+    let start = Instant::now();
+    let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+    for i in 0u32.. {
+        if ready() {
+            return true;
+        }
+        if i < 64 {
+            std::hint::spin_loop();
+        } else if Instant::now() >= until {
+            return false;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    false
+}
+
+struct SlotInner<T> {
+    state: State<T>,
+    /// Threads asleep on `ready`: a result wakes them only if there are
+    /// some (a notify costs a system call even when nobody waits).
+    sleepers: usize,
+}
+
 /// Where a result lands, and its waiters.
 pub(crate) struct Slot<T> {
-    state: Mutex<State<T>>,
+    inner: Mutex<SlotInner<T>>,
+    /// Set once the result is in: waiters watch it before they sleep.
+    done: AtomicBool,
     ready: Condvar,
 }
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Arc<Slot<T>> {
         Arc::new(Slot {
-            state: Mutex::new(State::Pending),
+            inner: Mutex::new(SlotInner {
+                state: State::Pending,
+                sleepers: 0,
+            }),
+            done: AtomicBool::new(false),
             ready: Condvar::new(),
         })
     }
 
     fn set(&self, value: Result<T>) {
-        let mut s = lock(&self.state);
-        if matches!(*s, State::Pending) {
-            *s = State::Ready(value);
-            self.ready.notify_all();
+        let mut s = lock(&self.inner);
+        if matches!(s.state, State::Pending) {
+            s.state = State::Ready(value);
+            self.done.store(true, Ordering::Release);
+            if s.sleepers > 0 {
+                self.ready.notify_all();
+            }
         }
     }
 
+    fn state(&self) -> MutexGuard<'_, SlotInner<T>> {
+        lock(&self.inner)
+    }
+
     /// Waits until ready or `deadline`; the guard, ready or not.
-    fn wait(&self, deadline: Option<Instant>) -> MutexGuard<'_, State<T>> {
-        let mut s = lock(&self.state);
-        while matches!(*s, State::Pending) {
-            match deadline {
-                None => s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner()),
+    fn wait(&self, deadline: Option<Instant>) -> MutexGuard<'_, SlotInner<T>> {
+        spin_for(|| self.done.load(Ordering::Acquire), deadline);
+        let mut s = lock(&self.inner);
+        while matches!(s.state, State::Pending) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break;
+            }
+            s.sleepers += 1;
+            s = match deadline {
+                None => self.ready.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    s = self
-                        .ready
+                    self.ready
                         .wait_timeout(s, d - now)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            s.sleepers -= 1;
         }
         s
     }
@@ -212,15 +260,15 @@ impl<T> AsyncResult<T> {
         Self::take(self.slot.wait(Instant::now().checked_add(timeout)))
     }
 
-    fn take(mut s: MutexGuard<'_, State<T>>) -> Result<T> {
-        match std::mem::replace(&mut *s, State::Taken) {
+    fn take(mut s: MutexGuard<'_, SlotInner<T>>) -> Result<T> {
+        match std::mem::replace(&mut s.state, State::Taken) {
             State::Pending => {
-                *s = State::Pending;
+                s.state = State::Pending;
                 Err(Error::Timeout)
             }
             State::Ready(Ok(v)) => Ok(v),
             State::Ready(Err(e)) => {
-                *s = State::Ready(Err(e.clone()));
+                s.state = State::Ready(Err(e.clone()));
                 Err(e)
             }
             State::Taken => Err(Error::AlreadyTaken),
@@ -235,20 +283,20 @@ impl<T> AsyncResult<T> {
     /// Waits at most `timeout`; whether the result is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         !matches!(
-            *self.slot.wait(Instant::now().checked_add(timeout)),
+            self.slot.wait(Instant::now().checked_add(timeout)).state,
             State::Pending
         )
     }
 
     /// Whether the result is ready.
     pub fn ready(&self) -> bool {
-        !matches!(*lock(&self.slot.state), State::Pending)
+        !matches!(self.slot.state().state, State::Pending)
     }
 
     /// Whether the task succeeded; [`Error::NotReady`] before it is ready
     /// (Python's `ValueError`).
     pub fn successful(&self) -> Result<bool> {
-        match &*lock(&self.slot.state) {
+        match &self.slot.state().state {
             State::Pending => Err(Error::NotReady),
             State::Ready(r) => Ok(r.is_ok()),
             State::Taken => Ok(true),
@@ -351,39 +399,50 @@ impl<R: DeserializeOwned + Send> Job for MapJob<R> {
 
 /// The chunks of an `imap` that have come back and not been taken.
 pub(crate) struct StreamJob<R> {
-    pub ready: Mutex<VecDeque<Part<R>>>,
-    pub arrived: Condvar,
+    ready: Mutex<StreamInner<R>>,
+    /// Chunks delivered so far: waiters watch it before they sleep.
+    delivered: AtomicUsize,
+    arrived: Condvar,
+}
+
+struct StreamInner<R> {
+    parts: VecDeque<Part<R>>,
+    sleepers: usize,
 }
 
 impl<R> StreamJob<R> {
     pub(crate) fn new() -> StreamJob<R> {
         StreamJob {
-            ready: Mutex::new(VecDeque::new()),
+            ready: Mutex::new(StreamInner {
+                parts: VecDeque::new(),
+                sleepers: 0,
+            }),
+            delivered: AtomicUsize::new(0),
             arrived: Condvar::new(),
         }
     }
 
     /// Waits for a chunk: chunk `index` if given, else the first to come.
-    /// Returns `(index, values or error, items)`; `None` at `deadline`.
-    pub(crate) fn take(&self, index: Option<usize>, deadline: Instant) -> Option<Part<R>> {
+    /// Returns `(index, values or error, items)`.
+    pub(crate) fn take(&self, index: Option<usize>) -> Part<R> {
+        let find = |parts: &VecDeque<Part<R>>| match index {
+            None => (!parts.is_empty()).then_some(0),
+            Some(i) => parts.iter().position(|(j, _, _)| *j == i),
+        };
+        let seen = self.delivered.load(Ordering::Acquire);
         let mut ready = lock(&self.ready);
+        if find(&ready.parts).is_none() {
+            drop(ready);
+            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, None);
+            ready = lock(&self.ready);
+        }
         loop {
-            let at = match index {
-                None => (!ready.is_empty()).then_some(0),
-                Some(i) => ready.iter().position(|(j, _, _)| *j == i),
-            };
-            if let Some(at) = at {
-                return ready.remove(at);
+            if let Some(part) = find(&ready.parts).and_then(|at| ready.parts.remove(at)) {
+                return part;
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            ready = self
-                .arrived
-                .wait_timeout(ready, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            ready.sleepers += 1;
+            ready = self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner());
+            ready.sleepers -= 1;
         }
     }
 }
@@ -391,7 +450,11 @@ impl<R> StreamJob<R> {
 impl<R: DeserializeOwned + Send> Job for StreamJob<R> {
     fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
         let part = outcome.and_then(|b| decode_chunk::<R>(b, items).map_err(Error::Serde));
-        lock(&self.ready).push_back((index, part, items));
-        self.arrived.notify_all();
+        let mut ready = lock(&self.ready);
+        ready.parts.push_back((index, part, items));
+        self.delivered.fetch_add(1, Ordering::Release);
+        if ready.sleepers > 0 {
+            self.arrived.notify_all();
+        }
     }
 }
