@@ -38,7 +38,7 @@ use crate::worker::{Init, WorkerMain};
 const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// The capacity of each worker's task pipe and result pipe.
-const PIPE_CAPACITY: usize = 1024 * 1024;
+const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// The capacity of the reply queue (each reply is at most
 /// `worker::INLINE_MAX` bytes of output and a few more).
@@ -328,7 +328,8 @@ impl Shared {
     }
 
     /// A worker's reply.
-    fn on_reply(&self, reply: Reply) {
+    /// `scratch` is the handler's buffer for outputs that come by pipe.
+    fn on_reply(&self, reply: Reply, scratch: &mut Vec<u8>) {
         let body = match reply.body {
             Body::Wake => return,
             Body::InitPanicked(message) => return self.initializer_failed(reply.worker, message),
@@ -342,9 +343,18 @@ impl Shared {
                 Some(w) => w.results.clone(),
                 None => return,
             };
-            let got = pipe.lock().unwrap_or_else(|e| e.into_inner()).recv_bytes();
+            let pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
+            let got = loop {
+                scratch.resize(scratch.capacity().max(64 * 1024), 0);
+                match pipe.recv_bytes_into(scratch) {
+                    Err(procs_ipc::Error::BufferTooSmall { needed, .. }) => {
+                        scratch.resize(needed, 0);
+                    }
+                    other => break other,
+                }
+            };
             match got {
-                Ok(bytes) => Some(bytes),
+                Ok(n) => Some(n),
                 Err(_) => return,
             }
         } else {
@@ -390,7 +400,7 @@ impl Shared {
         }
         let outcome = match (&body, &big) {
             (Body::Done(bytes), _) => Ok(&bytes.0[..]),
-            (Body::InPipe, Some(bytes)) => Ok(&bytes[..]),
+            (Body::InPipe, Some(n)) => Ok(&scratch[..*n]),
             (Body::Panicked { message, location }, _) => Err(Error::TaskPanicked {
                 pid,
                 message: message.clone(),
@@ -425,7 +435,7 @@ impl Shared {
 
     /// Handles workers that died: the task each was running fails, the
     /// others go back to the queue, new workers take their places.
-    fn check_workers(&self, replies: &QueueReceiver<Reply>) {
+    fn check_workers(&self, replies: &QueueReceiver<Reply>, scratch: &mut Vec<u8>) {
         let dead: Vec<u32> = {
             let mut st = self.lock();
             st.retired.retain(|p| p.exitcode().is_none());
@@ -442,7 +452,7 @@ impl Shared {
         // reaped): handle it first, so only unanswered tasks fail.
         for _ in 0..replies.len() {
             match replies.try_get() {
-                Ok(r) => self.on_reply(r),
+                Ok(r) => self.on_reply(r, scratch),
                 Err(_) => break,
             }
         }
@@ -513,11 +523,12 @@ impl Shared {
     }
 
     fn handler(self: Arc<Self>, replies: QueueReceiver<Reply>) {
+        let mut scratch = Vec::new();
         let mut next_check = Instant::now() + CHECK_EVERY;
         loop {
             let wait = next_check.saturating_duration_since(Instant::now());
             match replies.get_timeout(wait) {
-                Ok(reply) => self.on_reply(reply),
+                Ok(reply) => self.on_reply(reply, &mut scratch),
                 Err(procs_ipc::Error::Timeout) => {}
                 Err(e) => {
                     // The queue itself is damaged: no reply in it can be
@@ -532,7 +543,7 @@ impl Shared {
             }
             let now = Instant::now();
             if now >= next_check {
-                self.check_workers(&replies);
+                self.check_workers(&replies, &mut scratch);
                 next_check = now + CHECK_EVERY;
             }
             if self.finish_if_done() {

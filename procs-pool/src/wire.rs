@@ -49,11 +49,13 @@ impl de::Error for WireError {
 type Res<T> = Result<T, WireError>;
 
 /// Appends `value` to `out`.
+#[inline]
 pub(crate) fn to_extend<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
     value.serialize(&mut Writer { out }).map_err(|e| e.0)
 }
 
 /// Reads one value from the front of `input`; the value and the rest.
+#[inline]
 pub(crate) fn take_from<T: DeserializeOwned>(input: &[u8]) -> Result<(T, &[u8]), String> {
     let mut r = Reader { input };
     let v = T::deserialize(&mut r).map_err(|e| e.0)?;
@@ -89,6 +91,7 @@ impl Compound<'_, '_> {
 
 macro_rules! put_le {
     ($($f:ident: $t:ty),*) => {$(
+        #[inline]
         fn $f(self, v: $t) -> Res<()> {
             self.out.extend_from_slice(&v.to_le_bytes());
             Ok(())
@@ -295,6 +298,7 @@ impl<'de> Reader<'de> {
         Ok(head)
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self) -> Res<[u8; N]> {
         match self.input.split_first_chunk::<N>() {
             Some((head, rest)) => {
@@ -336,6 +340,7 @@ impl<'de> Reader<'de> {
 
 macro_rules! get_le {
     ($($f:ident: $t:ty => $visit:ident),*) => {$(
+        #[inline]
         fn $f<V: Visitor<'de>>(self, v: V) -> Res<V::Value> {
             v.$visit(<$t>::from_le_bytes(self.array()?))
         }

@@ -11,8 +11,9 @@ use procs_ipc::{QueueSender, Receiver, Sender};
 use crate::task::{Body, Bytes, Call, Header, Reply, tag};
 
 /// Outputs larger than this go through the worker's result pipe, which
-/// streams, instead of the reply queue, which holds whole items only.
-pub(crate) const INLINE_MAX: usize = 256 * 1024;
+/// streams (and which the pool reads into a buffer it keeps), instead of
+/// inside a reply of the queue (an allocation per reply on each side).
+pub(crate) const INLINE_MAX: usize = 8 * 1024;
 
 /// The initializer as a worker runs it: a call, a function, an argument.
 #[derive(Debug, Clone)]
