@@ -72,6 +72,7 @@ impl Shared {
         Ok(shared)
     }
 
+    #[inline]
     fn ctl(&self) -> &PipeCtl {
         // SAFETY: the segment's data starts with a PipeCtl (it is at least
         // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
@@ -79,6 +80,7 @@ impl Shared {
         unsafe { &*self.seg.as_ptr().cast::<PipeCtl>() }
     }
 
+    #[inline]
     fn ring(&self, i: usize) -> Ring<'_, SharedBytes> {
         // SAFETY: ring i's data is `capacity` bytes at this offset inside the
         // segment, which lives as long as the returned ring borrows self.
@@ -156,9 +158,9 @@ impl End {
 
     fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.open()?;
-        let ring = self
-            .send_ring
-            .ok_or(Error::Invalid("this end only receives"))?;
+        let Some(ring) = self.send_ring else {
+            return Err(Error::Invalid("this end only receives"));
+        };
         self.shared
             .ring(ring)
             .hinted(&self.send_hints)
@@ -167,9 +169,9 @@ impl End {
 
     fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         self.open()?;
-        let ring = self
-            .recv_ring
-            .ok_or(Error::Invalid("this end only sends"))?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
         self.shared
             .ring(ring)
             .hinted(&self.recv_hints)
@@ -225,9 +227,9 @@ impl End {
 
     fn poll(&self, timeout: Duration) -> Result<bool> {
         self.open()?;
-        let ring = self
-            .recv_ring
-            .ok_or(Error::Invalid("this end only sends"))?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
         self.shared
             .ring(ring)
             .poll(deadline(Some(timeout)), &self.peer())
