@@ -120,6 +120,9 @@ struct End {
     recv_hints: Hints,
 }
 
+/// Values that encode in this many bytes go through the stack.
+const SMALL_VALUE: usize = 48;
+
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     // A timeout too large to add is no timeout.
     timeout.and_then(|t| Instant::now().checked_add(t))
@@ -179,6 +182,14 @@ impl End {
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        // A small value is encoded on the stack; a larger one in the scratch
+        // buffer.
+        let mut small = [0u8; SMALL_VALUE];
+        match postcard::to_slice(value, &mut small) {
+            Ok(bytes) => return self.send_bytes(bytes, deadline),
+            Err(postcard::Error::SerializeBufferFull) => {}
+            Err(e) => return Err(Error::Encode(e.to_string())),
+        }
         let mut buf = self.scratch.borrow_mut();
         buf.clear();
         let bytes = postcard::to_extend(value, std::mem::take(&mut *buf))
@@ -189,6 +200,16 @@ impl End {
     }
 
     fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
+        // A small message is received on the stack; a larger one (refused
+        // there, and left in the ring) in the scratch buffer.
+        let mut small = [0u8; SMALL_VALUE];
+        match self.recv_into(&mut Sink::Slice(&mut small), deadline) {
+            Ok(n) => {
+                return postcard::from_bytes(&small[..n]).map_err(|e| Error::Decode(e.to_string()));
+            }
+            Err(Error::BufferTooSmall { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let mut buf = self.scratch.borrow_mut();
         buf.clear();
         self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;

@@ -385,15 +385,24 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
     }
 
-    /// Copies `dst.len()` bytes (a multiple of 8) out of the ring at
-    /// position `pos` (a multiple of 8), a word at a time.
+    /// Copies `dst.len()` bytes out of the ring at position `pos` (a
+    /// multiple of 8), a word at a time (the last one in part: the padding
+    /// is not copied).
     #[inline]
     fn get_words(&self, pos: u64, dst: &mut [u8]) {
         let mask = self.cap - 1;
         let mut at = pos;
-        for w in dst.chunks_exact_mut(8) {
+        let mut words = dst.chunks_exact_mut(8);
+        for w in &mut words {
             w.copy_from_slice(&self.data.read_word((at & mask) as usize).to_le_bytes());
             at = at.wrapping_add(8);
+        }
+        let rest = words.into_remainder();
+        if !rest.is_empty() {
+            let w = self.data.read_word((at & mask) as usize);
+            for (i, b) in rest.iter_mut().enumerate() {
+                *b = (w >> (8 * i)) as u8;
+            }
         }
     }
 
@@ -550,14 +559,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if frame > SMALL as u64 || frame > self.cap || sink.room().is_some_and(|r| r < len) {
             return None;
         }
-        let mut small = [0u8; SMALL - HEADER];
-        self.get_words(tail.wrapping_add(HEADER as u64), &mut small[..padded(len)]);
+        let body = tail.wrapping_add(HEADER as u64);
         match sink {
             Sink::Vec(v) => {
+                let mut small = [0u8; SMALL - HEADER];
+                self.get_words(body, &mut small[..len]);
                 v.clear();
                 v.extend_from_slice(&small[..len]);
             }
-            Sink::Slice(s) => s[..len].copy_from_slice(&small[..len]),
+            Sink::Slice(s) => self.get_words(body, &mut s[..len]),
         }
         self.consume(tail.wrapping_add(frame));
         Some(len)
