@@ -44,21 +44,10 @@ use crate::sync::{AtomicU64, HOLDER_CHECKS, Ordering, spin_loop};
 /// how long a death goes unnoticed.
 pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 
-/// How long a side spins before it sleeps when its last wait was long (or
-/// it has none): a round trip between cores takes well under a
-/// microsecond, and a peer that is this late is better slept on.
+/// How long a side spins before it sleeps: a round trip between cores takes
+/// well under a microsecond, and a peer that is this late is better slept on.
 #[cfg(not(loom))]
-const SPIN_SHORT: Duration = Duration::from_micros(50);
-
-/// How long a side spins before it sleeps when its last wait ended within
-/// this time: the peer is busy with this ring, and a sleep would cost both a
-/// wake-up (a system call here, the sleeper's processor woken from idle
-/// there), which on a virtual machine takes long enough that the waker too
-/// has given up spinning by then, and the two go on sleeping in turn. A
-/// peer that stalls briefly (descheduled by the host, a page fault) is
-/// waited out. A side whose wait outlasts this spins `SPIN_SHORT` next time.
-#[cfg(not(loom))]
-const SPIN_LONG: Duration = Duration::from_millis(2);
+const SPIN_BUDGET: Duration = Duration::from_micros(50);
 
 /// Frames up to this size are read without waiting on `head`, and go
 /// through the stack into a vector.
@@ -216,14 +205,11 @@ impl Sink<'_> {
 /// What a process last saw of a ring's positions: lower bounds of `head`
 /// and `tail` (positions only grow), which spare a side reading the other
 /// side's cache line for every message while the last value it saw still
-/// says there is room, or data; and whether its last wait ended soon (how
-/// long it spins next). Kept in the process, not in shared memory.
+/// says there is room, or data. Kept in the process, not in shared memory.
 #[derive(Debug, Default)]
 pub struct Hints {
     head: std::sync::atomic::AtomicU64,
     tail: std::sync::atomic::AtomicU64,
-    /// This side's last wait ended soon: its next wait spins long.
-    busy: std::sync::atomic::AtomicBool,
 }
 
 /// One side's view of a ring: its control block and its data.
@@ -767,13 +753,8 @@ impl<'a, B: Bytes> Ring<'a, B> {
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<()> {
-        if ready() {
-            return Ok(());
-        }
-        let start = Instant::now();
-        let expired = deadline.is_some_and(|d| start >= d);
-        if !expired && self.spin(&ready, start) {
-            self.waited(start);
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if ready() || (!expired && self.spin(&ready)) {
             return Ok(());
         }
         // When the peer's life is next checked (it reads /proc: not on
@@ -805,21 +786,14 @@ impl<'a, B: Bytes> Ring<'a, B> {
             // Closing rings the bell after marking the end closed: checking
             // it again once registered as a sleeper cannot miss the close.
             if bell.sleep(|| ready() || peer.closed(), until) && ready() {
-                self.waited(start);
                 return Ok(());
             }
         }
     }
 
-    /// Spins until `ready()` or the spin budget is spent (long while this
-    /// side's waits end soon, see `SPIN_LONG`); then `false`.
     #[cfg(not(loom))]
-    fn spin(&self, ready: &impl Fn() -> bool, start: Instant) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let budget = match self.hints {
-            Some(h) if h.busy.load(Relaxed) => SPIN_LONG,
-            _ => SPIN_SHORT,
-        };
+    fn spin(&self, ready: &impl Fn() -> bool) -> bool {
+        let start = Instant::now();
         loop {
             for _ in 0..32 {
                 spin_loop();
@@ -827,29 +801,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
                     return true;
                 }
             }
-            if start.elapsed() > budget {
+            if start.elapsed() > SPIN_BUDGET {
                 return false;
             }
         }
     }
 
-    /// Notes how long a wait that ended took: the next spins long if short.
-    #[cfg(not(loom))]
-    fn waited(&self, start: Instant) {
-        if let Some(h) = self.hints {
-            h.busy.store(
-                start.elapsed() < SPIN_LONG,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-    }
-
     #[cfg(loom)]
-    fn spin(&self, ready: &impl Fn() -> bool, _start: Instant) -> bool {
+    fn spin(&self, ready: &impl Fn() -> bool) -> bool {
         spin_loop();
         ready()
     }
-
-    #[cfg(loom)]
-    fn waited(&self, _start: Instant) {}
 }
