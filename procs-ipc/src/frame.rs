@@ -72,6 +72,22 @@ impl Header {
         b
     }
 
+    /// The header word (its 8 bytes, little endian) to write at stream
+    /// position `pos`.
+    #[inline]
+    pub fn word_at(self, pos: u64) -> u64 {
+        u64::from(self.len) | u64::from(self.len ^ MAGIC ^ stamp(pos)) << 32
+    }
+
+    /// The header in a word read at stream position `pos`, if it is one
+    /// (the check of [`Header::parse_at`], without building an error).
+    #[inline]
+    pub fn from_word_at(word: u64, pos: u64) -> Option<Header> {
+        let len = word as u32;
+        let check = (word >> 32) as u32;
+        (check == len ^ MAGIC ^ stamp(pos) && len <= Self::MAX_LEN).then_some(Header { len })
+    }
+
     /// Decodes and checks 8 bytes read at stream position 0.
     pub fn parse(b: [u8; HEADER]) -> Result<Header> {
         Self::parse_at(b, 0)
@@ -116,6 +132,21 @@ mod tests {
         assert_eq!(Header::parse_at(h.to_bytes_at(4096), 4096).unwrap(), h);
         assert!(Header::parse_at(h.to_bytes_at(4096), 4096 - 1024).is_err());
         assert!(Header::parse_at(h.to_bytes_at(u64::MAX - 7), u64::MAX - 7).is_ok());
+        for (len, pos) in [
+            (0, 0),
+            (3, 4096),
+            (Header::MAX_LEN, u64::MAX - 7),
+            (u32::MAX, 8),
+        ] {
+            let bytes = Header::new(len).to_bytes_at(pos);
+            let word = u64::from_le_bytes(bytes);
+            assert_eq!(Header::new(len).word_at(pos), word);
+            assert_eq!(
+                Header::from_word_at(word, pos),
+                Header::parse_at(bytes, pos).ok()
+            );
+            assert_eq!(Header::from_word_at(word, pos.wrapping_add(8)), None);
+        }
         assert_eq!(padded(0), 0);
         assert_eq!(padded(1), 8);
         assert_eq!(padded(8), 8);

@@ -72,6 +72,7 @@ impl Shared {
         Ok(shared)
     }
 
+    #[inline]
     fn ctl(&self) -> &PipeCtl {
         // SAFETY: the segment's data starts with a PipeCtl (it is at least
         // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
@@ -79,6 +80,7 @@ impl Shared {
         unsafe { &*self.seg.as_ptr().cast::<PipeCtl>() }
     }
 
+    #[inline]
     fn ring(&self, i: usize) -> Ring<'_, SharedBytes> {
         // SAFETY: ring i's data is `capacity` bytes at this offset inside the
         // segment, which lives as long as the returned ring borrows self.
@@ -118,6 +120,9 @@ struct End {
     recv_hints: Hints,
 }
 
+/// Values that encode in this many bytes go through the stack.
+const SMALL_VALUE: usize = 48;
+
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     // A timeout too large to add is no timeout.
     timeout.and_then(|t| Instant::now().checked_add(t))
@@ -156,9 +161,9 @@ impl End {
 
     fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.open()?;
-        let ring = self
-            .send_ring
-            .ok_or(Error::Invalid("this end only receives"))?;
+        let Some(ring) = self.send_ring else {
+            return Err(Error::Invalid("this end only receives"));
+        };
         self.shared
             .ring(ring)
             .hinted(&self.send_hints)
@@ -167,9 +172,9 @@ impl End {
 
     fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         self.open()?;
-        let ring = self
-            .recv_ring
-            .ok_or(Error::Invalid("this end only sends"))?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
         self.shared
             .ring(ring)
             .hinted(&self.recv_hints)
@@ -177,6 +182,14 @@ impl End {
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        // A small value is encoded on the stack; a larger one in the scratch
+        // buffer.
+        let mut small = [0u8; SMALL_VALUE];
+        match postcard::to_slice(value, &mut small) {
+            Ok(bytes) => return self.send_bytes(bytes, deadline),
+            Err(postcard::Error::SerializeBufferFull) => {}
+            Err(e) => return Err(Error::Encode(e.to_string())),
+        }
         let mut buf = self.scratch.borrow_mut();
         buf.clear();
         let bytes = postcard::to_extend(value, std::mem::take(&mut *buf))
@@ -187,6 +200,16 @@ impl End {
     }
 
     fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
+        // A small message is received on the stack; a larger one (refused
+        // there, and left in the ring) in the scratch buffer.
+        let mut small = [0u8; SMALL_VALUE];
+        match self.recv_into(&mut Sink::Slice(&mut small), deadline) {
+            Ok(n) => {
+                return postcard::from_bytes(&small[..n]).map_err(|e| Error::Decode(e.to_string()));
+            }
+            Err(Error::BufferTooSmall { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let mut buf = self.scratch.borrow_mut();
         buf.clear();
         self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;
@@ -225,9 +248,9 @@ impl End {
 
     fn poll(&self, timeout: Duration) -> Result<bool> {
         self.open()?;
-        let ring = self
-            .recv_ring
-            .ok_or(Error::Invalid("this end only sends"))?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
         self.shared
             .ring(ring)
             .poll(deadline(Some(timeout)), &self.peer())

@@ -112,6 +112,7 @@ impl Inner {
         Ok(inner)
     }
 
+    #[inline]
     fn ctl(&self) -> &QueueCtl {
         // SAFETY: the segment's data starts with a QueueCtl (it is at least
         // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
@@ -119,6 +120,7 @@ impl Inner {
         unsafe { &*self.seg.as_ptr().cast::<QueueCtl>() }
     }
 
+    #[inline]
     fn ring(&self) -> Ring<'_, SharedBytes> {
         // SAFETY: the ring's data is `capacity` bytes at `data_offset`
         // inside the segment, which outlives the returned borrow; the locks
@@ -128,6 +130,7 @@ impl Inner {
         Ring::whole_frames(&self.ctl().ring, bytes)
     }
 
+    #[inline]
     fn open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             Err(Error::Closed)

@@ -150,6 +150,23 @@ pub trait Bytes {
         crate::sync::fence(Ordering::Release);
         self.write(at, &word.to_le_bytes());
     }
+
+    /// Copies the 8 bytes of `word` (little endian) to offset `at` (a
+    /// multiple of 8), as [`write`](Bytes::write) does: a small frame's
+    /// payload goes in word by word.
+    #[inline]
+    fn write_word(&self, at: usize, word: u64) {
+        self.write(at, &word.to_le_bytes());
+    }
+
+    /// Copies the 8 bytes at offset `at` (a multiple of 8) out as a word
+    /// (little endian), as [`read`](Bytes::read) does.
+    #[inline]
+    fn read_word(&self, at: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(at, &mut b);
+        u64::from_le_bytes(b)
+    }
 }
 
 /// Whether the other side of a ring is still there.
@@ -210,6 +227,7 @@ pub struct Ring<'a, B: Bytes> {
 impl<'a, B: Bytes> Ring<'a, B> {
     /// The ring with control `ctl` and data `data`: frames above 16 KiB
     /// stream in pieces, so a message of any size goes through.
+    #[inline]
     pub fn new(ctl: &'a RingCtl, data: B) -> Self {
         let cap = data.len() as u64;
         let corrupt =
@@ -227,6 +245,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// The same ring, remembering what this process saw of the positions
     /// in `hints` (one `Hints` per process and side of a ring; a side shared
     /// by threads must be used under a lock, as a queue's sides are).
+    #[inline]
     pub fn hinted(mut self, hints: &'a Hints) -> Self {
         self.hints = Some(hints);
         self
@@ -246,6 +265,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// dies leaves nothing half-sent whoever writes next (a queue's many
     /// producers take turns); a frame larger than the ring is
     /// [`Error::TooLarge`].
+    #[inline]
     pub fn whole_frames(ctl: &'a RingCtl, data: B) -> Self {
         Ring {
             streams: false,
@@ -286,7 +306,93 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// Sends `payload` as one frame, waiting for room until `deadline`.
     /// A frame larger than the ring is streamed; its deadline applies until
     /// its first byte is in, then it goes through whole (or the reader dies).
+    #[inline]
     pub fn send(&self, payload: &[u8], deadline: Option<Instant>, peer: &dyn Peer) -> Result<()> {
+        if payload.len() <= SMALL - HEADER && self.send_small(payload, peer) {
+            return Ok(());
+        }
+        self.send_any(payload, deadline, peer)
+    }
+
+    /// Sends a small frame (the payload up to 56 bytes) if nothing stands in
+    /// the way: room this side already knows of, a position on a frame
+    /// boundary, a reader still there. `false` leaves the frame to
+    /// `send_any`, which checks, decides and waits as it must.
+    #[inline]
+    fn send_small(&self, payload: &[u8], peer: &dyn Peer) -> bool {
+        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        let frame = HEADER as u64 + padded(payload.len()) as u64;
+        if self.corrupt
+            || !head.is_multiple_of(HEADER as u64)
+            || frame > self.cap
+            || self.known_room(head) < frame
+            || peer.closed()
+        {
+            return false;
+        }
+        // As `send_any` writes a whole frame: the payload, then the header
+        // with release, then `head`.
+        self.put_words(head.wrapping_add(HEADER as u64), payload);
+        self.put_header(head, Header::new(payload.len() as u32).word_at(head));
+        self.publish(head.wrapping_add(frame));
+        true
+    }
+
+    /// The room at `head` as this side last saw it (a lower bound).
+    #[inline]
+    fn known_room(&self, head: u64) -> u64 {
+        let tail = match self.hints {
+            Some(h) => h.tail.load(std::sync::atomic::Ordering::Relaxed),
+            // Acquire: the reader is done with the bytes it freed.
+            None => self.ctl.tail.0.load(Ordering::Acquire),
+        };
+        self.cap.saturating_sub(head.wrapping_sub(tail))
+    }
+
+    /// Copies `payload` into the ring at position `pos` (a multiple of 8)
+    /// a word at a time, its last word padded with zeros.
+    #[inline]
+    fn put_words(&self, pos: u64, payload: &[u8]) {
+        let mask = self.cap - 1;
+        let mut at = pos;
+        let mut words = payload.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            self.data.write_word((at & mask) as usize, w);
+            at = at.wrapping_add(8);
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = 0u64;
+            for (i, b) in rest.iter().enumerate() {
+                w |= u64::from(*b) << (8 * i);
+            }
+            self.data.write_word((at & mask) as usize, w);
+        }
+    }
+
+    /// Copies `dst.len()` bytes out of the ring at position `pos` (a
+    /// multiple of 8), a word at a time (the last one in part: the padding
+    /// is not copied).
+    #[inline]
+    fn get_words(&self, pos: u64, dst: &mut [u8]) {
+        let mask = self.cap - 1;
+        let mut at = pos;
+        let mut words = dst.chunks_exact_mut(8);
+        for w in &mut words {
+            w.copy_from_slice(&self.data.read_word((at & mask) as usize).to_le_bytes());
+            at = at.wrapping_add(8);
+        }
+        let rest = words.into_remainder();
+        if !rest.is_empty() {
+            let w = self.data.read_word((at & mask) as usize);
+            for (i, b) in rest.iter_mut().enumerate() {
+                *b = (w >> (8 * i)) as u8;
+            }
+        }
+    }
+
+    fn send_any(&self, payload: &[u8], deadline: Option<Instant>, peer: &dyn Peer) -> Result<()> {
         self.check()?;
         if peer.closed() {
             return Err(Error::Disconnected);
@@ -307,7 +413,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             ));
         }
         let frame = HEADER as u64 + padded(payload.len()) as u64;
-        let header = u64::from_le_bytes(Header::new(len).to_bytes_at(head));
+        let header = Header::new(len).word_at(head);
         if !self.streams && frame > self.cap {
             return Err(Error::TooLarge {
                 len: payload.len(),
@@ -355,11 +461,13 @@ impl<'a, B: Bytes> Ring<'a, B> {
         Ok(())
     }
 
+    #[inline]
     fn put_header(&self, pos: u64, header: u64) {
         self.data
             .store_word((pos & (self.cap - 1)) as usize, header);
     }
 
+    #[inline]
     fn publish(&self, head: u64) {
         // Release: the frame's bytes are seen by a reader that sees `head`.
         self.ctl.head.0.store(head, Ordering::Release);
@@ -408,7 +516,50 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// begin. Returns the payload's length. A streamed message that has begun
     /// is received whole, or `Disconnected` if its writer goes: the deadline
     /// applies until its first piece (a message is never half taken).
+    #[inline]
     pub fn recv(
+        &self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<usize> {
+        if let Some(len) = self.recv_small(sink) {
+            return Ok(len);
+        }
+        self.recv_any(sink, deadline, peer)
+    }
+
+    /// Receives a small frame (up to 64 bytes in all) that is already there
+    /// and fits `sink`. `None` leaves everything to `recv_any`, which checks,
+    /// decides and waits as it must.
+    #[inline]
+    fn recv_small(&self, sink: &mut Sink<'_>) -> Option<usize> {
+        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        if self.corrupt || !tail.is_multiple_of(HEADER as u64) {
+            return None;
+        }
+        // Acquire: the frame's bytes, written before its header, are there.
+        let word = self.data.load_word((tail & (self.cap - 1)) as usize);
+        let len = Header::from_word_at(word, tail)?.len();
+        let frame = HEADER as u64 + padded(len) as u64;
+        if frame > SMALL as u64 || frame > self.cap || sink.room().is_some_and(|r| r < len) {
+            return None;
+        }
+        let body = tail.wrapping_add(HEADER as u64);
+        match sink {
+            Sink::Vec(v) => {
+                let mut small = [0u8; SMALL - HEADER];
+                self.get_words(body, &mut small[..len]);
+                v.clear();
+                v.extend_from_slice(&small[..len]);
+            }
+            Sink::Slice(s) => self.get_words(body, &mut s[..len]),
+        }
+        self.consume(tail.wrapping_add(frame));
+        Some(len)
+    }
+
+    fn recv_any(
         &self,
         sink: &mut Sink<'_>,
         deadline: Option<Instant>,
@@ -493,6 +644,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         Ok(len)
     }
 
+    #[inline]
     fn consume(&self, tail: u64) {
         // Release: the bytes were read before the writer may overwrite them.
         self.ctl.tail.0.store(tail, Ordering::Release);
@@ -557,7 +709,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         let at = (tail & (self.cap - 1)) as usize;
         let header = || Header::parse_at(self.data.load_word(at).to_le_bytes(), tail);
-        let valid = || header().is_ok();
+        let valid = || Header::from_word_at(self.data.load_word(at), tail).is_some();
         // The writer published past the header, yet it does not check: the
         // ring was written by something else than a writer of this library.
         let stuck = || match self.distance(self.ctl.head.0.load(Ordering::Acquire), tail) {

@@ -17,6 +17,7 @@ impl SharedBytes {
     /// `ptr` is valid for reads and writes of `len` bytes for as long as the
     /// value lives, and the ring protocol keeps its two sides off the same
     /// bytes at the same time.
+    #[inline]
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
         SharedBytes { ptr, len }
     }
@@ -45,6 +46,29 @@ impl crate::ring::Bytes for SharedBytes {
     }
 
     #[inline]
+    fn write_word(&self, at: usize, word: u64) {
+        assert!(
+            at.is_multiple_of(8) && at + 8 <= self.len,
+            "a word outside the ring"
+        );
+        // SAFETY: in range and 8-aligned (checked; the mapping is page
+        // aligned); `new`'s contract makes the memory valid and this side's
+        // alone while the ring protocol lets it write.
+        unsafe { self.ptr.add(at).cast::<u64>().write(word) };
+    }
+
+    #[inline]
+    fn read_word(&self, at: usize) -> u64 {
+        assert!(
+            at.is_multiple_of(8) && at + 8 <= self.len,
+            "a word outside the ring"
+        );
+        // SAFETY: in range and 8-aligned (checked); the bytes were published
+        // by the writer (an acquire load orders this read after its writes).
+        unsafe { self.ptr.add(at).cast::<u64>().read() }
+    }
+
+    #[inline]
     fn load_word(&self, at: usize) -> u64 {
         self.word(at).load(std::sync::atomic::Ordering::Acquire)
     }
@@ -58,6 +82,7 @@ impl crate::ring::Bytes for SharedBytes {
 
 #[cfg(not(loom))]
 impl SharedBytes {
+    #[inline]
     fn word(&self, at: usize) -> &std::sync::atomic::AtomicU64 {
         assert!(
             at.is_multiple_of(8) && at + 8 <= self.len,
