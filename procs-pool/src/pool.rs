@@ -893,7 +893,7 @@ impl Pool {
             None => default_chunksize(items.len(), self.processes()),
         };
         let chunks = items.len().div_ceil(chunksize);
-        let job = Arc::new(MapJob::new(chunks, callbacks));
+        let job = Arc::new(MapJob::new(items.len(), chunksize, callbacks));
         let slot = job.slot.clone();
         if chunks == 0 {
             self.shared.lock().open(false)?;

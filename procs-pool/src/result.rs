@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::task::{decode_chunk, decode_one};
+use crate::task::{decode_chunk, decode_chunk_into, decode_one};
 
 /// What the pool does with the outcome of one of a job's tasks.
 pub(crate) trait Job: Send + Sync {
@@ -323,22 +323,51 @@ impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
 /// One `map`: its chunks' values, in order.
 pub(crate) struct MapJob<R> {
     pub slot: Arc<Slot<Vec<R>>>,
-    pub parts: Mutex<MapParts<R>>,
-    pub callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
+    parts: Mutex<MapParts<R>>,
+    callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
 }
 
-pub(crate) struct MapParts<R> {
-    pub parts: Vec<Option<Vec<R>>>,
-    pub missing: usize,
-    pub done: bool,
+/// The values of a map, decoded straight to their places in the result:
+/// chunk `i` fills `out`'s spare capacity from `i * chunksize`.
+struct MapParts<R> {
+    /// Capacity for every value; its length stays 0 until all are in.
+    out: Vec<R>,
+    /// How many values the map has (the capacity may be more).
+    total: usize,
+    chunksize: usize,
+    filled: Vec<bool>,
+    missing: usize,
+    done: bool,
+}
+
+impl<R> Drop for MapParts<R> {
+    fn drop(&mut self) {
+        // A map that failed or was dropped half-way: drop the values that
+        // came (the vector's length is 0, so it drops none of them).
+        let (chunksize, total) = (self.chunksize, self.total);
+        let spare = self.out.spare_capacity_mut();
+        for (i, _) in self.filled.iter().enumerate().filter(|(_, f)| **f) {
+            let start = i * chunksize;
+            for v in &mut spare[start..(start + chunksize).min(total)] {
+                // SAFETY: chunk i was filled: `decode_chunk_into` initialized
+                // every one of its values, and none was moved out (the
+                // vector's length was never set).
+                unsafe { v.assume_init_drop() };
+            }
+        }
+    }
 }
 
 impl<R> MapJob<R> {
-    pub(crate) fn new(chunks: usize, callbacks: Callbacks<Vec<R>>) -> MapJob<R> {
+    pub(crate) fn new(items: usize, chunksize: usize, callbacks: Callbacks<Vec<R>>) -> MapJob<R> {
+        let chunks = items.div_ceil(chunksize.max(1));
         MapJob {
             slot: Slot::new(),
             parts: Mutex::new(MapParts {
-                parts: (0..chunks).map(|_| None).collect(),
+                out: Vec::with_capacity(items),
+                total: items,
+                chunksize,
+                filled: vec![false; chunks],
                 missing: chunks,
                 done: false,
             }),
@@ -357,34 +386,44 @@ impl<R> MapJob<R> {
 
 impl<R: DeserializeOwned + Send> Job for MapJob<R> {
     fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
-        let part = outcome.and_then(|b| decode_chunk::<R>(b, items).map_err(Error::Serde));
         let end = {
             let mut p = lock(&self.parts);
             if p.done {
                 return;
             }
-            match part {
+            let start = index.saturating_mul(p.chunksize);
+            let fits = p.filled.get(index) == Some(&false)
+                && items <= p.chunksize
+                && start.saturating_add(items) <= p.total;
+            let placed = outcome.and_then(|bytes| {
+                if !fits {
+                    return Err(Error::Serde(format!("chunk {index} does not fit its map")));
+                }
+                let dst = &mut p.out.spare_capacity_mut()[start..start + items];
+                decode_chunk_into(bytes, dst).map_err(Error::Serde)
+            });
+            match placed {
                 // The first failure ends the map (Python's map raises it);
                 // the other chunks still run, their values are dropped.
                 Err(e) => {
                     p.done = true;
-                    p.parts.clear();
                     Some(Err(e))
                 }
-                Ok(v) => {
-                    if let Some(s @ None) = p.parts.get_mut(index) {
-                        *s = Some(v);
-                        p.missing -= 1;
-                    }
+                Ok(()) => {
+                    p.filled[index] = true;
+                    p.missing -= 1;
                     if p.missing == 0 {
                         p.done = true;
-                        let parts = std::mem::take(&mut p.parts);
-                        let total = parts.iter().flatten().map(Vec::len).sum();
-                        let mut all = Vec::with_capacity(total);
-                        for part in parts.into_iter().flatten() {
-                            all.extend(part);
-                        }
-                        Some(Ok(all))
+                        let total = p.total;
+                        p.filled.clear();
+                        let mut out = std::mem::take(&mut p.out);
+                        // SAFETY: every chunk was filled, and the chunks
+                        // (i * chunksize, `items` each, the last one short)
+                        // cover 0..total, so every value is initialized; the
+                        // fill marks are cleared so `MapParts::drop` drops
+                        // none of them again.
+                        unsafe { out.set_len(total) };
+                        Some(Ok(out))
                     } else {
                         None
                     }

@@ -135,6 +135,50 @@ pub(crate) fn decode_chunk<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// Reads a chunk of exactly `dst.len()` items into `dst`. On an error, the
+/// items read so far are dropped and `dst` is left uninitialized.
+pub(crate) fn decode_chunk_into<T: DeserializeOwned>(
+    bytes: &[u8],
+    dst: &mut [std::mem::MaybeUninit<T>],
+) -> Result<(), String> {
+    let (count, mut rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| "a chunk shorter than its count".to_owned())?;
+    let count = u32::from_le_bytes(*count) as usize;
+    if count != dst.len() {
+        return Err(format!(
+            "a chunk of {count} items where {} were sent",
+            dst.len()
+        ));
+    }
+    /// Drops the first `n` items of `dst` unless forgotten.
+    struct Written<'a, T> {
+        dst: &'a mut [std::mem::MaybeUninit<T>],
+        n: usize,
+    }
+    impl<T> Drop for Written<'_, T> {
+        fn drop(&mut self) {
+            for v in &mut self.dst[..self.n] {
+                // SAFETY: the first `n` items were written (`n` counts
+                // the writes) and not moved out.
+                unsafe { v.assume_init_drop() };
+            }
+        }
+    }
+    let mut written = Written { dst, n: 0 };
+    while written.n < count {
+        let (item, tail) = wire::take_from::<T>(rest)?;
+        written.dst[written.n].write(item);
+        written.n += 1;
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the chunk's last item", rest.len()));
+    }
+    std::mem::forget(written);
+    Ok(())
+}
+
 /// Decodes a single value, with nothing after it.
 pub(crate) fn decode_one<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match wire::take_from::<T>(bytes) {
@@ -348,6 +392,28 @@ mod tests {
         long.push(0);
         assert!(decode_chunk::<u64>(&long, 100).is_err());
         assert!(decode_chunk::<u64>(&[1, 0], 1).is_err());
+    }
+
+    #[test]
+    fn chunks_decode_in_place_and_drop_what_they_read_on_error() {
+        let items: Vec<String> = (0..50).map(|i| format!("item {i}")).collect();
+        let mut buf = Vec::new();
+        encode_chunk(items.iter(), &mut buf).unwrap();
+        let mut dst: Vec<std::mem::MaybeUninit<String>> =
+            (0..50).map(|_| std::mem::MaybeUninit::uninit()).collect();
+        decode_chunk_into(&buf, &mut dst).unwrap();
+        // SAFETY: decode_chunk_into succeeded, so all 50 are initialized.
+        let back: Vec<String> = dst
+            .into_iter()
+            .map(|v| unsafe { v.assume_init() })
+            .collect();
+        assert_eq!(back, items);
+        // Cut in the middle of item 30: the 30 read are dropped, no panic.
+        let cut = buf.len() * 30 / 50 + 3;
+        let mut dst: Vec<std::mem::MaybeUninit<String>> =
+            (0..50).map(|_| std::mem::MaybeUninit::uninit()).collect();
+        assert!(decode_chunk_into(&buf[..cut], &mut dst).is_err());
+        assert!(decode_chunk_into(&buf, &mut dst[..49]).is_err());
     }
 
     #[test]
