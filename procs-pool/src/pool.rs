@@ -29,8 +29,8 @@ use crate::error::{Error, Result};
 use crate::imap::IMap;
 use crate::result::{ApplyJob, AsyncResult, Callbacks, Job, MapJob};
 use crate::task::{
-    Body, Call, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
-    encode_chunk, frame_for, set_task_id,
+    Body, Call, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode, frame_for,
+    set_task_id,
 };
 use crate::worker::{Init, WorkerMain};
 
@@ -143,6 +143,8 @@ pub(crate) struct State {
     broken: Option<Error>,
     /// imap iterators that may still submit after `close`.
     open_streams: usize,
+    /// `terminate` was called (or the pool dropped).
+    terminated: bool,
     handler: Option<JoinHandle<()>>,
     handler_id: Option<ThreadId>,
 }
@@ -266,11 +268,15 @@ impl State {
     }
 
     fn open(&self, continuing: bool) -> Result<()> {
+        if self.terminated {
+            return Err(Error::Terminated);
+        }
         match self.mode {
             Mode::Running => {}
             Mode::Closed if continuing => {}
-            Mode::Closed => return Err(Error::Closed),
-            Mode::Stopping | Mode::Finished => return Err(Error::Terminated),
+            // Closed, or closed and finished since: Python's "Pool not
+            // running" either way.
+            Mode::Closed | Mode::Stopping | Mode::Finished => return Err(Error::Closed),
         }
         match &self.broken {
             Some(e) => Err(e.clone()),
@@ -567,6 +573,7 @@ impl Shared {
     fn terminate(&self) {
         let (workers, retired, pending, handler) = {
             let mut st = self.lock();
+            st.terminated = true;
             match st.mode {
                 Mode::Finished => return,
                 Mode::Stopping => {
@@ -721,6 +728,7 @@ impl PoolBuilder {
                 replies: replies_tx,
                 broken: None,
                 open_streams: 0,
+                terminated: false,
                 handler: None,
                 handler_id: None,
             }),
@@ -875,11 +883,14 @@ impl Pool {
         Ok(AsyncResult::new(slot))
     }
 
+    /// A map over `items`. An iterator that tells its exact length (a
+    /// range, a vector's) is read chunk by chunk as the chunks go out;
+    /// another is collected first, as Python's map does with a generator.
     fn map_job<T, R>(
         &self,
         call: Call,
         func: usize,
-        items: Vec<T>,
+        items: impl IntoIterator<Item = T>,
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<R>>,
     ) -> Result<AsyncResult<Vec<R>>>
@@ -887,13 +898,38 @@ impl Pool {
         T: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        let chunksize = match chunksize {
-            Some(0) => return Err(Error::Invalid("a chunk size of zero")),
-            Some(n) => n,
-            None => default_chunksize(items.len(), self.processes()),
-        };
-        let chunks = items.len().div_ceil(chunksize);
-        let job = Arc::new(MapJob::new(items.len(), chunksize, callbacks));
+        if chunksize == Some(0) {
+            return Err(Error::Invalid("a chunk size of zero"));
+        }
+        let items = items.into_iter();
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => {
+                self.map_chunks(call, func, items, lo, chunksize, callbacks)
+            }
+            _ => {
+                let items: Vec<T> = items.collect();
+                let n = items.len();
+                self.map_chunks(call, func, items.into_iter(), n, chunksize, callbacks)
+            }
+        }
+    }
+
+    fn map_chunks<T, R>(
+        &self,
+        call: Call,
+        func: usize,
+        mut items: impl Iterator<Item = T>,
+        total: usize,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        T: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let chunksize = chunksize.unwrap_or_else(|| default_chunksize(total, self.processes()));
+        let chunks = total.div_ceil(chunksize);
+        let job = Arc::new(MapJob::new(total, chunksize, callbacks));
         let slot = job.slot.clone();
         if chunks == 0 {
             self.shared.lock().open(false)?;
@@ -902,25 +938,47 @@ impl Pool {
         }
         // Each chunk goes to the workers as soon as it is encoded, so they
         // start while the rest is being encoded.
-        for (index, chunk) in items.chunks(chunksize).enumerate() {
+        for index in 0..chunks {
+            let len = chunksize.min(total - index * chunksize);
             let mut frame = self.frame(call, func);
-            frame.reserve(4 + std::mem::size_of_val(chunk));
-            encode_chunk(chunk.iter(), &mut frame).map_err(Error::Serde)?;
-            let task = NewTask {
-                index,
-                items: chunk.len(),
-                frame,
+            frame.reserve(4 + len * std::mem::size_of::<T>());
+            let count =
+                u32::try_from(len).map_err(|_| Error::Invalid("a chunk of over 2^32 items"))?;
+            frame.extend_from_slice(&count.to_le_bytes());
+            let mut got = 0;
+            for item in items.by_ref().take(len) {
+                encode(&item, &mut frame).map_err(Error::Serde)?;
+                got += 1;
+            }
+            let short = got < len;
+            let sent = if short {
+                // The iterator told a length it did not keep to.
+                Err(Error::Invalid(
+                    "the items ended before the length their iterator told",
+                ))
+            } else {
+                // The first chunk is refused by a closed pool; the others
+                // are part of a map that was accepted.
+                let task = NewTask {
+                    index,
+                    items: len,
+                    frame,
+                };
+                self.shared.submit(job.clone(), vec![task], index > 0)
             };
-            // The first chunk is refused by a closed pool; the others are
-            // part of a map that was accepted.
-            if let Err(e) = self.shared.submit(job.clone(), vec![task], index > 0) {
+            if let Err(e) = sent {
                 if index == 0 {
                     return Err(e);
                 }
-                // Terminated mid-way: the map fails with it.
-                job.deliver(index, chunk.len(), Err(e));
-                break;
+                // The map fails with it (the chunks sent still run).
+                job.deliver(index, len, Err(e));
+                return Ok(AsyncResult::new(slot));
             }
+        }
+        if items.next().is_some() {
+            return Err(Error::Invalid(
+                "the items went on past the length their iterator told",
+            ));
         }
         Ok(AsyncResult::new(slot))
     }
@@ -977,7 +1035,6 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let items: Vec<A> = items.into_iter().collect();
         self.map_job(call_chunk::<A, R>, f as usize, items, chunksize, callbacks)
     }
 
@@ -1054,7 +1111,6 @@ impl Pool {
             )
         };
         let _ = f;
-        let items: Vec<T> = items.into_iter().collect();
         self.map_job(call_star_chunk::<F, T, R>, 0, items, chunksize, callbacks)
     }
 

@@ -443,6 +443,28 @@ fn misuse_gets_clear_errors() {
         Err(Error::Invalid(_))
     ));
     assert!(matches!(pool.join(), Err(Error::StillRunning)));
+    // An iterator that tells a length it does not keep to fails the map,
+    // never hangs it.
+    struct Liar(u64, u64);
+    impl Iterator for Liar {
+        type Item = u64;
+        fn next(&mut self) -> Option<u64> {
+            (self.0 < self.1).then(|| {
+                self.0 += 1;
+                self.0
+            })
+        }
+        fn size_hint(&self) -> (usize, Option<usize>) {
+            (10, Some(10))
+        }
+    }
+    for yielded in [3, 7, 12] {
+        assert!(matches!(
+            pool.map_with_chunksize(square, Liar(0, yielded), 4),
+            Err(Error::Invalid(_))
+        ));
+    }
+    assert_eq!(pool.map(square, Liar(0, 10)).unwrap().len(), 10);
     pool.close();
     assert!(matches!(pool.apply(square, 1), Err(Error::Closed)));
     assert!(matches!(pool.map(square, 0..3), Err(Error::Closed)));
