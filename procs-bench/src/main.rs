@@ -90,6 +90,43 @@ fn child(f: impl FnOnce() + Send + 'static) -> Result<Process, String> {
     Ok(p)
 }
 
+/// Pins the calling thread to `cpu` (when this machine has it); returns
+/// the mask it had, for [`unpin`].
+///
+/// mpirun binds each of its ranks to a core of its own, so the cases set
+/// beside Open MPI's (`pipe_pingpong`, `pipe_bandwidth_1mib`,
+/// `barrier_wait`) run their two processes the same way: the parent on CPU
+/// 0, the child on CPU 1. Unpinned, two processes that the scheduler puts
+/// on one CPU take turns instead of running at once.
+fn pin(cpu: usize) -> Option<libc::cpu_set_t> {
+    // SAFETY: sysconf has no preconditions; cpu_set_t is plain data (all
+    // zeroes is the empty set); the calls get and set the calling thread's
+    // mask (pid 0) with the set's true size.
+    unsafe {
+        // The machine's CPUs, not this thread's mask (which a pinned parent
+        // passed on).
+        if libc::sysconf(libc::_SC_NPROCESSORS_ONLN) <= cpu as libc::c_long {
+            return None;
+        }
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) != 0 {
+            return None;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        Some(old)
+    }
+}
+
+/// Gives the calling thread back the mask [`pin`] returned.
+fn unpin(old: Option<libc::cpu_set_t>) {
+    if let Some(old) = old {
+        // SAFETY: as in `pin`: the calling thread's mask, a valid set.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old) };
+    }
+}
+
 /// Joins `p` and checks that it ended well.
 fn join_ok(p: &mut Process) -> Result<(), String> {
     match p.join().map_err(err)? {
@@ -154,7 +191,9 @@ fn barrier_wait() -> Result<Figure, String> {
     let n = 5000;
     let barrier = Barrier::new(2).map_err(err)?;
     let b = barrier.clone();
+    let mask = pin(0);
     let mut other = child(move || {
+        pin(1);
         for _ in 0..n {
             if b.wait().is_err() {
                 std::process::exit(2);
@@ -166,6 +205,7 @@ fn barrier_wait() -> Result<Figure, String> {
         barrier.wait().map_err(err)?;
     }
     let dt = t.elapsed().as_secs_f64();
+    unpin(mask);
     join_ok(&mut other)?;
     Ok(Figure {
         value: dt / n as f64 * 1e6,
@@ -179,7 +219,9 @@ fn barrier_wait() -> Result<Figure, String> {
 fn pipe_pingpong() -> Result<Figure, String> {
     let n = 20_000u64;
     let (a, b) = procs_ipc::pipe::<u64>().map_err(err)?;
+    let mask = pin(0);
     let mut echo = child(move || {
+        pin(1);
         for _ in 0..n + 100 {
             match b.recv() {
                 Ok(x) => {
@@ -203,6 +245,7 @@ fn pipe_pingpong() -> Result<Figure, String> {
         }
     }
     let dt = t.elapsed().as_secs_f64();
+    unpin(mask);
     join_ok(&mut echo)?;
     Ok(Figure {
         value: dt / n as f64 * 1e6,
@@ -216,7 +259,9 @@ fn pipe_pingpong() -> Result<Figure, String> {
 fn pipe_bandwidth_1mib() -> Result<Figure, String> {
     let (n, size) = (1000, 1 << 20);
     let (a, b) = procs_ipc::pipe::<u8>().map_err(err)?;
+    let mask = pin(0);
     let mut sink = child(move || {
+        pin(1);
         let mut buf = vec![0u8; size];
         for _ in 0..n {
             if b.recv_bytes_into(&mut buf).is_err() {
@@ -234,6 +279,7 @@ fn pipe_bandwidth_1mib() -> Result<Figure, String> {
     }
     a.recv().map_err(err)?;
     let dt = t.elapsed().as_secs_f64();
+    unpin(mask);
     join_ok(&mut sink)?;
     Ok(Figure {
         value: (n * size) as f64 / dt / 1e6,
