@@ -70,5 +70,5 @@ pub use error::{Error, Result};
 pub use handover::handing_over_to;
 pub use nix::sys::signal::Signal;
 pub use process::{Process, ProcessBuilder, StartMethod, Target};
-pub use spawn::{JoinHandle, spawn, spawn_with};
+pub use spawn::{JoinHandle, panic_message, spawn, spawn_with};
 pub use sys::signal_name;

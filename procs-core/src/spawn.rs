@@ -104,7 +104,7 @@ fn encode<T: Serialize>(outcome: &T) -> Vec<u8> {
 }
 
 /// The text of a panic payload: the `&str` or `String` that `panic!` makes.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

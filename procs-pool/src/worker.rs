@@ -130,25 +130,15 @@ thread_local! {
 /// worker keeps its message and location and prints nothing.
 fn quiet_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let message = payload_text(info.payload());
+        let message = procs_core::panic_message(info.payload());
         let location = info.location().map(|l| l.to_string());
         LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
     }));
-}
-
-fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a payload that is not a string".to_owned()
-    }
 }
 
 /// The message and location of the panic just caught.
 fn take_panic(payload: &(dyn std::any::Any + Send)) -> (String, Option<String>) {
     LAST_PANIC
         .with(|p| p.borrow_mut().take())
-        .unwrap_or_else(|| (payload_text(payload), None))
+        .unwrap_or_else(|| (procs_core::panic_message(payload), None))
 }
