@@ -312,6 +312,7 @@ pub fn pipe_one_way<T>() -> Result<(Receiver<T>, Sender<T>)> {
 #[must_use = "a builder does nothing until `duplex` or `one_way`"]
 pub struct PipeBuilder {
     capacity: usize,
+    prefault: bool,
 }
 
 impl Default for PipeBuilder {
@@ -325,6 +326,7 @@ impl PipeBuilder {
     pub fn new() -> Self {
         PipeBuilder {
             capacity: DEFAULT_CAPACITY,
+            prefault: false,
         }
     }
 
@@ -335,9 +337,26 @@ impl PipeBuilder {
         self
     }
 
+    /// Gives the pipe all its memory when it is built (see
+    /// [`Segment::prefault`]), so that its first large messages do not pay
+    /// a page fault per 4 KiB; without it, the memory is touched only as
+    /// messages pass.
+    pub fn prefault(mut self) -> Self {
+        self.prefault = true;
+        self
+    }
+
+    fn create(&self, rings: usize) -> Result<Shared> {
+        let shared = Shared::create(self.capacity, rings)?;
+        if self.prefault {
+            shared.seg.prefault()?;
+        }
+        Ok(shared)
+    }
+
     /// A duplex pipe.
     pub fn duplex<T>(self) -> Result<(Connection<T>, Connection<T>)> {
-        let shared = Arc::new(Shared::create(self.capacity, 2)?);
+        let shared = Arc::new(self.create(2)?);
         let a = End::new(shared.clone(), 0, Some(1), Some(0));
         let b = End::new(shared, 1, Some(0), Some(1));
         Ok((Connection::wrap(a), Connection::wrap(b)))
@@ -345,7 +364,7 @@ impl PipeBuilder {
 
     /// A one-way pipe: the receiving end, then the sending end.
     pub fn one_way<T>(self) -> Result<(Receiver<T>, Sender<T>)> {
-        let shared = Arc::new(Shared::create(self.capacity, 1)?);
+        let shared = Arc::new(self.create(1)?);
         let r = End::new(shared.clone(), 0, None, Some(0));
         let s = End::new(shared, 1, Some(0), None);
         Ok((Receiver(Connection::wrap(r)), Sender(Connection::wrap(s))))

@@ -246,6 +246,7 @@ fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 pub struct QueueBuilder {
     maxsize: u32,
     capacity: usize,
+    prefault: bool,
 }
 
 impl Default for QueueBuilder {
@@ -260,6 +261,7 @@ impl QueueBuilder {
         QueueBuilder {
             maxsize: 0,
             capacity: DEFAULT_QUEUE_CAPACITY,
+            prefault: false,
         }
     }
 
@@ -277,9 +279,22 @@ impl QueueBuilder {
         self
     }
 
+    /// Gives the ring all its memory when the queue is built (see
+    /// [`Segment::prefault`](procs_sync::Segment::prefault)), so that its
+    /// first items do not pay a page fault per 4 KiB; without it, the
+    /// memory is touched only as items pass.
+    pub fn prefault(mut self) -> Self {
+        self.prefault = true;
+        self
+    }
+
     /// A [`Queue`].
     pub fn build<T>(self) -> Result<Queue<T>> {
-        let inner = Arc::new(Inner::create(self.capacity, self.maxsize)?);
+        let inner = Inner::create(self.capacity, self.maxsize)?;
+        if self.prefault {
+            inner.seg.prefault()?;
+        }
+        let inner = Arc::new(inner);
         Ok(Queue::with_role(inner, BOTH))
     }
 

@@ -48,6 +48,12 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 /// well under a microsecond, and a peer that is this late is better slept on.
 #[cfg(not(loom))]
 const SPIN_BUDGET: Duration = Duration::from_micros(50);
+/// How long of that budget a side spins on the processor alone; for the
+/// rest it yields the processor between looks, so that when there are more
+/// runnable threads than processors (a pool's workers, its handler and its
+/// caller on two cores) a waiter does not hold a core its peer needs.
+#[cfg(not(loom))]
+const SPIN_HOT: Duration = Duration::from_micros(2);
 
 /// Frames up to this size are read without waiting on `head`, and go
 /// through the stack into a vector.
@@ -801,8 +807,12 @@ impl<'a, B: Bytes> Ring<'a, B> {
                     return true;
                 }
             }
-            if start.elapsed() > SPIN_BUDGET {
+            let spent = start.elapsed();
+            if spent > SPIN_BUDGET {
                 return false;
+            }
+            if spent > SPIN_HOT {
+                std::thread::yield_now();
             }
         }
     }

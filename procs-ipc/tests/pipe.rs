@@ -243,3 +243,25 @@ fn ends_in_one_process_behave_as_a_pipe() {
     assert!(matches!(a.send(&"x".into()), Err(Error::Disconnected)));
     assert!(PipeBuilder::new().capacity(100).duplex::<()>().is_err());
 }
+
+#[test]
+fn a_prefaulted_pipe_carries_messages_larger_than_itself() {
+    let (rx, tx) = PipeBuilder::new()
+        .capacity(64 * 1024)
+        .prefault()
+        .one_way::<()>()
+        .unwrap();
+    let mut p = start(move || {
+        for n in [10usize, 60 * 1024, 1 << 20] {
+            let msg: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+            tx.send_bytes(&msg).unwrap();
+        }
+    });
+    for n in [10usize, 60 * 1024, 1 << 20] {
+        let got = rx.recv_bytes().unwrap();
+        assert_eq!(got.len(), n);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+    }
+    assert_eq!(p.0.join().unwrap(), 0);
+    assert!(matches!(rx.recv_bytes(), Err(Error::Disconnected)));
+}

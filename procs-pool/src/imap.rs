@@ -65,10 +65,11 @@ where
         ordered: bool,
     ) -> Self {
         shared.stream(true);
+        let buffers = shared.buffers.clone();
         let window = AHEAD_PER_WORKER * shared.config_processes();
         IMap {
             shared,
-            job: Arc::new(StreamJob::new()),
+            job: Arc::new(StreamJob::new(buffers)),
             input,
             input_done: false,
             header,
@@ -99,7 +100,10 @@ where
                 self.end_input();
                 break;
             }
-            let mut frame = self.header.clone();
+            let mut frame = self.shared.buffers.take(
+                self.header.len() + 4 + chunk.len().saturating_mul(std::mem::size_of::<I::Item>()),
+            );
+            frame.extend_from_slice(&self.header);
             encode_chunk(chunk.iter(), &mut frame).map_err(Error::Serde)?;
             tasks.push(NewTask {
                 index: self.sent + tasks.len(),

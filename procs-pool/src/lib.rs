@@ -35,6 +35,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod buffers;
 mod error;
 mod imap;
 mod pool;

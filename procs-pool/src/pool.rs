@@ -25,12 +25,13 @@ use procs_core::{Process, StartMethod};
 use procs_ipc::{PipeBuilder, Queue, QueueReceiver, QueueSender, Receiver, Sender};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::buffers::Buffers;
 use crate::error::{Error, Result};
 use crate::imap::IMap;
-use crate::result::{ApplyJob, AsyncResult, Callbacks, Job, MapJob};
+use crate::result::{ApplyJob, AsyncResult, Callbacks, Drive, Job, MapJob};
 use crate::task::{
-    Body, Call, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode, frame_for,
-    set_task_id,
+    Body, Call, HEADER, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
+    frame_for, set_task_id, start_frame,
 };
 use crate::worker::{Init, WorkerMain};
 
@@ -42,7 +43,7 @@ const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// The capacity of the reply queue (each reply is at most
 /// `worker::INLINE_MAX` bytes of output and a few more).
-const REPLY_CAPACITY: usize = 4 * 1024 * 1024;
+const REPLY_CAPACITY: usize = 1024 * 1024;
 
 /// How long `terminate` gives a worker to end after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_millis(200);
@@ -53,6 +54,10 @@ const DEPTH_SLOW: usize = 2;
 const DEPTH_FAST: usize = 32;
 /// Below this mean time per task, a worker's tasks are short.
 const FAST_TASK: Duration = Duration::from_micros(50);
+
+/// How long a paced map waits before it looks again whether the workers
+/// need a chunk (it is told sooner when one of its chunks comes back).
+const PACE_RECHECK: Duration = Duration::from_millis(1);
 
 /// A task as the pool holds it until its worker answers.
 pub(crate) struct Task {
@@ -153,6 +158,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     finished: Condvar,
     pub(crate) config: Config,
+    /// Frames and outputs, kept for reuse.
+    pub(crate) buffers: Arc<Buffers>,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -173,8 +180,11 @@ impl State {
     }
 
     fn spawn_worker(&mut self, config: &Config) -> Result<()> {
-        let (tasks_rx, tasks_tx) = PipeBuilder::new().capacity(PIPE_CAPACITY).one_way()?;
-        let (results_rx, results_tx) = PipeBuilder::new().capacity(PIPE_CAPACITY).one_way()?;
+        // The pipes get their memory now: the first large map would
+        // otherwise pay a page fault per 4 KiB of them.
+        let pipe = PipeBuilder::new().capacity(PIPE_CAPACITY).prefault();
+        let (tasks_rx, tasks_tx) = pipe.clone().one_way()?;
+        let (results_rx, results_tx) = pipe.one_way()?;
         let id = self.next_worker;
         self.next_worker += 1;
         let main = WorkerMain {
@@ -334,8 +344,7 @@ impl Shared {
     }
 
     /// A worker's reply.
-    /// `scratch` is the handler's buffer for outputs that come by pipe.
-    fn on_reply(&self, reply: Reply, scratch: &mut Vec<u8>) {
+    fn on_reply(&self, reply: Reply) {
         let body = match reply.body {
             Body::Wake => return,
             Body::InitPanicked(message) => return self.initializer_failed(reply.worker, message),
@@ -350,17 +359,23 @@ impl Shared {
                 None => return,
             };
             let pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
+            // Into a buffer used before (its bytes are mapped, and
+            // initialized up to its length: no zeroing but for growth).
+            let mut buf = self.buffers.take_any();
             let got = loop {
-                scratch.resize(scratch.capacity().max(64 * 1024), 0);
-                match pipe.recv_bytes_into(scratch) {
+                buf.resize(buf.capacity().max(64 * 1024), 0);
+                match pipe.recv_bytes_into(&mut buf) {
                     Err(procs_ipc::Error::BufferTooSmall { needed, .. }) => {
-                        scratch.resize(needed, 0);
+                        buf.resize(needed, 0);
                     }
                     other => break other,
                 }
             };
             match got {
-                Ok(n) => Some(n),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some(buf)
+                }
                 Err(_) => return,
             }
         } else {
@@ -404,18 +419,26 @@ impl Shared {
         for t in dropped {
             t.fail(Error::Terminated);
         }
-        let outcome = match (&body, &big) {
-            (Body::Done(bytes), _) => Ok(&bytes.0[..]),
-            (Body::InPipe, Some(n)) => Ok(&scratch[..*n]),
+        let outcome = match (body, big) {
+            (Body::Done(bytes), _) => Ok(bytes.0),
+            (Body::InPipe, Some(buf)) => Ok(buf),
             (Body::Panicked { message, location }, _) => Err(Error::TaskPanicked {
                 pid,
-                message: message.clone(),
-                location: location.clone(),
+                message,
+                location,
             }),
-            (Body::Serde(e), _) => Err(Error::Serde(e.clone())),
+            (Body::Serde(e), _) => Err(Error::Serde(e)),
             _ => Err(Error::Serde("a reply of an unknown kind".into())),
         };
-        task.job.deliver(task.index, task.items, outcome);
+        let Task {
+            job,
+            index,
+            items,
+            frame,
+            ..
+        } = task;
+        self.buffers.give(frame);
+        job.deliver(index, items, outcome);
     }
 
     /// The initializer panicked: no task can run.
@@ -441,7 +464,7 @@ impl Shared {
 
     /// Handles workers that died: the task each was running fails, the
     /// others go back to the queue, new workers take their places.
-    fn check_workers(&self, replies: &QueueReceiver<Reply>, scratch: &mut Vec<u8>) {
+    fn check_workers(&self, replies: &QueueReceiver<Reply>) {
         let dead: Vec<u32> = {
             let mut st = self.lock();
             st.retired.retain(|p| p.exitcode().is_none());
@@ -458,7 +481,7 @@ impl Shared {
         // reaped): handle it first, so only unanswered tasks fail.
         for _ in 0..replies.len() {
             match replies.try_get() {
-                Ok(r) => self.on_reply(r, scratch),
+                Ok(r) => self.on_reply(r),
                 Err(_) => break,
             }
         }
@@ -529,12 +552,11 @@ impl Shared {
     }
 
     fn handler(self: Arc<Self>, replies: QueueReceiver<Reply>) {
-        let mut scratch = Vec::new();
         let mut next_check = Instant::now() + CHECK_EVERY;
         loop {
             let wait = next_check.saturating_duration_since(Instant::now());
             match replies.get_timeout(wait) {
-                Ok(reply) => self.on_reply(reply, &mut scratch),
+                Ok(reply) => self.on_reply(reply),
                 Err(procs_ipc::Error::Timeout) => {}
                 Err(e) => {
                     // The queue itself is damaged: no reply in it can be
@@ -549,7 +571,7 @@ impl Shared {
             }
             let now = Instant::now();
             if now >= next_check {
-                self.check_workers(&replies, &mut scratch);
+                self.check_workers(&replies);
                 next_check = now + CHECK_EVERY;
             }
             if self.finish_if_done() {
@@ -714,6 +736,7 @@ impl PoolBuilder {
         let init = self.init.transpose()?;
         let queue = Queue::<Reply>::builder()
             .capacity(REPLY_CAPACITY)
+            .prefault()
             .build::<Reply>()?;
         let (replies_tx, replies_rx) = (queue.sender(), queue.receiver());
         drop(queue);
@@ -733,6 +756,7 @@ impl PoolBuilder {
                 handler_id: None,
             }),
             finished: Condvar::new(),
+            buffers: Arc::new(Buffers::new(4 * processes + 4)),
             config: Config {
                 processes,
                 key: RandomState::new(),
@@ -869,6 +893,7 @@ impl Pool {
         let job = Arc::new(ApplyJob {
             slot: crate::result::Slot::new(),
             callbacks: Mutex::new(Some(callbacks)),
+            buffers: self.shared.buffers.clone(),
         });
         let slot = job.slot.clone();
         self.shared.submit(
@@ -886,6 +911,11 @@ impl Pool {
     /// A map over `items`. An iterator that tells its exact length (a
     /// range, a vector's) is read chunk by chunk as the chunks go out;
     /// another is collected first, as Python's map does with a generator.
+    ///
+    /// A `paced` map (one whose caller waits for it) encodes a chunk only
+    /// when the workers are short of work, and decodes what came back
+    /// meanwhile: its memory stays bounded and its frames are reused. An
+    /// asynchronous map encodes every chunk before it returns.
     fn map_job<T, R>(
         &self,
         call: Call,
@@ -893,6 +923,7 @@ impl Pool {
         items: impl IntoIterator<Item = T>,
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<R>>,
+        paced: bool,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize,
@@ -904,16 +935,25 @@ impl Pool {
         let items = items.into_iter();
         match items.size_hint() {
             (lo, Some(hi)) if lo == hi => {
-                self.map_chunks(call, func, items, lo, chunksize, callbacks)
+                self.map_chunks(call, func, items, lo, chunksize, callbacks, paced)
             }
             _ => {
                 let items: Vec<T> = items.collect();
                 let n = items.len();
-                self.map_chunks(call, func, items.into_iter(), n, chunksize, callbacks)
+                self.map_chunks(
+                    call,
+                    func,
+                    items.into_iter(),
+                    n,
+                    chunksize,
+                    callbacks,
+                    paced,
+                )
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn map_chunks<T, R>(
         &self,
         call: Call,
@@ -922,6 +962,7 @@ impl Pool {
         total: usize,
         chunksize: Option<usize>,
         callbacks: Callbacks<Vec<R>>,
+        paced: bool,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize,
@@ -929,8 +970,14 @@ impl Pool {
     {
         let chunksize = chunksize.unwrap_or_else(|| default_chunksize(total, self.processes()));
         let chunks = total.div_ceil(chunksize);
-        let job = Arc::new(MapJob::new(total, chunksize, callbacks));
+        let job = Arc::new(MapJob::new(
+            total,
+            chunksize,
+            callbacks,
+            self.shared.buffers.clone(),
+        ));
         let slot = job.slot.clone();
+        let result = || AsyncResult::driven(slot.clone(), job.clone());
         if chunks == 0 {
             self.shared.lock().open(false)?;
             job.finish(Ok(Vec::new()));
@@ -939,9 +986,15 @@ impl Pool {
         // Each chunk goes to the workers as soon as it is encoded, so they
         // start while the rest is being encoded.
         for index in 0..chunks {
+            if paced && index > 0 {
+                self.pace(&*job);
+            }
             let len = chunksize.min(total - index * chunksize);
-            let mut frame = self.frame(call, func);
-            frame.reserve(4 + len * std::mem::size_of::<T>());
+            let mut frame = self
+                .shared
+                .buffers
+                .take(HEADER + 4 + len.saturating_mul(std::mem::size_of::<T>()));
+            start_frame(&self.shared.config.key, call, func, &mut frame);
             let count =
                 u32::try_from(len).map_err(|_| Error::Invalid("a chunk of over 2^32 items"))?;
             frame.extend_from_slice(&count.to_le_bytes());
@@ -972,7 +1025,7 @@ impl Pool {
                 }
                 // The map fails with it (the chunks sent still run).
                 job.deliver(index, len, Err(e));
-                return Ok(AsyncResult::new(slot));
+                return Ok(result());
             }
         }
         if items.next().is_some() {
@@ -980,7 +1033,23 @@ impl Pool {
                 "the items went on past the length their iterator told",
             ));
         }
-        Ok(AsyncResult::new(slot))
+        Ok(result())
+    }
+
+    /// Waits while the workers have chunks enough waiting for them,
+    /// decoding the outputs of `job` that come meanwhile.
+    fn pace<R: DeserializeOwned + Send>(&self, job: &MapJob<R>) {
+        loop {
+            let seen = job.events();
+            job.drive();
+            if self.shared.lock().pending.len() < self.processes() {
+                return;
+            }
+            // An output of this map comes when a worker is free; another
+            // job's output frees one too, without telling this map: look
+            // again after a while.
+            job.wait_event(seen, Instant::now().checked_add(PACE_RECHECK));
+        }
     }
 
     /// Applies `f` to every item, in chunks of Python's default size, and
@@ -991,7 +1060,15 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async(f, items)?.get()
+        self.map_job(
+            call_chunk::<A, R>,
+            f as usize,
+            items,
+            None,
+            Callbacks::new(),
+            true,
+        )?
+        .get()
     }
 
     /// [`map`](Self::map) with `chunksize` items per task.
@@ -1005,8 +1082,16 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_with(f, items, Some(chunksize), Callbacks::new())?
-            .get()
+        let call = call_chunk::<A, R>;
+        self.map_job(
+            call,
+            f as usize,
+            items,
+            Some(chunksize),
+            Callbacks::new(),
+            true,
+        )?
+        .get()
     }
 
     /// [`map`](Self::map) whose result comes later.
@@ -1035,7 +1120,14 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_job(call_chunk::<A, R>, f as usize, items, chunksize, callbacks)
+        self.map_job(
+            call_chunk::<A, R>,
+            f as usize,
+            items,
+            chunksize,
+            callbacks,
+            false,
+        )
     }
 
     /// Like [`map`](Self::map), for a function of several arguments given
@@ -1057,7 +1149,7 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async(f, items)?.get()
+        self.star_job(f, items, None, Callbacks::new(), true)?.get()
     }
 
     /// [`starmap`](Self::starmap) with `chunksize` tuples per task.
@@ -1072,7 +1164,7 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_with(f, items, Some(chunksize), Callbacks::new())?
+        self.star_job(f, items, Some(chunksize), Callbacks::new(), true)?
             .get()
     }
 
@@ -1104,6 +1196,22 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        self.star_job(f, items, chunksize, callbacks, false)
+    }
+
+    fn star_job<F, T, R>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<R>>,
+        paced: bool,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: StarFn<T, R>,
+        T: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
         const {
             assert!(
                 std::mem::size_of::<F>() == 0,
@@ -1111,7 +1219,8 @@ impl Pool {
             )
         };
         let _ = f;
-        self.map_job(call_star_chunk::<F, T, R>, 0, items, chunksize, callbacks)
+        let call = call_star_chunk::<F, T, R>;
+        self.map_job(call, 0, items, chunksize, callbacks, paced)
     }
 
     /// Applies `f` to each item lazily, one item per task, yielding the

@@ -3,20 +3,31 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use crate::buffers::Buffers;
 use crate::error::{Error, Result};
 use crate::task::{decode_chunk, decode_chunk_into, decode_one};
 
 /// What the pool does with the outcome of one of a job's tasks.
 pub(crate) trait Job: Send + Sync {
     /// Task `index` of the job, which carried `items` arguments, ended with
-    /// `outcome`: the worker's output, or why there is none.
-    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>);
+    /// `outcome`: the worker's output (a buffer to give back to the pool's
+    /// [`Buffers`] once read), or why there is none.
+    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>);
+}
+
+/// Work a result's waiters do themselves: a map's outputs are decoded by
+/// the thread that waits for the map (or asks whether it is ready), not
+/// by the pool's handler thread, which meanwhile serves the workers.
+pub(crate) trait Drive: Send + Sync {
+    /// Does what has come (decodes the outputs that arrived); sets the
+    /// result once everything is in.
+    fn drive(&self);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,8 +78,12 @@ struct SlotInner<T> {
 /// Where a result lands, and its waiters.
 pub(crate) struct Slot<T> {
     inner: Mutex<SlotInner<T>>,
-    /// Set once the result is in: waiters watch it before they sleep.
+    /// Set once the result is in.
     done: AtomicBool,
+    /// Counts what waiters wait for: the result set, or work for them (an
+    /// output to decode). Changed under `inner`'s lock; waiters watch it
+    /// before they sleep.
+    events: AtomicU64,
     ready: Condvar,
 }
 
@@ -80,6 +95,7 @@ impl<T> Slot<T> {
                 sleepers: 0,
             }),
             done: AtomicBool::new(false),
+            events: AtomicU64::new(0),
             ready: Condvar::new(),
         })
     }
@@ -89,24 +105,32 @@ impl<T> Slot<T> {
         if matches!(s.state, State::Pending) {
             s.state = State::Ready(value);
             self.done.store(true, Ordering::Release);
+            self.events.fetch_add(1, Ordering::Release);
             if s.sleepers > 0 {
                 self.ready.notify_all();
             }
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, SlotInner<T>> {
-        lock(&self.inner)
+    /// Tells waiters there is work for them.
+    fn poke(&self) {
+        let s = lock(&self.inner);
+        self.events.fetch_add(1, Ordering::Release);
+        if s.sleepers > 0 {
+            self.ready.notify_all();
+        }
     }
 
-    /// Waits until ready or `deadline`; the guard, ready or not.
-    fn wait(&self, deadline: Option<Instant>) -> MutexGuard<'_, SlotInner<T>> {
-        spin_for(|| self.done.load(Ordering::Acquire), deadline);
+    /// Waits until `events` is no longer `seen`, or `deadline`.
+    fn wait_event(&self, seen: u64, deadline: Option<Instant>) {
+        if spin_for(|| self.events.load(Ordering::Acquire) != seen, deadline) {
+            return;
+        }
         let mut s = lock(&self.inner);
-        while matches!(s.state, State::Pending) {
+        while self.events.load(Ordering::Acquire) == seen {
             let now = Instant::now();
             if deadline.is_some_and(|d| now >= d) {
-                break;
+                return;
             }
             s.sleepers += 1;
             s = match deadline {
@@ -120,7 +144,29 @@ impl<T> Slot<T> {
             };
             s.sleepers -= 1;
         }
-        s
+    }
+
+    fn state(&self) -> MutexGuard<'_, SlotInner<T>> {
+        lock(&self.inner)
+    }
+
+    /// Waits until ready or `deadline`, doing `drive`'s work as it comes;
+    /// the guard, ready or not.
+    fn wait(
+        &self,
+        deadline: Option<Instant>,
+        drive: Option<&dyn Drive>,
+    ) -> MutexGuard<'_, SlotInner<T>> {
+        loop {
+            let seen = self.events.load(Ordering::Acquire);
+            if let Some(d) = drive {
+                d.drive();
+            }
+            if self.done.load(Ordering::Acquire) || deadline.is_some_and(|d| Instant::now() >= d) {
+                return lock(&self.inner);
+            }
+            self.wait_event(seen, deadline);
+        }
     }
 }
 
@@ -231,6 +277,7 @@ impl<T> Callbacks<T> {
 #[must_use = "a result does nothing unless got or waited for"]
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
+    drive: Option<Arc<dyn Drive>>,
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
@@ -243,21 +290,40 @@ impl<T> std::fmt::Debug for AsyncResult<T> {
 
 impl<T> AsyncResult<T> {
     pub(crate) fn new(slot: Arc<Slot<T>>) -> Self {
-        AsyncResult { slot }
+        AsyncResult { slot, drive: None }
+    }
+
+    /// A result whose waiters do `drive`'s work.
+    pub(crate) fn driven(slot: Arc<Slot<T>>, drive: Arc<dyn Drive>) -> Self {
+        AsyncResult {
+            slot,
+            drive: Some(drive),
+        }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> MutexGuard<'_, SlotInner<T>> {
+        self.slot.wait(deadline, self.drive.as_deref())
+    }
+
+    fn now_state(&self) -> MutexGuard<'_, SlotInner<T>> {
+        if let Some(d) = &self.drive {
+            d.drive();
+        }
+        self.slot.state()
     }
 
     /// Waits for the result and returns it: the value, or the task's error
     /// ([`Error::TaskPanicked`], [`Error::WorkerDied`],
     /// [`Error::Terminated`], ...).
     pub fn get(self) -> Result<T> {
-        Self::take(self.slot.wait(None))
+        Self::take(self.wait_until(None))
     }
 
     /// Waits at most `timeout`. [`Error::Timeout`] leaves the result to be
     /// got later; a value, once returned, is taken (a later `get` says
     /// [`Error::AlreadyTaken`]); an error is returned every time.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        Self::take(self.slot.wait(Instant::now().checked_add(timeout)))
+        Self::take(self.wait_until(Instant::now().checked_add(timeout)))
     }
 
     fn take(mut s: MutexGuard<'_, SlotInner<T>>) -> Result<T> {
@@ -277,26 +343,26 @@ impl<T> AsyncResult<T> {
 
     /// Waits for the result.
     pub fn wait(&self) {
-        drop(self.slot.wait(None));
+        drop(self.wait_until(None));
     }
 
     /// Waits at most `timeout`; whether the result is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         !matches!(
-            self.slot.wait(Instant::now().checked_add(timeout)).state,
+            self.wait_until(Instant::now().checked_add(timeout)).state,
             State::Pending
         )
     }
 
     /// Whether the result is ready.
     pub fn ready(&self) -> bool {
-        !matches!(self.slot.state().state, State::Pending)
+        !matches!(self.now_state().state, State::Pending)
     }
 
     /// Whether the task succeeded; [`Error::NotReady`] before it is ready
     /// (Python's `ValueError`).
     pub fn successful(&self) -> Result<bool> {
-        match &self.slot.state().state {
+        match &self.now_state().state {
             State::Pending => Err(Error::NotReady),
             State::Ready(r) => Ok(r.is_ok()),
             State::Taken => Ok(true),
@@ -308,11 +374,16 @@ impl<T> AsyncResult<T> {
 pub(crate) struct ApplyJob<R> {
     pub slot: Arc<Slot<R>>,
     pub callbacks: Mutex<Option<Callbacks<R>>>,
+    pub buffers: Arc<Buffers>,
 }
 
 impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
-    fn deliver(&self, _index: usize, _items: usize, outcome: Result<&[u8]>) {
-        let value = outcome.and_then(|b| decode_one::<R>(b).map_err(Error::Serde));
+    fn deliver(&self, _index: usize, _items: usize, outcome: Result<Vec<u8>>) {
+        let value = outcome.and_then(|b| {
+            let v = decode_one::<R>(&b).map_err(Error::Serde);
+            self.buffers.give(b);
+            v
+        });
         if let Some(cb) = lock(&self.callbacks).take() {
             cb.run(&value);
         }
@@ -320,11 +391,21 @@ impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
     }
 }
 
+/// A task's outcome as it came: its index, its item count, its output.
+type Arrival = (usize, usize, Result<Vec<u8>>);
+
 /// One `map`: its chunks' values, in order.
+///
+/// The handler thread only files each output in `inbox`; the map's waiter
+/// decodes them into place (see [`Drive`]). With callbacks, which Python
+/// runs on its result thread, the handler thread decodes.
 pub(crate) struct MapJob<R> {
     pub slot: Arc<Slot<Vec<R>>>,
+    inbox: Mutex<Vec<Arrival>>,
     parts: Mutex<MapParts<R>>,
     callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
+    eager: bool,
+    buffers: Arc<Buffers>,
 }
 
 /// The values of a map, decoded straight to their places in the result:
@@ -359,10 +440,18 @@ impl<R> Drop for MapParts<R> {
 }
 
 impl<R> MapJob<R> {
-    pub(crate) fn new(items: usize, chunksize: usize, callbacks: Callbacks<Vec<R>>) -> MapJob<R> {
+    pub(crate) fn new(
+        items: usize,
+        chunksize: usize,
+        callbacks: Callbacks<Vec<R>>,
+        buffers: Arc<Buffers>,
+    ) -> MapJob<R> {
         let chunks = items.div_ceil(chunksize.max(1));
         MapJob {
             slot: Slot::new(),
+            inbox: Mutex::new(Vec::new()),
+            eager: callbacks.on_success.is_some() || callbacks.on_error.is_some(),
+            buffers,
             parts: Mutex::new(MapParts {
                 out: Vec::with_capacity(items),
                 total: items,
@@ -382,25 +471,86 @@ impl<R> MapJob<R> {
         }
         self.slot.set(value);
     }
+
+    /// Waits until something happens to the map (an output came, or it
+    /// ended) or `deadline`; `seen` is [`MapJob::events`] before looking.
+    pub(crate) fn wait_event(&self, seen: u64, deadline: Option<Instant>) {
+        self.slot.wait_event(seen, deadline);
+    }
+
+    pub(crate) fn events(&self) -> u64 {
+        self.slot.events.load(Ordering::Acquire)
+    }
 }
 
 impl<R: DeserializeOwned + Send> Job for MapJob<R> {
-    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
-        let end = {
-            let mut p = lock(&self.parts);
-            if p.done {
-                return;
+    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
+        lock(&self.inbox).push((index, items, outcome));
+        if self.eager {
+            self.drive();
+        } else {
+            self.slot.poke();
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
+    fn drive(&self) {
+        if lock(&self.inbox).is_empty() {
+            return;
+        }
+        // One decoder at a time; the handler thread meanwhile files more.
+        let mut p = lock(&self.parts);
+        let mut end = None;
+        loop {
+            let arrivals = std::mem::take(&mut *lock(&self.inbox));
+            if arrivals.is_empty() {
+                break;
             }
+            for (index, items, outcome) in arrivals {
+                if end.is_none() {
+                    end = self.place(&mut p, index, items, outcome);
+                } else if let Ok(bytes) = outcome {
+                    self.buffers.give(bytes);
+                }
+            }
+        }
+        drop(p);
+        if let Some(value) = end {
+            self.finish(value);
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> MapJob<R> {
+    /// Decodes one output into its place; the map's value if it ended.
+    fn place(
+        &self,
+        p: &mut MapParts<R>,
+        index: usize,
+        items: usize,
+        outcome: Result<Vec<u8>>,
+    ) -> Option<Result<Vec<R>>> {
+        if p.done {
+            if let Ok(bytes) = outcome {
+                self.buffers.give(bytes);
+            }
+            return None;
+        }
+        {
             let start = index.saturating_mul(p.chunksize);
             let fits = p.filled.get(index) == Some(&false)
                 && items <= p.chunksize
                 && start.saturating_add(items) <= p.total;
             let placed = outcome.and_then(|bytes| {
-                if !fits {
-                    return Err(Error::Serde(format!("chunk {index} does not fit its map")));
-                }
-                let dst = &mut p.out.spare_capacity_mut()[start..start + items];
-                decode_chunk_into(bytes, dst).map_err(Error::Serde)
+                let placed = if fits {
+                    let dst = &mut p.out.spare_capacity_mut()[start..start + items];
+                    decode_chunk_into(&bytes, dst).map_err(Error::Serde)
+                } else {
+                    Err(Error::Serde(format!("chunk {index} does not fit its map")))
+                };
+                self.buffers.give(bytes);
+                placed
             });
             match placed {
                 // The first failure ends the map (Python's map raises it);
@@ -429,28 +579,28 @@ impl<R: DeserializeOwned + Send> Job for MapJob<R> {
                     }
                 }
             }
-        };
-        if let Some(value) = end {
-            self.finish(value);
         }
     }
 }
 
-/// The chunks of an `imap` that have come back and not been taken.
+/// The chunks of an `imap` that have come back and not been taken. They
+/// are decoded by the iterator that takes them, not by the handler thread.
 pub(crate) struct StreamJob<R> {
-    ready: Mutex<StreamInner<R>>,
+    ready: Mutex<StreamInner>,
     /// Chunks delivered so far: waiters watch it before they sleep.
     delivered: AtomicUsize,
     arrived: Condvar,
+    buffers: Arc<Buffers>,
+    _values: std::marker::PhantomData<fn() -> R>,
 }
 
-struct StreamInner<R> {
-    parts: VecDeque<Part<R>>,
+struct StreamInner {
+    parts: VecDeque<Arrival>,
     sleepers: usize,
 }
 
-impl<R> StreamJob<R> {
-    pub(crate) fn new() -> StreamJob<R> {
+impl<R: DeserializeOwned> StreamJob<R> {
+    pub(crate) fn new(buffers: Arc<Buffers>) -> StreamJob<R> {
         StreamJob {
             ready: Mutex::new(StreamInner {
                 parts: VecDeque::new(),
@@ -458,13 +608,25 @@ impl<R> StreamJob<R> {
             }),
             delivered: AtomicUsize::new(0),
             arrived: Condvar::new(),
+            buffers,
+            _values: std::marker::PhantomData,
         }
     }
 
     /// Waits for a chunk: chunk `index` if given, else the first to come.
     /// Returns `(index, values or error, items)`.
     pub(crate) fn take(&self, index: Option<usize>) -> Part<R> {
-        let find = |parts: &VecDeque<Part<R>>| match index {
+        let (index, items, outcome) = self.take_raw(index);
+        let values = outcome.and_then(|bytes| {
+            let values = decode_chunk::<R>(&bytes, items).map_err(Error::Serde);
+            self.buffers.give(bytes);
+            values
+        });
+        (index, values, items)
+    }
+
+    fn take_raw(&self, index: Option<usize>) -> Arrival {
+        let find = |parts: &VecDeque<Arrival>| match index {
             None => (!parts.is_empty()).then_some(0),
             Some(i) => parts.iter().position(|(j, _, _)| *j == i),
         };
@@ -487,10 +649,9 @@ impl<R> StreamJob<R> {
 }
 
 impl<R: DeserializeOwned + Send> Job for StreamJob<R> {
-    fn deliver(&self, index: usize, items: usize, outcome: Result<&[u8]>) {
-        let part = outcome.and_then(|b| decode_chunk::<R>(b, items).map_err(Error::Serde));
+    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
         let mut ready = lock(&self.ready);
-        ready.parts.push_back((index, part, items));
+        ready.parts.push_back((index, items, outcome));
         self.delivered.fetch_add(1, Ordering::Release);
         if ready.sleepers > 0 {
             self.arrived.notify_all();

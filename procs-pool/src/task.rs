@@ -78,16 +78,23 @@ pub(crate) fn set_task_id(frame: &mut [u8], task: u64) {
 
 /// A frame with its header (task id 0 until submitted) and no input yet.
 pub(crate) fn frame_for(key: &RandomState, call: Call, func: usize) -> Vec<u8> {
-    let call = call as usize;
     let mut frame = Vec::with_capacity(HEADER + 64);
+    start_frame(key, call, func, &mut frame);
+    frame
+}
+
+/// Writes a frame's header (task id 0 until submitted) into `frame`, which
+/// must be empty.
+pub(crate) fn start_frame(key: &RandomState, call: Call, func: usize, frame: &mut Vec<u8>) {
+    debug_assert!(frame.is_empty());
+    let call = call as usize;
     Header {
         task: 0,
         call,
         func,
         tag: tag(key, call, func),
     }
-    .write(&mut frame);
-    frame
+    .write(frame);
 }
 
 /// Appends `value` in the pool's wire format.

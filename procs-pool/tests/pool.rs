@@ -560,3 +560,36 @@ fn closed_pools_finish_their_work_then_join() {
         assert!(gone(pid));
     }
 }
+
+#[test]
+fn async_maps_become_ready_without_a_get() {
+    let pool = Pool::new(2).unwrap();
+    // Its chunks are decoded by whoever looks at the result: `ready` and
+    // `successful` look, so a map nobody gets still ends.
+    let r = pool
+        .map_async_with(square, 0..N, Some(100), Callbacks::new())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !r.ready() {
+        assert!(Instant::now() < deadline, "the map never became ready");
+        std::thread::yield_now();
+    }
+    assert!(r.successful().unwrap());
+    assert_eq!(r.get().unwrap(), squares());
+    // A map whose result is dropped unread does not hold the pool up.
+    drop(pool.map_async(square, 0..N).unwrap());
+    assert_eq!(pool.map(square, 0..N).unwrap(), squares());
+}
+
+#[test]
+fn a_map_waits_its_turn_behind_another_job() {
+    let pool = Pool::new(2).unwrap();
+    // Slow tasks hold both workers; a map submitted meanwhile encodes its
+    // chunks as the workers free up, and both end with every value.
+    let slow = pool
+        .map_async_with(sleep_ms, vec![20; 8], Some(1), Callbacks::new())
+        .unwrap();
+    let quick = pool.map_with_chunksize(square, 0..10_000, 10).unwrap();
+    assert_eq!(quick, (0..10_000).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(slow.get().unwrap(), vec![20; 8]);
+}

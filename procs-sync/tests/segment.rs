@@ -193,3 +193,28 @@ fn a_segment_is_unlinked_when_its_creator_panics() {
     assert_eq!(creator.0.join().unwrap(), 1);
     assert!(!in_dev_shm(&name), "{name} left in /dev/shm by a panic");
 }
+
+/// The bytes of the segment's file that hold memory.
+fn allocated(seg: &Segment) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let fd = seg.fd().try_clone_to_owned().unwrap();
+    std::fs::File::from(fd).metadata().unwrap().blocks() * 512
+}
+
+#[test]
+fn prefault_gives_the_memory_up_front_and_keeps_it_zero_and_shared() {
+    let seg = std::sync::Arc::new(Segment::create(1 << 20).unwrap());
+    assert!(allocated(&seg) < 1 << 20, "memory before it is touched");
+    seg.prefault().unwrap();
+    assert!(allocated(&seg) >= 1 << 20, "every page once prefaulted");
+    let mut buf = vec![1u8; 1 << 20];
+    seg.read(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0));
+    // Still one memory with a child.
+    let s = seg.clone();
+    let mut child = start(move || s.write((1 << 20) - 5, b"child").unwrap());
+    assert_eq!(child.0.join().unwrap(), 0);
+    let mut tail = [0u8; 5];
+    seg.read((1 << 20) - 5, &mut tail).unwrap();
+    assert_eq!(&tail, b"child");
+}
