@@ -55,6 +55,9 @@ const DEPTH_FAST: usize = 32;
 /// Below this mean time per task, a worker's tasks are short.
 const FAST_TASK: Duration = Duration::from_micros(50);
 
+/// The most replies the handler thread takes at once.
+const BATCH: usize = 256;
+
 /// How long a paced map waits before it looks again whether the workers
 /// need a chunk (it is told sooner when one of its chunks comes back).
 const PACE_RECHECK: Duration = Duration::from_millis(1);
@@ -79,6 +82,22 @@ impl Task {
     fn fail(self, error: Error) {
         self.job.deliver(self.index, self.items, Err(error));
     }
+}
+
+/// A task a worker answered, before the pool takes it off the worker.
+struct Answer {
+    worker: u32,
+    task: u64,
+    output: std::result::Result<Vec<u8>, Failure>,
+}
+
+/// Why a task has no output, before the pool knows the worker's pid.
+enum Failure {
+    Panicked {
+        message: String,
+        location: Option<String>,
+    },
+    Other(Error),
 }
 
 /// What a submitter gives the pool: a task's frame and its place in its job.
@@ -245,6 +264,7 @@ impl State {
 
     /// Sends pending tasks to workers that can take them now.
     fn pump(&mut self, config: &Config) {
+        let mut now = None;
         while let Some(task) = self.pending.front() {
             let cost = task.cost();
             let best = self
@@ -263,7 +283,7 @@ impl State {
             };
             match w.tasks.send_bytes(&task.frame) {
                 Ok(()) => {
-                    task.sent = Some(Instant::now());
+                    task.sent = Some(*now.get_or_insert_with(Instant::now));
                     w.load += cost;
                     w.assigned += 1;
                     w.held.push_back(task);
@@ -309,7 +329,7 @@ impl Shared {
     pub(crate) fn submit(
         &self,
         job: Arc<dyn Job>,
-        tasks: Vec<NewTask>,
+        tasks: impl IntoIterator<Item = NewTask>,
         continuing: bool,
     ) -> Result<()> {
         let mut st = self.lock();
@@ -343,102 +363,129 @@ impl Shared {
         }
     }
 
-    /// A worker's reply.
-    fn on_reply(&self, reply: Reply) {
-        let body = match reply.body {
-            Body::Wake => return,
-            Body::InitPanicked(message) => return self.initializer_failed(reply.worker, message),
-            body => body,
-        };
-        // A large output follows on the worker's result pipe: read it before
-        // taking the task off the worker (if it died mid-way, the task stays
-        // held and fails with the worker's death).
-        let big = if let Body::InPipe = body {
-            let pipe = match self.lock().worker(reply.worker) {
-                Some(w) => w.results.clone(),
-                None => return,
-            };
-            let pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
-            // Into a buffer used before (its bytes are mapped, and
-            // initialized up to its length: no zeroing but for growth).
-            let mut buf = self.buffers.take_any();
-            let got = loop {
-                buf.resize(buf.capacity().max(64 * 1024), 0);
-                match pipe.recv_bytes_into(&mut buf) {
-                    Err(procs_ipc::Error::BufferTooSmall { needed, .. }) => {
-                        buf.resize(needed, 0);
-                    }
-                    other => break other,
+    /// Replies from the workers, in the order they came: outputs that
+    /// follow on result pipes are read first, then the tasks are taken off
+    /// their workers under one lock (and the workers given more work), then
+    /// the outcomes are delivered.
+    fn on_replies(&self, replies: &mut Vec<Reply>) {
+        let mut answered = Vec::with_capacity(replies.len());
+        for Reply { worker, task, body } in replies.drain(..) {
+            let output = match body {
+                Body::Wake => continue,
+                Body::InitPanicked(message) => {
+                    self.finish_tasks(&mut answered);
+                    self.initializer_failed(worker, message);
+                    continue;
                 }
+                // A large output follows on the worker's result pipe: read
+                // it before taking the task off the worker (if the worker
+                // died mid-way, the task stays held and fails with its
+                // death).
+                Body::InPipe => match self.read_output(worker) {
+                    Some(buf) => Ok(buf),
+                    None => continue,
+                },
+                Body::Done(bytes) => Ok(bytes.0),
+                Body::Panicked { message, location } => {
+                    Err(Failure::Panicked { message, location })
+                }
+                Body::Serde(e) => Err(Failure::Other(Error::Serde(e))),
             };
-            match got {
+            answered.push(Answer {
+                worker,
+                task,
+                output,
+            });
+        }
+        self.finish_tasks(&mut answered);
+    }
+
+    /// The output worker `id` sends on its result pipe, into a buffer used
+    /// before (its bytes are mapped, and initialized up to its length: no
+    /// zeroing but for growth); `None` if the worker is gone.
+    fn read_output(&self, id: u32) -> Option<Vec<u8>> {
+        let pipe = self.lock().worker(id)?.results.clone();
+        let pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = self.buffers.take_any();
+        loop {
+            buf.resize(buf.capacity().max(64 * 1024), 0);
+            match pipe.recv_bytes_into(&mut buf) {
+                Err(procs_ipc::Error::BufferTooSmall { needed, .. }) => buf.resize(needed, 0),
                 Ok(n) => {
                     buf.truncate(n);
-                    Some(buf)
+                    return Some(buf);
                 }
-                Err(_) => return,
+                Err(_) => return None,
             }
-        } else {
-            None
-        };
-        let (task, pid, dropped) = {
+        }
+    }
+
+    /// Takes answered tasks off their workers, sends the workers more, and
+    /// delivers the outcomes.
+    fn finish_tasks(&self, answered: &mut Vec<Answer>) {
+        if answered.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut done = Vec::with_capacity(answered.len());
+        let mut dropped = Vec::new();
+        {
             let mut st = self.lock();
             let config = &self.config;
-            let Some(w) = st.worker(reply.worker) else {
-                return;
-            };
-            if w.held.front().is_none_or(|t| t.id != reply.task) {
-                // Not the task it was given first: a worker that does not
-                // follow the protocol is killed, and its death handled.
-                let _ = w.process.kill();
-                return;
-            }
-            let Some(task) = w.held.pop_front() else {
-                return;
-            };
-            w.load -= task.cost();
-            let now = Instant::now();
-            let began = task.sent.map_or(now, |s| s.max(w.last));
-            w.mean = (w.mean * 7 + now.saturating_duration_since(began)) / 8;
-            w.last = now;
-            let pid = w.pid;
-            let retire = config.maxtasks.is_some_and(|m| w.assigned >= m) && w.held.is_empty();
-            let mut dropped = Vec::new();
-            if retire {
-                // It served its tasks and exits by itself: reap it later,
-                // start its successor now.
-                if let Some(i) = st.workers.iter().position(|w| w.id == reply.worker) {
-                    let w = st.workers.remove(i);
-                    st.retired.push(w.process);
+            for a in answered.drain(..) {
+                let Some(w) = st.worker(a.worker) else {
+                    continue;
+                };
+                if w.held.front().is_none_or(|t| t.id != a.task) {
+                    // Not the task it was given first: a worker that does
+                    // not follow the protocol is killed, and its death
+                    // handled.
+                    let _ = w.process.kill();
+                    continue;
                 }
-                dropped = st.fill(config);
+                let Some(task) = w.held.pop_front() else {
+                    continue;
+                };
+                w.load -= task.cost();
+                let began = task.sent.map_or(now, |s| s.max(w.last));
+                w.mean = (w.mean * 7 + now.saturating_duration_since(began)) / 8;
+                w.last = now;
+                let pid = w.pid;
+                if config.maxtasks.is_some_and(|m| w.assigned >= m) && w.held.is_empty() {
+                    // It served its tasks and exits by itself: reap it
+                    // later, start its successor now.
+                    if let Some(i) = st.workers.iter().position(|w| w.id == a.worker) {
+                        let w = st.workers.remove(i);
+                        st.retired.push(w.process);
+                    }
+                    dropped.extend(st.fill(config));
+                }
+                done.push((task, pid, a.output));
             }
             st.pump(config);
-            (task, pid, dropped)
-        };
+        }
         for t in dropped {
             t.fail(Error::Terminated);
         }
-        let outcome = match (body, big) {
-            (Body::Done(bytes), _) => Ok(bytes.0),
-            (Body::InPipe, Some(buf)) => Ok(buf),
-            (Body::Panicked { message, location }, _) => Err(Error::TaskPanicked {
-                pid,
-                message,
-                location,
-            }),
-            (Body::Serde(e), _) => Err(Error::Serde(e)),
-            _ => Err(Error::Serde("a reply of an unknown kind".into())),
-        };
-        let Task {
-            job,
-            index,
-            items,
-            frame,
-            ..
-        } = task;
-        self.buffers.give(frame);
-        job.deliver(index, items, outcome);
+        for (task, pid, output) in done {
+            let outcome = output.map_err(|f| match f {
+                Failure::Panicked { message, location } => Error::TaskPanicked {
+                    pid,
+                    message,
+                    location,
+                },
+                Failure::Other(e) => e,
+            });
+            let Task {
+                job,
+                index,
+                items,
+                frame,
+                ..
+            } = task;
+            self.buffers.give(frame);
+            job.deliver(index, items, outcome);
+        }
     }
 
     /// The initializer panicked: no task can run.
@@ -479,12 +526,14 @@ impl Shared {
         }
         // What they answered before dying is in the queue already (they are
         // reaped): handle it first, so only unanswered tasks fail.
+        let mut batch = Vec::new();
         for _ in 0..replies.len() {
             match replies.try_get() {
-                Ok(r) => self.on_reply(r),
+                Ok(r) => batch.push(r),
                 Err(_) => break,
             }
         }
+        self.on_replies(&mut batch);
         let mut failed = Vec::new();
         {
             let mut st = self.lock();
@@ -553,10 +602,22 @@ impl Shared {
 
     fn handler(self: Arc<Self>, replies: QueueReceiver<Reply>) {
         let mut next_check = Instant::now() + CHECK_EVERY;
+        let mut batch = Vec::new();
         loop {
             let wait = next_check.saturating_duration_since(Instant::now());
             match replies.get_timeout(wait) {
-                Ok(reply) => self.on_reply(reply),
+                Ok(reply) => {
+                    // Take what else has come, to handle it all under one
+                    // lock of the pool's state.
+                    batch.push(reply);
+                    for _ in 0..replies.len().min(BATCH) {
+                        match replies.try_get() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_replies(&mut batch);
+                }
                 Err(procs_ipc::Error::Timeout) => {}
                 Err(e) => {
                     // The queue itself is damaged: no reply in it can be
@@ -898,7 +959,7 @@ impl Pool {
         let slot = job.slot.clone();
         self.shared.submit(
             job,
-            vec![NewTask {
+            [NewTask {
                 index: 0,
                 items: 1,
                 frame,
@@ -1017,7 +1078,7 @@ impl Pool {
                     items: len,
                     frame,
                 };
-                self.shared.submit(job.clone(), vec![task], index > 0)
+                self.shared.submit(job.clone(), [task], index > 0)
             };
             if let Err(e) = sent {
                 if index == 0 {
