@@ -954,7 +954,6 @@ impl Pool {
         let job = Arc::new(ApplyJob {
             slot: crate::result::Slot::new(),
             callbacks: Mutex::new(Some(callbacks)),
-            buffers: self.shared.buffers.clone(),
         });
         let slot = job.slot.clone();
         self.shared.submit(

@@ -371,19 +371,18 @@ impl<T> AsyncResult<T> {
 }
 
 /// One `apply`.
+///
+/// It does not give its output's buffer back to the pool: an apply's
+/// output is typically small (not worth keeping), and holding the pool's
+/// buffers would cost every apply a count on a counter all threads share.
 pub(crate) struct ApplyJob<R> {
     pub slot: Arc<Slot<R>>,
     pub callbacks: Mutex<Option<Callbacks<R>>>,
-    pub buffers: Arc<Buffers>,
 }
 
 impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
     fn deliver(&self, _index: usize, _items: usize, outcome: Result<Vec<u8>>) {
-        let value = outcome.and_then(|b| {
-            let v = decode_one::<R>(&b).map_err(Error::Serde);
-            self.buffers.give(b);
-            v
-        });
+        let value = outcome.and_then(|b| decode_one::<R>(&b).map_err(Error::Serde));
         if let Some(cb) = lock(&self.callbacks).take() {
             cb.run(&value);
         }
