@@ -28,7 +28,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::buffers::Buffers;
 use crate::error::{Error, Result};
 use crate::imap::IMap;
-use crate::result::{ApplyJob, AsyncResult, Callbacks, Drive, Job, MapJob};
+use crate::result::{AsyncResult, Callbacks, Drive, Job, MapJob, Slot};
 use crate::task::{
     Body, Call, HEADER, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
     frame_for, set_task_id, start_frame,
@@ -951,13 +951,9 @@ impl Pool {
     {
         let mut frame = self.frame(call_one::<A, R>, f as usize);
         encode(&arg, &mut frame).map_err(Error::Serde)?;
-        let job = Arc::new(ApplyJob {
-            slot: crate::result::Slot::new(),
-            callbacks: Mutex::new(Some(callbacks)),
-        });
-        let slot = job.slot.clone();
+        let slot = Slot::new(callbacks);
         self.shared.submit(
-            job,
+            slot.clone(),
             [NewTask {
                 index: 0,
                 items: 1,

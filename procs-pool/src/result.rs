@@ -70,6 +70,8 @@ fn spin_for(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
 
 struct SlotInner<T> {
     state: State<T>,
+    /// Run with the result before it is set.
+    callbacks: Option<Callbacks<T>>,
     /// Threads asleep on `ready`: a result wakes them only if there are
     /// some (a notify costs a system call even when nobody waits).
     sleepers: usize,
@@ -88,16 +90,27 @@ pub(crate) struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    pub(crate) fn new() -> Arc<Slot<T>> {
+    pub(crate) fn new(callbacks: Callbacks<T>) -> Arc<Slot<T>> {
+        let callbacks = callbacks.any().then_some(callbacks);
         Arc::new(Slot {
             inner: Mutex::new(SlotInner {
                 state: State::Pending,
+                callbacks,
                 sleepers: 0,
             }),
             done: AtomicBool::new(false),
             events: AtomicU64::new(0),
             ready: Condvar::new(),
         })
+    }
+
+    /// Runs the callbacks with `value`, then sets it.
+    pub(crate) fn finish(&self, value: Result<T>) {
+        let callbacks = lock(&self.inner).callbacks.take();
+        if let Some(cb) = callbacks {
+            cb.run(&value);
+        }
+        self.set(value);
     }
 
     fn set(&self, value: Result<T>) {
@@ -227,6 +240,11 @@ impl<T> Callbacks<T> {
     /// No callbacks.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether there is a callback.
+    fn any(&self) -> bool {
+        self.on_success.is_some() || self.on_error.is_some()
     }
 
     /// Called with the value when the task succeeds.
@@ -370,23 +388,15 @@ impl<T> AsyncResult<T> {
     }
 }
 
-/// One `apply`.
+/// One `apply` is its slot: one allocation per apply, freed by the thread
+/// that gets the result.
 ///
 /// It does not give its output's buffer back to the pool: an apply's
 /// output is typically small (not worth keeping), and holding the pool's
 /// buffers would cost every apply a count on a counter all threads share.
-pub(crate) struct ApplyJob<R> {
-    pub slot: Arc<Slot<R>>,
-    pub callbacks: Mutex<Option<Callbacks<R>>>,
-}
-
-impl<R: DeserializeOwned + Send> Job for ApplyJob<R> {
+impl<R: DeserializeOwned + Send> Job for Slot<R> {
     fn deliver(&self, _index: usize, _items: usize, outcome: Result<Vec<u8>>) {
-        let value = outcome.and_then(|b| decode_one::<R>(&b).map_err(Error::Serde));
-        if let Some(cb) = lock(&self.callbacks).take() {
-            cb.run(&value);
-        }
-        self.slot.set(value);
+        self.finish(outcome.and_then(|b| decode_one::<R>(&b).map_err(Error::Serde)));
     }
 }
 
@@ -402,7 +412,6 @@ pub(crate) struct MapJob<R> {
     pub slot: Arc<Slot<Vec<R>>>,
     inbox: Mutex<Vec<Arrival>>,
     parts: Mutex<MapParts<R>>,
-    callbacks: Mutex<Option<Callbacks<Vec<R>>>>,
     eager: bool,
     buffers: Arc<Buffers>,
 }
@@ -447,9 +456,9 @@ impl<R> MapJob<R> {
     ) -> MapJob<R> {
         let chunks = items.div_ceil(chunksize.max(1));
         MapJob {
-            slot: Slot::new(),
+            eager: callbacks.any(),
+            slot: Slot::new(callbacks),
             inbox: Mutex::new(Vec::new()),
-            eager: callbacks.on_success.is_some() || callbacks.on_error.is_some(),
             buffers,
             parts: Mutex::new(MapParts {
                 out: Vec::with_capacity(items),
@@ -459,16 +468,12 @@ impl<R> MapJob<R> {
                 missing: chunks,
                 done: false,
             }),
-            callbacks: Mutex::new(Some(callbacks)),
         }
     }
 
     /// Ends the job with `value` (the first error, or every value).
     pub(crate) fn finish(&self, value: Result<Vec<R>>) {
-        if let Some(cb) = lock(&self.callbacks).take() {
-            cb.run(&value);
-        }
-        self.slot.set(value);
+        self.slot.finish(value);
     }
 
     /// Waits until something happens to the map (an output came, or it
