@@ -7,7 +7,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::{Error, Result};
 use crate::pool::{NewTask, Shared};
 use crate::result::StreamJob;
-use crate::task::encode_chunk;
+use crate::task::{Frame, encode_chunk};
 
 /// How many chunks an imap keeps ahead of its consumer, per worker.
 const AHEAD_PER_WORKER: usize = 4;
@@ -108,7 +108,7 @@ where
             tasks.push(NewTask {
                 index: self.sent + tasks.len(),
                 items: chunk.len(),
-                frame,
+                frame: Frame::Heap(frame),
             });
         }
         if tasks.is_empty() {

@@ -30,8 +30,8 @@ use crate::error::{Error, Result};
 use crate::imap::IMap;
 use crate::result::{AsyncResult, Callbacks, Drive, Job, MapJob, Slot};
 use crate::task::{
-    Body, Call, HEADER, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
-    frame_for, set_task_id, start_frame,
+    Body, Call, Frame, HEADER, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk,
+    encode, frame_for, start_frame,
 };
 use crate::worker::{Init, WorkerMain};
 
@@ -68,7 +68,7 @@ pub(crate) struct Task {
     job: Arc<dyn Job>,
     index: usize,
     items: usize,
-    frame: Vec<u8>,
+    frame: Frame,
     sent: Option<Instant>,
 }
 
@@ -76,12 +76,17 @@ impl Task {
     /// The bytes the frame takes in a pipe: an 8-byte header and the
     /// payload padded to 8.
     fn cost(&self) -> usize {
-        8 + self.frame.len().next_multiple_of(8)
+        8 + self.frame.as_slice().len().next_multiple_of(8)
     }
 
     fn fail(self, error: Error) {
         self.job.deliver(self.index, self.items, Err(error));
     }
+}
+
+thread_local! {
+    /// Where a submitting thread encodes an apply's frame.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A task a worker answered, before the pool takes it off the worker.
@@ -104,7 +109,7 @@ enum Failure {
 pub(crate) struct NewTask {
     pub index: usize,
     pub items: usize,
-    pub frame: Vec<u8>,
+    pub frame: Frame,
 }
 
 struct Worker {
@@ -281,7 +286,7 @@ impl State {
             let Some(mut task) = self.pending.pop_front() else {
                 break;
             };
-            match w.tasks.send_bytes(&task.frame) {
+            match w.tasks.send_bytes(task.frame.as_slice()) {
                 Ok(()) => {
                     task.sent = Some(*now.get_or_insert_with(Instant::now));
                     w.load += cost;
@@ -338,7 +343,7 @@ impl Shared {
             let id = st.next_task;
             st.next_task += 1;
             let mut frame = t.frame;
-            set_task_id(&mut frame, id);
+            frame.set_task_id(id);
             st.pending.push_back(Task {
                 id,
                 job: job.clone(),
@@ -483,7 +488,9 @@ impl Shared {
                 frame,
                 ..
             } = task;
-            self.buffers.give(frame);
+            if let Frame::Heap(buf) = frame {
+                self.buffers.give(buf);
+            }
             job.deliver(index, items, outcome);
         }
     }
@@ -949,8 +956,30 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let mut frame = self.frame(call_one::<A, R>, f as usize);
-        encode(&arg, &mut frame).map_err(Error::Serde)?;
+        // Encoded in this thread's scratch buffer, then kept inline if
+        // small: an apply of a small argument allocates nothing for it.
+        let encode_in = |scratch: &mut Vec<u8>| {
+            scratch.clear();
+            start_frame(
+                &self.shared.config.key,
+                call_one::<A, R>,
+                f as usize,
+                scratch,
+            );
+            encode(&arg, scratch).map_err(Error::Serde)?;
+            Ok::<_, Error>(Frame::copy_of(scratch))
+        };
+        let frame = SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let frame = encode_in(&mut scratch);
+                if scratch.capacity() > 64 * 1024 {
+                    *scratch = Vec::new();
+                }
+                frame
+            }
+            // Re-entered (a Serialize that submits): a buffer of its own.
+            Err(_) => encode_in(&mut Vec::new()),
+        })?;
         let slot = Slot::new(callbacks);
         self.shared.submit(
             slot.clone(),
@@ -1071,7 +1100,7 @@ impl Pool {
                 let task = NewTask {
                     index,
                     items: len,
-                    frame,
+                    frame: Frame::Heap(frame),
                 };
                 self.shared.submit(job.clone(), [task], index > 0)
             };

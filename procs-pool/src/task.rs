@@ -71,6 +71,55 @@ impl Header {
     }
 }
 
+/// A task frame as the pool keeps it until its worker answers: a small
+/// one (an apply of a small argument) inline, so that submitting it
+/// allocates nothing; a larger one in a buffer.
+pub(crate) enum Frame {
+    Inline {
+        bytes: [u8; INLINE_FRAME],
+        len: usize,
+    },
+    Heap(Vec<u8>),
+}
+
+/// The largest frame kept inline: a header and 32 bytes of input.
+pub(crate) const INLINE_FRAME: usize = HEADER + 32;
+
+impl Frame {
+    /// `bytes` kept inline if they fit, else copied into a buffer.
+    pub(crate) fn copy_of(bytes: &[u8]) -> Frame {
+        if bytes.len() <= INLINE_FRAME {
+            let mut inline = [0u8; INLINE_FRAME];
+            inline[..bytes.len()].copy_from_slice(bytes);
+            Frame::Inline {
+                bytes: inline,
+                len: bytes.len(),
+            }
+        } else {
+            Frame::Heap(bytes.to_vec())
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Frame::Inline { bytes, len } => &bytes[..*len],
+            Frame::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        match self {
+            Frame::Inline { bytes, len } => &mut bytes[..*len],
+            Frame::Heap(v) => v,
+        }
+    }
+
+    /// Sets the task id of a frame built before its id was known.
+    pub(crate) fn set_task_id(&mut self, task: u64) {
+        set_task_id(self.as_mut_slice(), task);
+    }
+}
+
 /// Sets the task id of a frame built before its id was known.
 pub(crate) fn set_task_id(frame: &mut [u8], task: u64) {
     frame[..8].copy_from_slice(&task.to_le_bytes());
