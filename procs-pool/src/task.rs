@@ -490,6 +490,24 @@ mod tests {
     }
 
     #[test]
+    fn small_frames_are_kept_inline_and_large_ones_in_a_buffer() {
+        let key = RandomState::new();
+        let mut bytes = frame_for(&key, call_one::<u64, u64>, 99);
+        bytes.extend_from_slice(&7u64.to_le_bytes());
+        let mut small = Frame::copy_of(&bytes);
+        assert!(matches!(small, Frame::Inline { .. }));
+        small.set_task_id(5);
+        let (h, input) = Header::parse(small.as_slice()).unwrap();
+        assert_eq!((h.task, h.func, input), (5, 99, &7u64.to_le_bytes()[..]));
+        bytes.extend_from_slice(&[1; INLINE_FRAME]);
+        let mut large = Frame::copy_of(&bytes);
+        assert!(matches!(large, Frame::Heap(_)));
+        large.set_task_id(6);
+        assert_eq!(Header::parse(large.as_slice()).unwrap().0.task, 6);
+        assert_eq!(large.as_slice()[8..], bytes[8..]);
+    }
+
+    #[test]
     fn bytes_are_one_length_and_a_copy() {
         let b = Bytes(vec![7; 300]);
         let enc = postcard::to_allocvec(&b).unwrap();
