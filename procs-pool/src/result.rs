@@ -541,46 +541,44 @@ impl<R: DeserializeOwned + Send> MapJob<R> {
             }
             return None;
         }
-        {
-            let start = index.saturating_mul(p.chunksize);
-            let fits = p.filled.get(index) == Some(&false)
-                && items <= p.chunksize
-                && start.saturating_add(items) <= p.total;
-            let placed = outcome.and_then(|bytes| {
-                let placed = if fits {
-                    let dst = &mut p.out.spare_capacity_mut()[start..start + items];
-                    decode_chunk_into(&bytes, dst).map_err(Error::Serde)
-                } else {
-                    Err(Error::Serde(format!("chunk {index} does not fit its map")))
-                };
-                self.buffers.give(bytes);
-                placed
-            });
-            match placed {
-                // The first failure ends the map (Python's map raises it);
-                // the other chunks still run, their values are dropped.
-                Err(e) => {
+        let start = index.saturating_mul(p.chunksize);
+        let fits = p.filled.get(index) == Some(&false)
+            && items <= p.chunksize
+            && start.saturating_add(items) <= p.total;
+        let placed = outcome.and_then(|bytes| {
+            let placed = if fits {
+                let dst = &mut p.out.spare_capacity_mut()[start..start + items];
+                decode_chunk_into(&bytes, dst).map_err(Error::Serde)
+            } else {
+                Err(Error::Serde(format!("chunk {index} does not fit its map")))
+            };
+            self.buffers.give(bytes);
+            placed
+        });
+        match placed {
+            // The first failure ends the map (Python's map raises it);
+            // the other chunks still run, their values are dropped.
+            Err(e) => {
+                p.done = true;
+                Some(Err(e))
+            }
+            Ok(()) => {
+                p.filled[index] = true;
+                p.missing -= 1;
+                if p.missing == 0 {
                     p.done = true;
-                    Some(Err(e))
-                }
-                Ok(()) => {
-                    p.filled[index] = true;
-                    p.missing -= 1;
-                    if p.missing == 0 {
-                        p.done = true;
-                        let total = p.total;
-                        p.filled.clear();
-                        let mut out = std::mem::take(&mut p.out);
-                        // SAFETY: every chunk was filled, and the chunks
-                        // (i * chunksize, `items` each, the last one short)
-                        // cover 0..total, so every value is initialized; the
-                        // fill marks are cleared so `MapParts::drop` drops
-                        // none of them again.
-                        unsafe { out.set_len(total) };
-                        Some(Ok(out))
-                    } else {
-                        None
-                    }
+                    let total = p.total;
+                    p.filled.clear();
+                    let mut out = std::mem::take(&mut p.out);
+                    // SAFETY: every chunk was filled, and the chunks
+                    // (i * chunksize, `items` each, the last one short)
+                    // cover 0..total, so every value is initialized; the
+                    // fill marks are cleared so `MapParts::drop` drops
+                    // none of them again.
+                    unsafe { out.set_len(total) };
+                    Some(Ok(out))
+                } else {
+                    None
                 }
             }
         }
