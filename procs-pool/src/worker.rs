@@ -15,6 +15,9 @@ use crate::task::{Body, Bytes, Call, Header, Reply, tag};
 /// inside a reply of the queue (an allocation per reply on each side).
 pub(crate) const INLINE_MAX: usize = 8 * 1024;
 
+/// The size of the buffers a worker starts with (those of its pipes).
+const WARM_BUFFER: usize = 256 * 1024;
+
 /// The initializer as a worker runs it: a call, a function, an argument.
 #[derive(Debug, Clone)]
 pub(crate) struct Init {
@@ -57,8 +60,14 @@ impl Target for WorkerMain {
                 std::process::exit(1);
             }
         }
-        let mut frame = vec![0u8; 4096];
-        let mut out = Vec::new();
+        // Buffers as large as the pipes, written once now, while the pool
+        // starts: the first large tasks then neither grow them nor pay a
+        // page fault per 4 KiB (after the fork, a write to memory the
+        // worker shares with the pool's process is a copy).
+        let mut frame = vec![0u8; WARM_BUFFER];
+        frame.fill(1);
+        let mut out = frame.clone();
+        out.clear();
         let mut done = 0u64;
         while self.maxtasks.is_none_or(|m| done < m) {
             let len = match self.tasks.recv_bytes_into(&mut frame) {
