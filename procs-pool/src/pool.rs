@@ -89,6 +89,16 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Moves up to `most` of the replies waiting in the queue into `batch`.
+fn take_waiting(replies: &QueueReceiver<Reply>, batch: &mut Vec<Reply>, most: usize) {
+    for _ in 0..replies.len().min(most) {
+        match replies.try_get() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
 /// A task a worker answered, before the pool takes it off the worker.
 struct Answer {
     worker: u32,
@@ -534,12 +544,7 @@ impl Shared {
         // What they answered before dying is in the queue already (they are
         // reaped): handle it first, so only unanswered tasks fail.
         let mut batch = Vec::new();
-        for _ in 0..replies.len() {
-            match replies.try_get() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        take_waiting(replies, &mut batch, usize::MAX);
         self.on_replies(&mut batch);
         let mut failed = Vec::new();
         {
@@ -617,12 +622,7 @@ impl Shared {
                     // Take what else has come, to handle it all under one
                     // lock of the pool's state.
                     batch.push(reply);
-                    for _ in 0..replies.len().min(BATCH) {
-                        match replies.try_get() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
-                    }
+                    take_waiting(&replies, &mut batch, BATCH);
                     self.on_replies(&mut batch);
                 }
                 Err(procs_ipc::Error::Timeout) => {}
