@@ -106,15 +106,17 @@ impl<T> Slot<T> {
 
     /// Runs the callbacks with `value`, then sets it.
     pub(crate) fn finish(&self, value: Result<T>) {
-        let callbacks = lock(&self.inner).callbacks.take();
-        if let Some(cb) = callbacks {
+        let mut s = lock(&self.inner);
+        if let Some(cb) = s.callbacks.take() {
+            // Outside the lock: a callback may look at this result.
+            drop(s);
             cb.run(&value);
+            s = lock(&self.inner);
         }
-        self.set(value);
+        self.set_locked(&mut s, value);
     }
 
-    fn set(&self, value: Result<T>) {
-        let mut s = lock(&self.inner);
+    fn set_locked(&self, s: &mut SlotInner<T>, value: Result<T>) {
         if matches!(s.state, State::Pending) {
             s.state = State::Ready(value);
             self.done.store(true, Ordering::Release);
