@@ -25,12 +25,16 @@ struct Reaped(Child);
 
 impl Reaped {
     fn spawn(cmd: &mut Command) -> Reaped {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a child");
+        Reaped::started(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn a child"),
+        )
+    }
+
+    fn started(child: Child) -> Reaped {
         // `spawn` returns once the exec has begun, but the new program's
         // arguments appear in /proc a moment later: wait for them (or for
         // the child's end), so that what the tests read is the program's.
@@ -290,7 +294,7 @@ fn child_shows_its_parent_cmdline_cwd_environ_and_status() {
 #[test]
 fn cmdline_os_keeps_bytes_and_empty_arguments() {
     // sh blocks reading its stdin (a pipe nobody writes) until killed.
-    let child = Reaped(
+    let child = Reaped::started(
         Command::new("sh")
             .args([OsStr::new("-c"), OsStr::new("read x"), OsStr::new("")])
             .arg(OsStr::from_bytes(b"\xff"))
