@@ -77,6 +77,8 @@ pub struct PutError<T> {
 }
 
 impl<T> PutError<T> {
+    // Only the queue makes one, and the queue is not built under loom.
+    #[cfg(not(loom))]
     pub(crate) fn new(item: T, error: Error) -> Self {
         PutError { item, error }
     }
