@@ -10,6 +10,8 @@
 //!
 //! Only the JSON lines go to stdout; notes go to stderr.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::process::ExitCode;
 use std::time::Instant;
 

@@ -13,6 +13,8 @@
 //! binary so that what happens when a program ends (daemon children
 //! terminated, others joined) happens as it would for the example alone.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use std::process::ExitCode;
 
 type RecipeResult = Result<(), Box<dyn std::error::Error>>;
