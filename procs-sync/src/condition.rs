@@ -1,17 +1,23 @@
 //! [`Condition`]: Python's `multiprocessing.Condition`, bound to a
-//! [`Lock`].
+//! [`Lock`] or an [`RLock`].
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::error::{OwnerDied, Result};
 use crate::lock::{Lock, LockGuard};
 use crate::raw::condvar::RawCondvar;
+use crate::raw::lock::Acquired;
+use crate::rlock::{RLock, RLockGuard};
 use crate::segment::Kind;
 use crate::shared::Shared;
 
-/// A condition variable shared between processes, bound to a [`Lock`]:
-/// wait releases the lock and sleeps until notified, then takes the lock
-/// again.
+/// A condition variable shared between processes, bound to a [`Lock`]
+/// (`Condition::new`) or to an [`RLock`] (`Condition::with_lock`, what
+/// Python's `Condition()` makes): wait releases the lock and sleeps until
+/// notified, then takes the lock again. Over an `RLock`, a wait releases
+/// every level the waiting thread holds and takes them all back, as in
+/// Python, so that the other guards it holds stay valid.
 ///
 /// ```
 /// use procs_sync::{Condition, Value};
@@ -32,21 +38,116 @@ use crate::shared::Shared;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct Condition {
-    lock: Lock,
+pub struct Condition<L: ConditionLock = Lock> {
+    lock: L,
     raw: Shared<RawCondvar>,
 }
 
 type Relocked<T> = Result<T, OwnerDied<T>>;
 
-impl Condition {
-    /// A condition with a lock of its own.
-    pub fn new() -> Result<Condition> {
-        Self::with_lock(Lock::new()?)
+/// A lock a [`Condition`] can be bound to: [`Lock`] or [`RLock`].
+pub trait ConditionLock: Clone + fmt::Debug + sealed::Sealed {
+    /// What holding the lock is: [`LockGuard`] or [`RLockGuard`].
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Takes the lock.
+    #[doc(hidden)]
+    fn take(&self) -> Relocked<Self::Guard<'_>>;
+
+    /// Releases the lock, which `guard` proves the calling thread holds,
+    /// waits on `cv` until notified or `deadline`, and takes the lock back.
+    ///
+    /// # Panics
+    /// If `guard` holds another lock.
+    #[doc(hidden)]
+    fn wait_on(
+        &self,
+        guard: &Self::Guard<'_>,
+        cv: &RawCondvar,
+        deadline: Option<Instant>,
+    ) -> (bool, Acquired);
+}
+
+/// Panics unless a condition's wait got a guard of the condition's lock.
+fn assert_holds(same: bool) {
+    assert!(
+        same,
+        "Condition::wait with a guard of another lock than the condition's"
+    );
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Lock {}
+    impl Sealed for crate::RLock {}
+}
+
+impl ConditionLock for Lock {
+    type Guard<'a> = LockGuard<'a>;
+
+    fn take(&self) -> Relocked<LockGuard<'_>> {
+        self.lock()
     }
 
-    /// A condition bound to `lock` (Python's `Condition(lock)`).
-    pub fn with_lock(lock: Lock) -> Result<Condition> {
+    fn wait_on(
+        &self,
+        guard: &LockGuard<'_>,
+        cv: &RawCondvar,
+        deadline: Option<Instant>,
+    ) -> (bool, Acquired) {
+        assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
+        cv.wait(self.raw(), deadline)
+    }
+}
+
+impl ConditionLock for RLock {
+    type Guard<'a> = RLockGuard<'a>;
+
+    fn take(&self) -> Relocked<RLockGuard<'_>> {
+        self.lock()
+    }
+
+    fn wait_on(
+        &self,
+        guard: &RLockGuard<'_>,
+        cv: &RawCondvar,
+        deadline: Option<Instant>,
+    ) -> (bool, Acquired) {
+        assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
+        cv.wait_rlock(self.raw(), deadline)
+    }
+}
+
+impl Condition<Lock> {
+    /// A condition with a [`Lock`] of its own.
+    pub fn new() -> Result<Condition<Lock>> {
+        Self::with_lock(Lock::new()?)
+    }
+}
+
+impl<L: ConditionLock> Condition<L> {
+    /// A condition bound to `lock` (Python's `Condition(lock)`); Python's
+    /// `Condition()`, bound to a new `RLock`, is
+    /// `Condition::with_lock(RLock::new()?)`.
+    ///
+    /// ```
+    /// use procs_sync::{Condition, RLock};
+    ///
+    /// let cond = Condition::with_lock(RLock::new()?)?;
+    /// let outer = cond.lock().unwrap();
+    /// let inner = cond.lock().unwrap();
+    /// // The wait releases both levels, and takes both back.
+    /// let (inner, notified) = cond
+    ///     .wait_timeout(inner, std::time::Duration::from_millis(1))
+    ///     .unwrap();
+    /// assert!(!notified);
+    /// assert_eq!(cond.get_lock().depth(), 2);
+    /// drop((inner, outer));
+    /// # Ok::<(), procs_sync::Error>(())
+    /// ```
+    pub fn with_lock(lock: L) -> Result<Condition<L>> {
         Ok(Condition {
             lock,
             raw: Shared::create(Kind::CONDITION, 0, 1)?,
@@ -54,20 +155,14 @@ impl Condition {
     }
 
     /// The lock this condition is bound to.
-    pub fn get_lock(&self) -> &Lock {
+    pub fn get_lock(&self) -> &L {
         &self.lock
     }
 
-    /// Takes the condition's lock.
-    pub fn lock(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
-        self.lock.lock()
-    }
-
-    fn check<'a>(&self, guard: &LockGuard<'a>) {
-        assert!(
-            std::ptr::eq(guard.lock().raw(), self.lock.raw()),
-            "Condition::wait with a guard of another lock than the condition's"
-        );
+    /// Takes the condition's lock (once more, for an [`RLock`] this thread
+    /// holds).
+    pub fn lock(&self) -> Relocked<L::Guard<'_>> {
+        self.lock.take()
     }
 
     /// Releases the lock held by `guard`, waits for a notification, and
@@ -77,9 +172,8 @@ impl Condition {
     ///
     /// # Panics
     /// If `guard` holds another lock than this condition's.
-    pub fn wait<'a>(&self, guard: LockGuard<'a>) -> Relocked<LockGuard<'a>> {
-        self.check(&guard);
-        let (_, how) = self.raw.get().wait(guard.lock().raw(), None);
+    pub fn wait<'a>(&self, guard: L::Guard<'a>) -> Relocked<L::Guard<'a>> {
+        let (_, how) = self.lock.wait_on(&guard, self.raw.get(), None);
         OwnerDied::check(how, guard)
     }
 
@@ -90,12 +184,11 @@ impl Condition {
     /// If `guard` holds another lock than this condition's.
     pub fn wait_timeout<'a>(
         &self,
-        guard: LockGuard<'a>,
+        guard: L::Guard<'a>,
         timeout: Duration,
-    ) -> Relocked<(LockGuard<'a>, bool)> {
-        self.check(&guard);
+    ) -> Relocked<(L::Guard<'a>, bool)> {
         let deadline = Instant::now().checked_add(timeout);
-        let (notified, how) = self.raw.get().wait(guard.lock().raw(), deadline);
+        let (notified, how) = self.lock.wait_on(&guard, self.raw.get(), deadline);
         OwnerDied::check(how, (guard, notified))
     }
 
@@ -103,9 +196,9 @@ impl Condition {
     /// each wait.
     pub fn wait_for<'a>(
         &self,
-        mut guard: LockGuard<'a>,
+        mut guard: L::Guard<'a>,
         mut predicate: impl FnMut() -> bool,
-    ) -> Relocked<LockGuard<'a>> {
+    ) -> Relocked<L::Guard<'a>> {
         while !predicate() {
             guard = self.wait(guard)?;
         }
@@ -116,10 +209,10 @@ impl Condition {
     /// (Python's `wait_for(predicate, timeout)`).
     pub fn wait_for_timeout<'a>(
         &self,
-        mut guard: LockGuard<'a>,
+        mut guard: L::Guard<'a>,
         timeout: Duration,
         mut predicate: impl FnMut() -> bool,
-    ) -> Relocked<(LockGuard<'a>, bool)> {
+    ) -> Relocked<(L::Guard<'a>, bool)> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             if predicate() {
@@ -129,8 +222,7 @@ impl Condition {
             if left == Some(Duration::ZERO) {
                 return Ok((guard, false));
             }
-            self.check(&guard);
-            let (_, how) = self.raw.get().wait(guard.lock().raw(), deadline);
+            let (_, how) = self.lock.wait_on(&guard, self.raw.get(), deadline);
             guard = match OwnerDied::check(how, guard) {
                 Ok(g) => g,
                 Err(died) => {

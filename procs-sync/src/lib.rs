@@ -55,7 +55,7 @@ mod value;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]
-pub use condition::Condition;
+pub use condition::{Condition, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]

@@ -47,7 +47,7 @@ impl RLock {
         })
     }
 
-    fn raw(&self) -> &RawRLock {
+    pub(crate) fn raw(&self) -> &RawRLock {
         self.raw.get()
     }
 
@@ -111,6 +111,13 @@ impl RLock {
     /// Whether some thread of some process holds the lock.
     pub fn is_locked(&self) -> bool {
         self.raw().holder() != 0
+    }
+}
+
+impl<'a> RLockGuard<'a> {
+    /// The lock this guard holds a level of.
+    pub fn lock(&self) -> &'a RLock {
+        self.lock
     }
 }
 

@@ -1,4 +1,5 @@
-//! Model checks of the semaphore, event, condition variable and barrier:
+//! Model checks of the semaphore, event, condition variable (over a lock
+//! and over a re-entrant lock) and barrier:
 //! no lost wake-up (a forgotten wake shows as a loom deadlock), counts kept.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test --release -p procs-sync --test loom_primitives`
@@ -13,6 +14,7 @@ use procs_sync::raw::barrier::RawBarrier;
 use procs_sync::raw::condvar::RawCondvar;
 use procs_sync::raw::event::RawEvent;
 use procs_sync::raw::lock::RawLock;
+use procs_sync::raw::rlock::RawRLock;
 use procs_sync::raw::semaphore::RawSemaphore;
 
 #[test]
@@ -111,6 +113,36 @@ fn condvar_notify_under_the_lock_is_never_lost() {
         cv.notify(1);
         lock.unlock();
         waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn condvar_over_an_rlock_releases_every_level_and_restores_them() {
+    loom::model(|| {
+        let lock = Arc::new(RawRLock::new());
+        let cv = Arc::new(RawCondvar::new());
+        let ready = Arc::new(UnsafeCell::new(false));
+        let (l, c, r) = (lock.clone(), cv.clone(), ready.clone());
+        let waiter = thread::spawn(move || {
+            l.lock(None);
+            l.lock(None);
+            // SAFETY: read under the lock.
+            while !r.with(|p| unsafe { *p }) {
+                c.wait_rlock(&l, None);
+                assert_eq!(l.depth(), 2);
+            }
+            l.unlock().unwrap();
+            l.unlock().unwrap();
+        });
+        // The waiter may hold the lock twice here: it is free for this
+        // thread only once the wait released both levels.
+        lock.lock(None);
+        // SAFETY: written under the lock.
+        ready.with_mut(|p| unsafe { *p = true });
+        cv.notify(1);
+        lock.unlock().unwrap();
+        waiter.join().unwrap();
+        assert_eq!(lock.holder(), 0);
     });
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{Reaper, start};
 use procs_sync::{
-    Array, Barrier, BoundedSemaphore, Condition, Error, Event, RawArray, RawValue, Segment,
-    Semaphore, Value,
+    Array, Barrier, BoundedSemaphore, Condition, Error, Event, Lock, RLock, RawArray, RawValue,
+    Segment, Semaphore, Value,
 };
 
 /// Two u32 atomics in shared memory: how many are inside, and the most seen.
@@ -159,6 +159,75 @@ fn condition_carries_a_thousand_items_through_a_bounded_buffer() {
     }
     assert_eq!(producer.0.join().unwrap(), 0);
     assert_eq!(got, (1..=N).collect::<Vec<_>>());
+}
+
+#[test]
+fn condition_over_an_rlock_releases_every_level_while_waiting() {
+    let cond = Condition::with_lock(RLock::new().unwrap()).unwrap();
+    let flag = RawValue::new(0u32).unwrap();
+    let outer = cond.lock().unwrap();
+    let inner = cond.lock().unwrap();
+    assert_eq!(cond.get_lock().depth(), 2);
+    // The child can take the lock only once the parent's wait has released
+    // both of its levels; it then sets the flag and notifies.
+    let (c, f) = (cond.clone(), flag.clone());
+    let mut child = start(move || {
+        let Ok(g) = c.get_lock().lock_timeout(Duration::from_secs(30)) else {
+            std::process::exit(2);
+        };
+        f.set(1);
+        c.notify_all();
+        drop(g);
+    });
+    let (inner, ok) = cond
+        .wait_for_timeout(inner, Duration::from_secs(30), || flag.get() == 1)
+        .unwrap();
+    assert!(ok, "the child never took the lock: the wait kept a level");
+    // Both levels are back: the guards release one each.
+    assert_eq!(cond.get_lock().depth(), 2);
+    drop(inner);
+    assert_eq!(cond.get_lock().depth(), 1);
+    drop(outer);
+    assert!(!cond.get_lock().is_locked());
+    assert_eq!(child.0.join().unwrap(), 0);
+}
+
+#[test]
+fn condition_over_an_rlock_times_out_holding_every_level() {
+    let cond = Condition::with_lock(RLock::new().unwrap()).unwrap();
+    let g1 = cond.lock().unwrap();
+    let g2 = cond.lock().unwrap();
+    let g3 = cond.lock().unwrap();
+    let t = Instant::now();
+    let (g3, notified) = cond.wait_timeout(g3, Duration::from_millis(30)).unwrap();
+    assert!(!notified);
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    assert_eq!(cond.get_lock().depth(), 3);
+    let (g3, ok) = cond
+        .wait_for_timeout(g3, Duration::from_millis(10), || false)
+        .unwrap();
+    assert!(!ok);
+    assert_eq!(cond.get_lock().depth(), 3);
+    drop((g3, g2, g1));
+    assert!(!cond.get_lock().is_locked());
+}
+
+#[test]
+#[should_panic(expected = "another lock than the condition's")]
+fn condition_wait_with_another_rlocks_guard_panics() {
+    let cond = Condition::with_lock(RLock::new().unwrap()).unwrap();
+    let other = RLock::new().unwrap();
+    let g = other.lock().unwrap();
+    let _ = cond.wait(g);
+}
+
+#[test]
+#[should_panic(expected = "another lock than the condition's")]
+fn condition_wait_with_another_locks_guard_panics() {
+    let cond = Condition::new().unwrap();
+    let other = Lock::new().unwrap();
+    let g = other.lock().unwrap();
+    let _ = cond.wait(g);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The raw condition variable: a [`Notifier`] used with a [`RawLock`].
+//! The raw condition variable: a [`Notifier`] used with a [`RawLock`] or a
+//! [`RawRLock`].
 //!
 //! A waiter reads the sequence while it holds the lock, releases the lock,
 //! and sleeps until the sequence changes; a notify under the lock therefore
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use super::lock::{Acquired, RawLock};
 use super::notify::Notifier;
+use super::rlock::RawRLock;
 
 /// A process-shared condition variable.
 #[repr(C)]
@@ -37,6 +39,17 @@ impl RawCondvar {
             .lock(None)
             .expect("a wait without deadline only ends with the lock");
         (notified, how)
+    }
+
+    /// As [`wait`](RawCondvar::wait) with a re-entrant lock: every level
+    /// the caller holds is released for the wait and taken back after it
+    /// (Python's `Condition` over an `RLock`), so that another thread can
+    /// take the lock meanwhile however deep the caller held it.
+    pub fn wait_rlock(&self, lock: &RawRLock, deadline: Option<Instant>) -> (bool, Acquired) {
+        let seen = self.notifier.current();
+        let depth = lock.release_save();
+        let notified = self.notifier.wait(seen, deadline);
+        (notified, lock.acquire_restore(depth))
     }
 
     /// Wakes up to `n` waiters.

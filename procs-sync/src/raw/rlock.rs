@@ -83,6 +83,28 @@ impl RawRLock {
         }
     }
 
+    /// Releases every level the calling thread holds and returns how many
+    /// (Python's `_release_save`), for a condition variable's wait; the
+    /// caller holds the lock. [`acquire_restore`](RawRLock::acquire_restore)
+    /// takes them back.
+    pub fn release_save(&self) -> u32 {
+        let n = self.count.load(Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+        self.lock.unlock();
+        n
+    }
+
+    /// Takes the lock again with the `depth` levels that
+    /// [`release_save`](RawRLock::release_save) returned.
+    pub fn acquire_restore(&self, depth: u32) -> Acquired {
+        let how = self
+            .lock
+            .lock(None)
+            .expect("a wait without deadline only ends with the lock");
+        self.count.store(depth, Ordering::Relaxed);
+        how
+    }
+
     /// The holder's thread id, 0 if free.
     pub fn holder(&self) -> u32 {
         self.lock.holder()
