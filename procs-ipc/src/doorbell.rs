@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use crate::sync::{AtomicU32, Ordering, fence, wait, wake};
+use crate::sync::{AtomicU32, Ordering, fence, wait, wait_any, wake};
 
 /// A doorbell in shared memory.
 #[repr(C)]
@@ -56,6 +56,34 @@ impl Doorbell {
             ready()
         };
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// As [`sleep`](Doorbell::sleep), on several doorbells at once: until
+    /// any of them rings, `deadline`, or a spurious wake-up, unless
+    /// `ready()` already holds. Each ring is seen as `sleep` sees it: the
+    /// sleeper is registered on every bell and fenced before it reads their
+    /// sequences and checks `ready()`.
+    pub fn sleep_any(
+        bells: &[&Doorbell],
+        ready: impl Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        for b in bells {
+            b.sleepers.fetch_add(1, Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+        let seen: Vec<(&AtomicU32, u32)> = bells
+            .iter()
+            .map(|b| (&b.seq, b.seq.load(Ordering::Acquire)))
+            .collect();
+        let r = ready() || {
+            wait_any(&seen, deadline);
+            ready()
+        };
+        for b in bells {
+            b.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
         r
     }
 }

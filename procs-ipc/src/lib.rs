@@ -3,7 +3,8 @@
 //!
 //! - [`pipe`] and [`pipe_one_way`]: the two ends of a pipe ([`Connection`],
 //!   or [`Receiver`] and [`Sender`]), for serde values, raw bytes, and
-//!   plain-old-data slices (copied as they are), of any size.
+//!   plain-old-data slices (copied as they are), of any size; [`wait`] on
+//!   many receiving ends at once (Python's `multiprocessing.connection.wait`).
 //! - [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: many producers and many
 //!   consumers, with `maxsize`, timeouts and non-blocking variants.
 //!
@@ -52,6 +53,8 @@ mod pipe;
 mod queue;
 pub mod ring;
 pub mod sync;
+#[cfg(not(loom))]
+mod wait;
 
 pub use error::{Error, PutError, Result};
 #[cfg(not(loom))]
@@ -61,3 +64,5 @@ pub use queue::{
     DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueBuilder, QueueReceiver, QueueSender,
     SimpleQueue,
 };
+#[cfg(not(loom))]
+pub use wait::{Wait, wait};

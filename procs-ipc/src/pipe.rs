@@ -108,7 +108,7 @@ impl Peer for OtherEnd<'_> {
 
 /// What every end has: its pipe, its side, its rings, and a scratch buffer.
 #[derive(Debug)]
-struct End {
+pub struct End {
     shared: Arc<Shared>,
     side: usize,
     send_ring: Option<usize>,
@@ -118,6 +118,10 @@ struct End {
     /// What this end saw of its send ring's and its receive ring's positions.
     send_hints: Hints,
     recv_hints: Hints,
+    /// When [`peer_gone`](End::peer_gone) last looked, and whether it found
+    /// the other end's holders all dead.
+    peer_checked: Cell<Option<Instant>>,
+    peer_dead: Cell<bool>,
 }
 
 /// Values that encode in this many bytes go through the stack.
@@ -144,6 +148,8 @@ impl End {
             closed: Cell::new(false),
             send_hints: Hints::default(),
             recv_hints: Hints::default(),
+            peer_checked: Cell::new(None),
+            peer_dead: Cell::new(false),
         }
     }
 
@@ -254,6 +260,43 @@ impl End {
         self.shared
             .ring(ring)
             .poll(deadline(Some(timeout)), &self.peer())
+    }
+
+    /// Whether a receive would not wait (see [`Ring::recv_ready`]); a
+    /// closed end is ready too (the receive fails at once).
+    pub(crate) fn recv_ready(&self) -> bool {
+        match self.recv_ring {
+            Some(ring) if !self.closed.get() => self.shared.ring(ring).recv_ready(&self.peer()),
+            _ => true,
+        }
+    }
+
+    /// The doorbell a receive sleeps on, if this end receives.
+    pub(crate) fn recv_bell(&self) -> Option<&crate::doorbell::Doorbell> {
+        self.recv_ring
+            .map(|ring| self.shared.ring(ring).data_bell())
+    }
+
+    /// Whether every holder of the other end is dead, as last seen: it
+    /// looks again (reading /proc) when the last look is older than
+    /// [`CHECK_EVERY`](crate::ring::CHECK_EVERY). Once gone, gone for good:
+    /// only a holder can hand an end on.
+    pub(crate) fn peer_gone(&self) -> bool {
+        if self.peer_dead.get() {
+            return true;
+        }
+        let now = Instant::now();
+        if self
+            .peer_checked
+            .get()
+            .is_some_and(|t| now.duration_since(t) < crate::ring::CHECK_EVERY)
+        {
+            return false;
+        }
+        self.peer_checked.set(Some(now));
+        let gone = !self.peer().alive();
+        self.peer_dead.set(gone);
+        gone
     }
 
     /// Lets go of this end in this process: a child it is being handed to
@@ -517,6 +560,22 @@ impl<T> Connection<T> {
         self.end.closed.get()
     }
 }
+
+impl<T> crate::wait::sealed::Sealed for Connection<T> {
+    fn end(&self) -> &End {
+        &self.end
+    }
+}
+
+impl<T> crate::wait::Wait for Connection<T> {}
+
+impl<T> crate::wait::sealed::Sealed for Receiver<T> {
+    fn end(&self) -> &End {
+        &self.0.end
+    }
+}
+
+impl<T> crate::wait::Wait for Receiver<T> {}
 
 impl<T> Sender<T> {
     sending!();

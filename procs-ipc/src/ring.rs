@@ -739,6 +739,30 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
     }
 
+    /// Whether a receive would not wait: a frame (or its beginning) is
+    /// there, the writer's side is closed, or the ring is damaged (the
+    /// receive reports it at once). Cheap: the writer's life is not checked
+    /// (see [`Peer::alive`]).
+    pub fn recv_ready(&self, peer: &dyn Peer) -> bool {
+        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        if self.corrupt || !tail.is_multiple_of(HEADER as u64) {
+            return true;
+        }
+        let word = self.data.load_word((tail & (self.cap - 1)) as usize);
+        if Header::from_word_at(word, tail).is_some() {
+            return true;
+        }
+        // Published past a header that does not check: corrupt, at once.
+        let published = self.distance(self.ctl.head.0.load(Ordering::Acquire), tail);
+        published.is_err() || published.is_ok_and(|p| p >= HEADER as u64) || peer.closed()
+    }
+
+    /// The doorbell the reader sleeps on for data (for a wait on several
+    /// rings at once).
+    pub fn data_bell(&self) -> &'a Doorbell {
+        &self.ctl.data_bell.0
+    }
+
     /// Bytes published and not yet consumed.
     pub fn pending(&self) -> u64 {
         let head = self.ctl.head.0.load(Ordering::Acquire);

@@ -23,6 +23,14 @@ mod imp {
         crate::sys::futex::wait(word, expected, deadline)
     }
 
+    /// Sleeps while every `(word, expected)` of `words` holds, until one
+    /// is woken or `deadline`; `false` once the deadline has passed. May
+    /// return early: callers re-check.
+    #[inline]
+    pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> bool {
+        crate::sys::futex::wait_any(words, deadline)
+    }
+
     /// Wakes up to `n` sleepers on `word`.
     #[inline]
     pub fn wake(word: &AtomicU32, n: u32) {
@@ -59,6 +67,23 @@ mod imp {
         // The kernel compares with the latest value of the word; a loom load
         // may return an older one, a read-modify-write may not.
         if word.fetch_add(0, Ordering::SeqCst) != expected {
+            return true;
+        }
+        if deadline.is_some() {
+            return false;
+        }
+        drop(FUTEX.1.wait(guard).unwrap());
+        true
+    }
+
+    /// As `wait`, on several words: sleeps while every word holds its
+    /// expected value.
+    pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> bool {
+        let guard = FUTEX.0.lock().unwrap();
+        if words
+            .iter()
+            .any(|(w, expected)| w.fetch_add(0, Ordering::SeqCst) != *expected)
+        {
             return true;
         }
         if deadline.is_some() {
