@@ -62,6 +62,10 @@ pub enum Error {
     /// Shared memory could not be set up.
     #[error(transparent)]
     Sync(#[from] procs_sync::Error),
+    /// A system call failed (a [`wait`](crate::wait) on descriptors could
+    /// not make the pipe that ends its helper thread).
+    #[error("a system call failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// The result type of procs-ipc.

@@ -562,16 +562,16 @@ impl<T> Connection<T> {
 }
 
 impl<T> crate::wait::sealed::Sealed for Connection<T> {
-    fn end(&self) -> &End {
-        &self.end
+    fn source(&self) -> Result<crate::wait::Source<'_>> {
+        Ok(crate::wait::Source::End(&self.end))
     }
 }
 
 impl<T> crate::wait::Wait for Connection<T> {}
 
 impl<T> crate::wait::sealed::Sealed for Receiver<T> {
-    fn end(&self) -> &End {
-        &self.0.end
+    fn source(&self) -> Result<crate::wait::Source<'_>> {
+        Ok(crate::wait::Source::End(&self.0.end))
     }
 }
 

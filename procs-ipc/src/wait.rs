@@ -1,5 +1,5 @@
 //! [`wait`]: Python's `multiprocessing.connection.wait`, over the receiving
-//! ends of pipes.
+//! ends of pipes, processes, and descriptors.
 //!
 //! Each end's ring has a doorbell its reader sleeps on; a wait registers on
 //! all of them and sleeps in one `futex_waitv` call (Linux 5.16 and later),
@@ -7,7 +7,12 @@
 //! also checks that the other ends' holders live, as a receive does: an end
 //! whose writers all died is ready (a receive would report
 //! [`Error::Disconnected`](crate::Error::Disconnected) at once).
+//! Descriptors (a process's pidfd, a socket, an OS pipe) are slept on with
+//! `poll(2)`; when both kinds are waited on, a helper thread polls the
+//! descriptors and rings a doorbell of the wait's own.
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::doorbell::Doorbell;
@@ -15,33 +20,62 @@ use crate::error::{Error, Result};
 use crate::pipe::End;
 use crate::ring::CHECK_EVERY;
 
-/// What [`wait`] waits on: a [`Connection`](crate::Connection) or a
-/// [`Receiver`](crate::Receiver), ready when a receive would not block.
+/// What [`wait`] waits on, ready when reading it would not block: a
+/// [`Connection`](crate::Connection) or a [`Receiver`](crate::Receiver)
+/// (a message, or the other end gone), a started
+/// [`Process`](procs_core::Process) (it ended: its sentinel), or a
+/// [`BorrowedFd`] (readable, or hung up: a socket, an OS pipe, a pidfd).
 pub trait Wait: sealed::Sealed {}
 
 pub(crate) mod sealed {
-    /// Implemented by the receiving ends of this crate only.
+    /// Implemented by this crate only.
     pub trait Sealed {
-        fn end(&self) -> &crate::pipe::End;
+        fn source(&self) -> crate::error::Result<super::Source<'_>>;
     }
 }
+
+/// What an object of a wait is made of.
+#[doc(hidden)]
+pub enum Source<'a> {
+    End(&'a End),
+    Fd(BorrowedFd<'a>),
+}
+
+impl sealed::Sealed for BorrowedFd<'_> {
+    fn source(&self) -> Result<Source<'_>> {
+        Ok(Source::Fd(self.as_fd()))
+    }
+}
+
+impl Wait for BorrowedFd<'_> {}
+
+impl sealed::Sealed for procs_core::Process {
+    fn source(&self) -> Result<Source<'_>> {
+        self.sentinel().map(Source::Fd).ok_or(Error::Invalid(
+            "a process is waited on once started, where the kernel has pidfds (Linux 5.3)",
+        ))
+    }
+}
+
+impl Wait for procs_core::Process {}
 
 /// Waits until at least one of `objects` is ready, or `timeout` passes;
 /// returns the indexes of the ready ones, in order (Python's
 /// `multiprocessing.connection.wait`). An end is ready when a message (or
 /// the beginning of a large one) is waiting, when every holder of the
 /// other end has closed it, dropped it or died, or when it was closed here:
-/// a receive on it would not block. `None` waits as long as it takes; an
-/// expired timeout (zero) only looks. An empty list is
-/// [`Error::Invalid`] without a timeout (nothing could end the wait), and
-/// an empty result after it.
+/// a receive on it would not block. A process is ready once it has ended
+/// (Python's `p.sentinel`), a descriptor once it is readable or hung up.
+/// `None` waits as long as it takes; an expired timeout (zero) only looks.
+/// An empty list is [`Error::Invalid`] without a timeout (nothing could end
+/// the wait), and an empty result after it; so is a process not started.
 ///
 /// Up to 128 ends sleep in one system call; with more (or on a kernel
 /// before 5.16) the wait looks at the others every millisecond.
 ///
 /// ```
 /// use std::time::Duration;
-/// use procs_ipc::{pipe, wait};
+/// use procs_ipc::{Wait, pipe, wait};
 ///
 /// let (a, a_child) = pipe::<u32>()?;
 /// let (b, b_child) = pipe::<u32>()?;
@@ -50,12 +84,14 @@ pub(crate) mod sealed {
 ///     drop(a_child);
 /// });
 /// p.start()?;
-/// // b has a message; a's other end was dropped by the child: both ready.
+/// // b has a message, a's other end was dropped by the child, and the
+/// // child ends: all three are ready, in time.
+/// let objects: [&dyn Wait; 3] = [&a, &b, &p];
 /// let mut ready = Vec::new();
-/// while ready.len() < 2 {
-///     ready = wait(&[&a, &b], Some(Duration::from_secs(10)))?;
+/// while ready.len() < 3 {
+///     ready = wait(&objects, Some(Duration::from_secs(10)))?;
 /// }
-/// assert_eq!(ready, [0, 1]);
+/// assert_eq!(ready, [0, 1, 2]);
 /// assert_eq!(b.recv()?, 7);
 /// assert!(a.recv().is_err());
 /// p.join()?;
@@ -74,24 +110,125 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             }
         };
     }
-    let ends: Vec<&End> = objects.iter().map(|o| o.end()).collect();
+    let sources = objects
+        .iter()
+        .map(|o| o.source())
+        .collect::<Result<Vec<_>>>()?;
+    let ends: Vec<(usize, &End)> = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Source::End(e) => Some((i, *e)),
+            Source::Fd(_) => None,
+        })
+        .collect();
+    let mut fds: Vec<(usize, libc::pollfd)> = sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Source::Fd(fd) => Some((i, pollfd(fd.as_raw_fd()))),
+            Source::End(_) => None,
+        })
+        .collect();
     // Ends that are ready at once have no bell to sleep on (a closed end).
-    let bells: Vec<&Doorbell> = ends.iter().filter_map(|e| e.recv_bell()).collect();
+    let bells: Vec<&Doorbell> = ends.iter().filter_map(|(_, e)| e.recv_bell()).collect();
+    let any_end_ready = || ends.iter().any(|(_, e)| e.recv_ready());
     loop {
         // An end whose writers are gone is ready as one with a message is:
         // each end looks at its writers' lives at most every CHECK_EVERY.
-        let ready: Vec<usize> = (0..ends.len())
-            .filter(|&i| ends[i].recv_ready() || ends[i].peer_gone())
+        let mut ready: Vec<usize> = ends
+            .iter()
+            .filter(|(_, e)| e.recv_ready() || e.peer_gone())
+            .map(|&(i, _)| i)
             .collect();
+        ready.extend(readable(&mut fds, Some(Duration::ZERO)));
         if !ready.is_empty() {
+            ready.sort_unstable();
             return Ok(ready);
         }
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
             return Ok(Vec::new());
         }
+        if ends.is_empty() {
+            readable(&mut fds, deadline.map(|d| d - now));
+            continue;
+        }
         let check = now + CHECK_EVERY;
         let until = deadline.map_or(check, |d| d.min(check));
-        Doorbell::sleep_any(&bells, || ends.iter().any(|e| e.recv_ready()), Some(until));
+        if fds.is_empty() {
+            Doorbell::sleep_any(&bells, any_end_ready, Some(until));
+        } else {
+            sleep_on_both(&bells, &any_end_ready, &mut fds, until)?;
+        }
     }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Polls `fds` for at most `timeout` (`None`: as long as it takes); returns
+/// the indexes of those readable or hung up (a bad descriptor counts: a
+/// read would fail at once). A signal ends the poll early, with nothing.
+fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Vec<usize> {
+    if fds.is_empty() {
+        return Vec::new();
+    }
+    let mut set: Vec<libc::pollfd> = fds.iter().map(|(_, p)| *p).collect();
+    let ms = timeout.map_or(-1, |t| {
+        // Rounded up, so that a wait never returns before its deadline.
+        t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+    });
+    // SAFETY: `set` holds `set.len()` initialized pollfds, which poll writes
+    // the revents of; it outlives the call.
+    let n = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    fds.iter()
+        .zip(&set)
+        .filter(|(_, p)| p.revents != 0)
+        .map(|((i, _), _)| *i)
+        .collect()
+}
+
+/// Sleeps until a ring of `bells`, a readable descriptor of `fds`, or
+/// `until`: a helper thread polls the descriptors (and a pipe that ends it
+/// when the wait is over) and rings a doorbell the wait sleeps on too.
+fn sleep_on_both(
+    bells: &[&Doorbell],
+    any_end_ready: &dyn Fn() -> bool,
+    fds: &mut [(usize, libc::pollfd)],
+    until: Instant,
+) -> Result<()> {
+    let (stop_reader, stop_writer) = std::io::pipe()?;
+    let mut polled: Vec<(usize, libc::pollfd)> = fds.to_vec();
+    polled.push((usize::MAX, pollfd(stop_reader.as_raw_fd())));
+    let bell = Doorbell::new();
+    let fired = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Until a descriptor or the stop pipe is ready (a signal only
+            // interrupts the poll).
+            while readable(&mut polled, None).is_empty() {}
+            fired.store(true, Ordering::Release);
+            bell.ring();
+        });
+        let mut all: Vec<&Doorbell> = bells.to_vec();
+        all.push(&bell);
+        Doorbell::sleep_any(
+            &all,
+            || fired.load(Ordering::Acquire) || any_end_ready(),
+            Some(until),
+        );
+        // Hangs up the stop pipe: the helper's poll returns, and the scope
+        // joins it.
+        drop(stop_writer);
+    });
+    Ok(())
 }

@@ -168,3 +168,75 @@ fn a_closed_end_is_ready_and_a_wait_on_nothing_needs_a_timeout() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_process_is_ready_when_it_ends_beside_a_quiet_end() {
+    // The parent holds the writer: `rx` never becomes ready.
+    let (rx, _tx) = pipe_one_way::<u8>().unwrap();
+    let (go_rx, go) = pipe_one_way::<u8>().unwrap();
+    let mut child = start(move || {
+        let _ = go_rx.recv();
+    });
+    let objects: [&dyn Wait; 2] = [&rx, &child.0];
+    assert!(wait(&objects, Some(Duration::ZERO)).unwrap().is_empty());
+    go.send(&1).unwrap();
+    // Whether the wait starts before the child's end or after, it reports
+    // the process alone.
+    assert_eq!(wait(&objects, LONG).unwrap(), [1]);
+    assert_eq!(child.0.join().unwrap(), 0);
+    // A process alone is waited on with poll.
+    assert_eq!(wait(&[&child.0], LONG).unwrap(), [0]);
+}
+
+#[test]
+fn an_end_beside_a_running_process_wakes_the_wait() {
+    let (rx, tx) = pipe_one_way::<u8>().unwrap();
+    let (go_rx, go) = pipe_one_way::<u8>().unwrap();
+    let (stop_rx, stop) = pipe_one_way::<u8>().unwrap();
+    let mut child = start(move || {
+        while let Ok(n) = go_rx.recv() {
+            tx.send(&n).unwrap();
+        }
+        let _ = stop_rx.recv();
+    });
+    let objects: [&dyn Wait; 2] = [&child.0, &rx];
+    for n in 0..50u8 {
+        go.send(&n).unwrap();
+        assert_eq!(wait(&objects, LONG).unwrap(), [1], "message {n}");
+        assert_eq!(rx.recv().unwrap(), n);
+    }
+    drop(go);
+    drop(stop);
+    assert_eq!(child.0.join().unwrap(), 0);
+}
+
+#[test]
+fn a_descriptor_is_ready_when_readable() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    let (mut r, w) = std::io::pipe().unwrap();
+    let (quiet, _quiet_tx) = pipe_one_way::<u8>().unwrap();
+    let fd = r.as_fd();
+    let objects: [&dyn Wait; 2] = [&quiet, &fd];
+    assert!(wait(&objects, Some(Duration::ZERO)).unwrap().is_empty());
+    let mut w = Some(w);
+    let mut child = start(move || {
+        w.take().unwrap().write_all(b"x").unwrap();
+    });
+    assert_eq!(wait(&objects, LONG).unwrap(), [1]);
+    assert_eq!(child.0.join().unwrap(), 0);
+    let mut byte = [0u8; 1];
+    r.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"x");
+}
+
+#[test]
+fn a_process_not_started_is_invalid() {
+    let p = procs_core::Process::new(|| {});
+    let (rx, _tx) = pipe_one_way::<u8>().unwrap();
+    assert!(matches!(
+        wait(&[&rx, &p], Some(Duration::ZERO)),
+        Err(Error::Invalid(_))
+    ));
+}
