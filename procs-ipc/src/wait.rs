@@ -141,7 +141,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             .filter(|(_, e)| e.recv_ready() || e.peer_gone())
             .map(|&(i, _)| i)
             .collect();
-        ready.extend(readable(&mut fds, Some(Duration::ZERO)));
+        ready.extend(readable(&mut fds, Some(Duration::ZERO))?);
         if !ready.is_empty() {
             ready.sort_unstable();
             return Ok(ready);
@@ -151,7 +151,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             return Ok(Vec::new());
         }
         if ends.is_empty() {
-            readable(&mut fds, deadline.map(|d| d - now));
+            readable(&mut fds, deadline.map(|d| d - now))?;
             continue;
         }
         let check = now + CHECK_EVERY;
@@ -175,9 +175,9 @@ fn pollfd(fd: RawFd) -> libc::pollfd {
 /// Polls `fds` for at most `timeout` (`None`: as long as it takes); returns
 /// the indexes of those readable or hung up (a bad descriptor counts: a
 /// read would fail at once). A signal ends the poll early, with nothing.
-fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Vec<usize> {
+fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Result<Vec<usize>> {
     if fds.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut set: Vec<libc::pollfd> = fds.iter().map(|(_, p)| *p).collect();
     let ms = timeout.map_or(-1, |t| {
@@ -187,14 +187,20 @@ fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Vec
     // SAFETY: `set` holds `set.len()` initialized pollfds, which poll writes
     // the revents of; it outlives the call.
     let n = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
-    if n <= 0 {
-        return Vec::new();
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(Vec::new())
+        } else {
+            Err(Error::Io(e))
+        };
     }
-    fds.iter()
+    Ok(fds
+        .iter()
         .zip(&set)
         .filter(|(_, p)| p.revents != 0)
         .map(|((i, _), _)| *i)
-        .collect()
+        .collect())
 }
 
 /// Sleeps until a ring of `bells`, a readable descriptor of `fds`, or
@@ -212,12 +218,18 @@ fn sleep_on_both(
     let bell = Doorbell::new();
     let fired = AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
+        let helper = s.spawn(|| {
             // Until a descriptor or the stop pipe is ready (a signal only
-            // interrupts the poll).
-            while readable(&mut polled, None).is_empty() {}
+            // interrupts the poll), or the poll fails.
+            let r = loop {
+                match readable(&mut polled, None) {
+                    Ok(v) if v.is_empty() => {}
+                    r => break r.map(drop),
+                }
+            };
             fired.store(true, Ordering::Release);
             bell.ring();
+            r
         });
         let mut all: Vec<&Doorbell> = bells.to_vec();
         all.push(&bell);
@@ -226,9 +238,10 @@ fn sleep_on_both(
             || fired.load(Ordering::Acquire) || any_end_ready(),
             Some(until),
         );
-        // Hangs up the stop pipe: the helper's poll returns, and the scope
-        // joins it.
+        // Hangs up the stop pipe: the helper's poll returns.
         drop(stop_writer);
-    });
-    Ok(())
+        helper
+            .join()
+            .expect("the helper thread of a wait does not panic")
+    })
 }
