@@ -122,7 +122,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             Source::Fd(_) => None,
         })
         .collect();
-    let mut fds: Vec<(usize, libc::pollfd)> = sources
+    let fds: Vec<(usize, libc::pollfd)> = sources
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match s {
@@ -141,7 +141,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             .filter(|(_, e)| e.recv_ready() || e.peer_gone())
             .map(|&(i, _)| i)
             .collect();
-        ready.extend(readable(&mut fds, Some(Duration::ZERO))?);
+        ready.extend(readable(&fds, Some(Duration::ZERO))?);
         if !ready.is_empty() {
             ready.sort_unstable();
             return Ok(ready);
@@ -151,7 +151,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
             return Ok(Vec::new());
         }
         if ends.is_empty() {
-            readable(&mut fds, deadline.map(|d| d - now))?;
+            readable(&fds, deadline.map(|d| d - now))?;
             continue;
         }
         let check = now + CHECK_EVERY;
@@ -159,7 +159,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
         if fds.is_empty() {
             Doorbell::sleep_any(&bells, any_end_ready, Some(until));
         } else {
-            sleep_on_both(&bells, &any_end_ready, &mut fds, until)?;
+            sleep_on_both(&bells, &any_end_ready, &fds, until)?;
         }
     }
 }
@@ -175,7 +175,7 @@ fn pollfd(fd: RawFd) -> libc::pollfd {
 /// Polls `fds` for at most `timeout` (`None`: as long as it takes); returns
 /// the indexes of those readable or hung up (a bad descriptor counts: a
 /// read would fail at once). A signal ends the poll early, with nothing.
-fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Result<Vec<usize>> {
+fn readable(fds: &[(usize, libc::pollfd)], timeout: Option<Duration>) -> Result<Vec<usize>> {
     if fds.is_empty() {
         return Ok(Vec::new());
     }
@@ -209,7 +209,7 @@ fn readable(fds: &mut [(usize, libc::pollfd)], timeout: Option<Duration>) -> Res
 fn sleep_on_both(
     bells: &[&Doorbell],
     any_end_ready: &dyn Fn() -> bool,
-    fds: &mut [(usize, libc::pollfd)],
+    fds: &[(usize, libc::pollfd)],
     until: Instant,
 ) -> Result<()> {
     let (stop_reader, stop_writer) = std::io::pipe()?;
@@ -222,7 +222,7 @@ fn sleep_on_both(
             // Until a descriptor or the stop pipe is ready (a signal only
             // interrupts the poll), or the poll fails.
             let r = loop {
-                match readable(&mut polled, None) {
+                match readable(&polled, None) {
                     Ok(v) if v.is_empty() => {}
                     r => break r.map(drop),
                 }
