@@ -313,6 +313,52 @@ fn check_output_returns_stdout_or_the_error() {
 }
 
 #[test]
+fn call_and_check_call_report_exit_codes_and_signals() {
+    assert_eq!(subprocess::call(["true"]).expect("true runs"), 0);
+    assert_eq!(
+        subprocess::call(["sh", "-c", "exit 7"]).expect("sh runs"),
+        7
+    );
+    // The shell kills itself: Python's negative code for a signal.
+    assert_eq!(
+        subprocess::call(["sh", "-c", "kill -9 $$"]).expect("sh runs"),
+        -9
+    );
+    subprocess::check_call(["true"]).expect("true succeeds");
+    let err = subprocess::check_call(["sh", "-c", "exit 5"]).unwrap_err();
+    assert!(
+        matches!(err, Error::CalledProcessError { returncode: 5, .. }),
+        "{err:?}"
+    );
+    assert!(matches!(
+        subprocess::call(["no-such-program-here"]),
+        Err(Error::ProgramNotFound { .. })
+    ));
+}
+
+#[test]
+fn getstatusoutput_merges_the_streams_and_strips_one_newline() {
+    // stderr goes where stdout goes, in the order written.
+    assert_eq!(
+        subprocess::getstatusoutput("echo one; echo two >&2; echo three; exit 3").expect("sh runs"),
+        (3, "one\ntwo\nthree".to_string())
+    );
+    // One trailing newline only; none added when there was none.
+    assert_eq!(
+        subprocess::getoutput("printf 'a\\n\\n'").expect("sh runs"),
+        "a\n"
+    );
+    assert_eq!(subprocess::getoutput("printf abc").expect("sh runs"), "abc");
+    // Bytes that are not UTF-8 are replaced, not an error.
+    assert_eq!(
+        subprocess::getoutput("printf 'x\\377y'").expect("sh runs"),
+        "x\u{fffd}y"
+    );
+    let (code, out) = subprocess::getstatusoutput("echo partial; kill -9 $$").expect("sh runs");
+    assert_eq!((code, out.as_str()), (-9, "partial"));
+}
+
+#[test]
 fn run_timeout_kills_and_keeps_the_output_so_far() {
     let started = Instant::now();
     let err = Run::new(["sh", "-c", "echo before; sleep 10"])

@@ -4,7 +4,8 @@
 //! [`run`] and its builder [`Run`] start a program, feed it input, collect
 //! what it writes and wait for it, with an optional timeout and exit-code
 //! check (Python's `subprocess.run`); [`check_output`] is the one-liner for
-//! "give me its output or an error". [`Popen`] is the handle for everything
+//! "give me its output or an error", and [`call`], [`check_call`],
+//! [`getoutput`] and [`getstatusoutput`] are Python's other one-liners. [`Popen`] is the handle for everything
 //! else: a child that runs while the parent goes on, which can be polled,
 //! waited for with a timeout, talked to through its pipes with
 //! [`Popen::communicate`], and signalled.
@@ -84,7 +85,8 @@
 //!   running, where Python raises `TimeoutExpired`: the child is left alone
 //!   either way, and a Rust caller matches on an `Option` more easily than on
 //!   an error.
-//! - There is no shell mode: run `["sh", "-c", "..."]` to get one.
+//! - There is no shell mode: run `["sh", "-c", "..."]` to get one
+//!   ([`getoutput`] and [`getstatusoutput`] do, as in Python).
 //!
 //! [`Error::TimeoutExpired`]: crate::Error::TimeoutExpired
 //! [`Error::ProgramNotFound`]: crate::Error::ProgramNotFound
@@ -102,7 +104,9 @@ mod popen;
 mod run;
 
 pub use popen::{Popen, PopenOptions};
-pub use run::{CompletedProcess, Run, check_output, run};
+pub use run::{
+    CompletedProcess, Run, call, check_call, check_output, getoutput, getstatusoutput, run,
+};
 
 /// Where one standard stream of a child goes: Python's `PIPE`, `DEVNULL`,
 /// `None` (inherit) or a file.

@@ -56,6 +56,88 @@ where
         .map(|done| done.stdout)
 }
 
+/// Runs `args` with every stream inherited and returns its exit code
+/// (Python's `subprocess.call`; `-N` if killed by signal N).
+///
+/// ```
+/// assert_eq!(procs_core::subprocess::call(["sh", "-c", "exit 4"])?, 4);
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Run::run`].
+pub fn call<I, S>(args: I) -> Result<i32>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Run::new(args).run().map(|done| done.returncode)
+}
+
+/// Runs `args` with every stream inherited; a non-zero exit code is
+/// [`Error::CalledProcessError`] (Python's `subprocess.check_call`).
+///
+/// ```
+/// procs_core::subprocess::check_call(["true"])?;
+/// assert!(procs_core::subprocess::check_call(["false"]).is_err());
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Run::run`] with [`Run::check`].
+pub fn check_call<I, S>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Run::new(args).check().run().map(drop)
+}
+
+/// Runs `cmd` in the shell (`sh -c`) and returns its exit code and what it
+/// wrote to stdout and stderr together, as text (invalid UTF-8 replaced)
+/// with one trailing newline removed (Python's
+/// `subprocess.getstatusoutput`). The exit code is `-N` if the shell was
+/// killed by signal N.
+///
+/// ```
+/// let (code, out) = procs_core::subprocess::getstatusoutput("echo out; echo err >&2; exit 2")?;
+/// assert_eq!((code, out.as_str()), (2, "out\nerr"));
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`Run::run`]: `sh` could not be started.
+pub fn getstatusoutput(cmd: &str) -> Result<(i32, String)> {
+    let done = Run::new(["sh", "-c", cmd])
+        .stdout(Redirect::Pipe)
+        .stderr_to_stdout()
+        .run()?;
+    let mut out = String::from_utf8_lossy(&done.stdout).into_owned();
+    if out.ends_with('\n') {
+        out.pop();
+    }
+    Ok((done.returncode, out))
+}
+
+/// Runs `cmd` in the shell and returns what it wrote to stdout and stderr
+/// together, as [`getstatusoutput`] does, without the exit code (Python's
+/// `subprocess.getoutput`).
+///
+/// ```
+/// assert_eq!(procs_core::subprocess::getoutput("echo hi")?, "hi");
+/// # Ok::<(), procs_core::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`getstatusoutput`].
+pub fn getoutput(cmd: &str) -> Result<String> {
+    getstatusoutput(cmd).map(|(_, out)| out)
+}
+
 /// A program that was run to its end: Python's `CompletedProcess`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedProcess {
