@@ -4,7 +4,8 @@
 //! - [`pipe`] and [`pipe_one_way`]: the two ends of a pipe ([`Connection`],
 //!   or [`Receiver`] and [`Sender`]), for serde values, raw bytes, and
 //!   plain-old-data slices (copied as they are), of any size; [`wait`] on
-//!   many receiving ends at once (Python's `multiprocessing.connection.wait`).
+//!   many receiving ends, queues, processes and descriptors at once
+//!   (Python's `multiprocessing.connection.wait`).
 //! - [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: many producers and many
 //!   consumers, with `maxsize`, timeouts and non-blocking variants.
 //!

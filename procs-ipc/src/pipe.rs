@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::owners::Owners;
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::sync::SharedBytes;
+use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
 
@@ -108,7 +110,7 @@ impl Peer for OtherEnd<'_> {
 
 /// What every end has: its pipe, its side, its rings, and a scratch buffer.
 #[derive(Debug)]
-pub struct End {
+pub(crate) struct End {
     shared: Arc<Shared>,
     side: usize,
     send_ring: Option<usize>,
@@ -118,10 +120,8 @@ pub struct End {
     /// What this end saw of its send ring's and its receive ring's positions.
     send_hints: Hints,
     recv_hints: Hints,
-    /// When [`peer_gone`](End::peer_gone) last looked, and whether it found
-    /// the other end's holders all dead.
-    peer_checked: Cell<Option<Instant>>,
-    peer_dead: Cell<bool>,
+    /// What a [`wait`](crate::wait) last saw of the other end's holders.
+    peer_watch: PeerWatch,
 }
 
 /// Values that encode in this many bytes go through the stack.
@@ -148,8 +148,7 @@ impl End {
             closed: Cell::new(false),
             send_hints: Hints::default(),
             recv_hints: Hints::default(),
-            peer_checked: Cell::new(None),
-            peer_dead: Cell::new(false),
+            peer_watch: PeerWatch::default(),
         }
     }
 
@@ -260,43 +259,6 @@ impl End {
         self.shared
             .ring(ring)
             .poll(deadline(Some(timeout)), &self.peer())
-    }
-
-    /// Whether a receive would not wait (see [`Ring::recv_ready`]); a
-    /// closed end is ready too (the receive fails at once).
-    pub(crate) fn recv_ready(&self) -> bool {
-        match self.recv_ring {
-            Some(ring) if !self.closed.get() => self.shared.ring(ring).recv_ready(&self.peer()),
-            _ => true,
-        }
-    }
-
-    /// The doorbell a receive sleeps on, if this end receives.
-    pub(crate) fn recv_bell(&self) -> Option<&crate::doorbell::Doorbell> {
-        self.recv_ring
-            .map(|ring| self.shared.ring(ring).data_bell())
-    }
-
-    /// Whether every holder of the other end is dead, as last seen: it
-    /// looks again (reading /proc) when the last look is older than
-    /// [`CHECK_EVERY`](crate::ring::CHECK_EVERY). Once gone, gone for good:
-    /// only a holder can hand an end on.
-    pub(crate) fn peer_gone(&self) -> bool {
-        if self.peer_dead.get() {
-            return true;
-        }
-        let now = Instant::now();
-        if self
-            .peer_checked
-            .get()
-            .is_some_and(|t| now.duration_since(t) < crate::ring::CHECK_EVERY)
-        {
-            return false;
-        }
-        self.peer_checked.set(Some(now));
-        let gone = !self.peer().alive();
-        self.peer_dead.set(gone);
-        gone
     }
 
     /// Lets go of this end in this process: a child it is being handed to
@@ -561,9 +523,28 @@ impl<T> Connection<T> {
     }
 }
 
+impl Readable for End {
+    /// A closed end is ready too (the receive fails at once).
+    fn recv_ready(&self) -> bool {
+        match self.recv_ring {
+            Some(ring) if !self.closed.get() => self.shared.ring(ring).recv_ready(&self.peer()),
+            _ => true,
+        }
+    }
+
+    fn recv_bell(&self) -> Option<&Doorbell> {
+        self.recv_ring
+            .map(|ring| self.shared.ring(ring).data_bell())
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.peer_watch.gone(|| !self.peer().alive())
+    }
+}
+
 impl<T> crate::wait::sealed::Sealed for Connection<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::End(&self.end))
+        Ok(crate::wait::Source::Ring(&self.end))
     }
 }
 
@@ -571,7 +552,7 @@ impl<T> crate::wait::Wait for Connection<T> {}
 
 impl<T> crate::wait::sealed::Sealed for Receiver<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::End(&self.0.end))
+        Ok(crate::wait::Source::Ring(&self.0.end))
     }
 }
 

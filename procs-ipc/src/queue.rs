@@ -38,6 +38,7 @@ use crate::error::{Error, PutError, Result};
 use crate::owners::Owners;
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, SharedBytes};
+use crate::wait::{PeerWatch, Readable, Source, Wait, sealed::Sealed};
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
 use procs_sync::raw::lock::RawLock;
@@ -83,6 +84,8 @@ struct Inner {
     /// lock) and its consumers (under the get lock).
     put_hints: Hints,
     get_hints: Hints,
+    /// What a [`wait`](crate::wait) last saw of the producers.
+    producers_watch: PeerWatch,
 }
 
 impl Inner {
@@ -105,6 +108,7 @@ impl Inner {
             closed: AtomicBool::new(false),
             put_hints: Hints::default(),
             get_hints: Hints::default(),
+            producers_watch: PeerWatch::default(),
         };
         let ctl = inner.ctl();
         ctl.ring.init(capacity as u64);
@@ -702,6 +706,61 @@ impl<T> QueueSender<T> {
         self.0.is_full()
     }
 }
+
+/// A queue handle that gets is ready for a [`wait`](crate::wait) when an
+/// item is there, or no handle that can put is left, or it was closed here:
+/// a `get` would not wait (unless another consumer takes the item first).
+impl<T> Readable for Queue<T> {
+    fn recv_ready(&self) -> bool {
+        self.inner.open().is_err() || self.inner.ring().recv_ready(&self.producers())
+    }
+
+    fn recv_bell(&self) -> Option<&Doorbell> {
+        Some(self.inner.ring().data_bell())
+    }
+
+    fn peer_gone(&self) -> bool {
+        self.inner
+            .producers_watch
+            .gone(|| !self.producers().alive())
+    }
+}
+
+impl<T> Sealed for Queue<T> {
+    fn source(&self) -> Result<Source<'_>> {
+        if self.role.gets {
+            Ok(Source::Ring(self))
+        } else {
+            Err(Error::Invalid("this handle only puts"))
+        }
+    }
+}
+
+impl<T> Wait for Queue<T> {}
+
+impl<T> Sealed for QueueReceiver<T> {
+    fn source(&self) -> Result<Source<'_>> {
+        self.0.source()
+    }
+}
+
+impl<T> Wait for QueueReceiver<T> {}
+
+impl<T> Sealed for JoinableQueue<T> {
+    fn source(&self) -> Result<Source<'_>> {
+        self.queue.source()
+    }
+}
+
+impl<T> Wait for JoinableQueue<T> {}
+
+impl<T> Sealed for SimpleQueue<T> {
+    fn source(&self) -> Result<Source<'_>> {
+        self.queue.source()
+    }
+}
+
+impl<T> Wait for SimpleQueue<T> {}
 
 /// A handle of a [`Queue`] that only gets (from [`Queue::receiver`]).
 #[derive(Debug)]

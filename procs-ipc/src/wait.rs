@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
-use crate::pipe::End;
 use crate::ring::CHECK_EVERY;
 
 /// What [`wait`] waits on, ready when reading it would not block: a
 /// [`Connection`](crate::Connection) or a [`Receiver`](crate::Receiver)
-/// (a message, or the other end gone), a started
+/// (a message, or the other end gone), a handle of a
+/// [`Queue`](crate::Queue) that gets (an item, or no producer left; another
+/// consumer may still take the item first), a started
 /// [`Process`](procs_core::Process) (it ended: its sentinel), or a
 /// [`BorrowedFd`] (readable, or hung up: a socket, an OS pipe, a pidfd).
 pub trait Wait: sealed::Sealed {}
@@ -37,8 +38,48 @@ pub(crate) mod sealed {
 /// What an object of a wait is made of.
 #[doc(hidden)]
 pub enum Source<'a> {
-    End(&'a End),
+    /// The receiving side of a ring: a pipe's end, a queue's handle.
+    Ring(&'a dyn Readable),
+    /// A descriptor, for `poll`.
     Fd(BorrowedFd<'a>),
+}
+
+/// The receiving side of a ring, as a wait sees it.
+#[doc(hidden)]
+pub trait Readable {
+    /// Whether a receive would not wait (see
+    /// [`Ring::recv_ready`](crate::ring::Ring::recv_ready)), or would fail
+    /// at once.
+    fn recv_ready(&self) -> bool;
+    /// The doorbell a receive sleeps on, if it can sleep.
+    fn recv_bell(&self) -> Option<&Doorbell>;
+    /// Whether every writer is dead, as a [`PeerWatch`] last saw.
+    fn peer_gone(&self) -> bool;
+}
+
+/// When a wait last looked at a ring's writers (reading /proc), and whether
+/// it found them all dead: it looks again once the last look is older than
+/// [`CHECK_EVERY`]. Once dead, dead for good: only a live holder can hand
+/// its side on.
+#[derive(Debug, Default)]
+pub(crate) struct PeerWatch(std::sync::Mutex<(Option<Instant>, bool)>);
+
+impl PeerWatch {
+    /// Whether the writers are gone, asking `check` when it is time to look.
+    pub(crate) fn gone(&self, check: impl FnOnce() -> bool) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, dead) = &mut *seen;
+        if *dead {
+            return true;
+        }
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < CHECK_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        *dead = check();
+        *dead
+    }
 }
 
 impl sealed::Sealed for BorrowedFd<'_> {
@@ -114,11 +155,11 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
         .iter()
         .map(|o| o.source())
         .collect::<Result<Vec<_>>>()?;
-    let ends: Vec<(usize, &End)> = sources
+    let ends: Vec<(usize, &dyn Readable)> = sources
         .iter()
         .enumerate()
         .filter_map(|(i, s)| match s {
-            Source::End(e) => Some((i, *e)),
+            Source::Ring(e) => Some((i, *e)),
             Source::Fd(_) => None,
         })
         .collect();
@@ -127,7 +168,7 @@ pub fn wait(objects: &[&dyn Wait], timeout: Option<Duration>) -> Result<Vec<usiz
         .enumerate()
         .filter_map(|(i, s)| match s {
             Source::Fd(fd) => Some((i, pollfd(fd.as_raw_fd()))),
-            Source::End(_) => None,
+            Source::Ring(_) => None,
         })
         .collect();
     // Ends that are ready at once have no bell to sleep on (a closed end).

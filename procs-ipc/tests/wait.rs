@@ -240,3 +240,51 @@ fn a_process_not_started_is_invalid() {
         Err(Error::Invalid(_))
     ));
 }
+
+#[test]
+fn a_queue_is_ready_with_an_item_or_without_producers() {
+    use procs_ipc::Queue;
+
+    let q = Queue::<u64>::new().unwrap();
+    let rx = q.receiver();
+    let tx = q.sender();
+    drop(q);
+    let (asks, asked) = pipe_one_way::<u64>().unwrap();
+    let mut producer = start(move || {
+        while let Ok(n) = asks.recv() {
+            tx.put(n).unwrap();
+        }
+    });
+    // A queue beside a running process: the item wakes the wait.
+    let objects: [&dyn Wait; 2] = [&producer.0, &rx];
+    assert!(wait(&objects, Some(Duration::ZERO)).unwrap().is_empty());
+    for n in 0..50 {
+        asked.send(&n).unwrap();
+        assert_eq!(wait(&objects, LONG).unwrap(), [1], "item {n}");
+        assert_eq!(rx.get().unwrap(), n);
+    }
+    // The producer ends, taking the last handle that puts with it: both
+    // the process and the queue are ready, and the queue is drained.
+    drop(asked);
+    let mut ready = Vec::new();
+    while ready != [0, 1] {
+        ready = wait(&objects, LONG).unwrap();
+    }
+    assert!(matches!(rx.get(), Err(Error::Disconnected)));
+    assert_eq!(producer.0.join().unwrap(), 0);
+}
+
+#[test]
+fn a_joinable_queue_handle_that_only_puts_is_not_waited_on() {
+    let q = procs_ipc::JoinableQueue::<u8>::new().unwrap();
+    let tx = q.sender();
+    assert!(matches!(
+        wait(&[&tx], Some(Duration::ZERO)),
+        Err(Error::Invalid(_))
+    ));
+    // The whole handle gets: it is waited on, and ready with an item.
+    assert!(wait(&[&q], Some(Duration::ZERO)).unwrap().is_empty());
+    tx.put(1).unwrap();
+    assert_eq!(wait(&[&q], LONG).unwrap(), [0]);
+    assert_eq!(q.get().unwrap(), 1);
+}
