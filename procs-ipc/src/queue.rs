@@ -156,6 +156,8 @@ impl Inner {
         let ctl = self.ctl();
         if role.puts && self.put_handles.fetch_add(1, Ordering::AcqRel) == 0 {
             ctl.putters.add(me, liveness::own_start_ticks());
+            // Producers a wait found all dead have one again.
+            self.producers_watch.reset();
         }
         if role.gets && self.get_handles.fetch_add(1, Ordering::AcqRel) == 0 {
             ctl.getters.add(me, liveness::own_start_ticks());

@@ -59,8 +59,8 @@ pub trait Readable {
 
 /// When a wait last looked at a ring's writers (reading /proc), and whether
 /// it found them all dead: it looks again once the last look is older than
-/// [`CHECK_EVERY`]. Once dead, dead for good: only a live holder can hand
-/// its side on.
+/// [`CHECK_EVERY`]. Once dead, dead until [`reset`](PeerWatch::reset): only
+/// a live holder can hand its side on, or this process make a new one.
 #[derive(Debug, Default)]
 pub(crate) struct PeerWatch(std::sync::Mutex<(Option<Instant>, bool)>);
 
@@ -79,6 +79,11 @@ impl PeerWatch {
         *last = Some(now);
         *dead = check();
         *dead
+    }
+
+    /// Forgets what was seen: this process made a new writer.
+    pub(crate) fn reset(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = (None, false);
     }
 }
 

@@ -288,3 +288,31 @@ fn a_joinable_queue_handle_that_only_puts_is_not_waited_on() {
     assert_eq!(wait(&[&q], LONG).unwrap(), [0]);
     assert_eq!(q.get().unwrap(), 1);
 }
+
+#[test]
+fn a_queue_whose_producers_died_waits_again_once_this_process_makes_one() {
+    let q = procs_ipc::JoinableQueue::<u8>::new().unwrap();
+    let rx = q.receiver();
+    let tx = q.sender();
+    drop(q);
+    // The only producer is killed holding its handle: nothing says it is
+    // gone but its death.
+    let (hold, held) = pipe_one_way::<u8>().unwrap();
+    let mut producer = start(move || {
+        let _keep = tx;
+        let _ = hold.recv();
+    });
+    producer.0.kill().unwrap();
+    assert!(producer.0.join().unwrap() != 0);
+    drop(held);
+    // Every producer is gone: ready, and a get says so.
+    assert_eq!(wait(&[&rx], LONG).unwrap(), [0]);
+    assert!(matches!(rx.get(), Err(Error::Disconnected)));
+    // This process makes a producer: the queue is empty and has a producer,
+    // so a get would wait, and so does a wait.
+    let tx = rx.sender();
+    assert!(wait(&[&rx], Some(Duration::ZERO)).unwrap().is_empty());
+    tx.put(9).unwrap();
+    assert_eq!(wait(&[&rx], LONG).unwrap(), [0]);
+    assert_eq!(rx.get().unwrap(), 9);
+}
