@@ -316,3 +316,19 @@ fn a_queue_whose_producers_died_waits_again_once_this_process_makes_one() {
     assert_eq!(wait(&[&rx], LONG).unwrap(), [0]);
     assert_eq!(rx.get().unwrap(), 9);
 }
+
+#[test]
+fn the_same_end_twice_is_reported_twice() {
+    let (rx, tx) = pipe_one_way::<u8>().unwrap();
+    let (asks, asked) = pipe_one_way::<u8>().unwrap();
+    let mut child = start(move || {
+        if asks.recv().is_ok() {
+            tx.send(&5).unwrap();
+        }
+    });
+    assert!(wait(&[&rx, &rx], Some(Duration::ZERO)).unwrap().is_empty());
+    asked.send(&1).unwrap();
+    assert_eq!(wait(&[&rx, &rx], LONG).unwrap(), [0, 1]);
+    assert_eq!(rx.recv().unwrap(), 5);
+    assert_eq!(child.0.join().unwrap(), 0);
+}
