@@ -110,7 +110,7 @@ impl Peer for OtherEnd<'_> {
 
 /// What every end has: its pipe, its side, its rings, and a scratch buffer.
 #[derive(Debug)]
-pub(crate) struct End {
+struct End {
     shared: Arc<Shared>,
     side: usize,
     send_ring: Option<usize>,

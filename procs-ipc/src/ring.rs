@@ -754,7 +754,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         // Published past a header that does not check: corrupt, at once.
         let published = self.distance(self.ctl.head.0.load(Ordering::Acquire), tail);
-        published.is_err() || published.is_ok_and(|p| p >= HEADER as u64) || peer.closed()
+        !published.is_ok_and(|p| p < HEADER as u64) || peer.closed()
     }
 
     /// The doorbell the reader sleeps on for data (for a wait on several
