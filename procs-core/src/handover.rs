@@ -29,6 +29,7 @@
 //! ```
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     static HANDING_OVER_TO: Cell<Option<i32>> = const { Cell::new(None) };
@@ -51,4 +52,22 @@ pub(crate) fn dropping_for<T>(pid: i32, captured: T) {
     }
     let _restore = Restore(HANDING_OVER_TO.with(|h| h.replace(Some(pid))));
     drop(captured);
+}
+
+/// How many children this process has reaped (counted since it started).
+static REAPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many children this process has reaped so far; it only grows.
+///
+/// A handle that records its peers' pids (a pipe end of procs-ipc) can
+/// compare it with what it saw before, and look at whether its peers live
+/// only when it changed: a peer that died and was reaped here is then known
+/// dead at the next call, without reading `/proc` on every call.
+pub fn reaped_children() -> u64 {
+    REAPED.load(Ordering::Acquire)
+}
+
+/// Counts one child reaped.
+pub(crate) fn count_reaped() {
+    REAPED.fetch_add(1, Ordering::AcqRel);
 }

@@ -67,7 +67,7 @@ pub use current::{
     parent_process, process_cpu_count,
 };
 pub use error::{Error, Result};
-pub use handover::handing_over_to;
+pub use handover::{handing_over_to, reaped_children};
 pub use nix::sys::signal::Signal;
 pub use process::{Process, ProcessBuilder, StartMethod, Target};
 pub use spawn::{JoinHandle, panic_message, spawn, spawn_with};

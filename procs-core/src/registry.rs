@@ -15,7 +15,7 @@
 //! pid that was reaped and reused.
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -123,6 +123,7 @@ impl Child {
             Ok(ws) => match sys::exitcode_of(ws) {
                 Some(code) => {
                     *status = Some(Ok(code));
+                    crate::handover::count_reaped();
                     Ok(Some(code))
                 }
                 None => Ok(None),
@@ -132,6 +133,7 @@ impl Child {
             // to SIG_IGN, a waitpid(-1)). It is gone, its code unknown.
             Err(e) => {
                 *status = Some(Err(e));
+                crate::handover::count_reaped();
                 Err(Error::os("waitpid", e))
             }
         }
@@ -221,12 +223,15 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
     }
     st.forget_finished();
     let parent_pid = getpid().as_raw();
+    let gate = StartGate::new()?;
 
     // SAFETY: the child of a multi-threaded parent may only do what is
     // async-signal-safe until it runs its entry; the branch below does so
     // (prctl, getppid, open/dup2/close, and unlocking mutexes this thread
     // holds), and a glibc child may allocate: glibc's malloc resets its locks
     // across fork. Everything else the child runs is its entry.
+    // The child also waits at the start gate (a read and a poll) before it
+    // runs its entry.
     match unsafe { fork() } {
         Err(e) => Err(Error::os("fork", e)),
         Ok(ForkResult::Child) => {
@@ -249,6 +254,7 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
                 sys::die_with_parent(parent_pid);
             }
             sys::stdin_from_devnull();
+            gate.wait_in_child(parent_pid);
             run_child(spec.entry)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -279,8 +285,77 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
             // whose drop takes locks of its own).
             drop(st);
             crate::handover::dropping_for(pid, spec.entry);
+            // Only now may the child run: what its handles' drops record
+            // comes after what the parent's hand-over recorded for them.
+            gate.open();
             Ok(record)
         }
+    }
+}
+
+/// Holds a new child back until the parent has handed it what its target
+/// captured.
+///
+/// The parent drops its copy of the target right after the fork, and the
+/// handles in it record the child as their holder as they drop
+/// ([`handing_over_to`](crate::handing_over_to)). A child that ran at once
+/// could drop its handle before the parent recorded it, and would then stay
+/// recorded for ever after. So the child first waits for one byte on a pipe
+/// that the parent writes once the hand-over is done. The parent's end is
+/// closed when it is dropped, so a parent that failed (or unwound) in
+/// between lets the child go too; and a parent that died (which another
+/// child forked meanwhile could outlive, holding a copy of the write end)
+/// is noticed by the child's parent pid changing.
+struct StartGate {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl StartGate {
+    fn new() -> Result<StartGate> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Error::io("pipe2", io::Error::last_os_error()));
+        }
+        // SAFETY: pipe2 succeeded: both descriptors are open and ours alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        Ok(StartGate { read, write })
+    }
+
+    /// The parent's side: lets the child run.
+    fn open(self) {
+        let byte = 1u8;
+        // SAFETY: writes one byte from a valid buffer to our open pipe end.
+        // A failure (the child died) needs nothing: it is not waiting.
+        let _ = unsafe { libc::write(self.write.as_raw_fd(), (&raw const byte).cast(), 1) };
+    }
+
+    /// The child's side: waits until the parent opens the gate, drops it, or
+    /// dies. Only async-signal-safe calls (close, poll, read, getppid).
+    fn wait_in_child(self, parent: i32) {
+        drop(self.write);
+        let mut pfd = libc::pollfd {
+            fd: self.read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd for a descriptor this child owns.
+            let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if n > 0 {
+                // Readable: the byte, or the end of the pipe.
+                break;
+            }
+            // SAFETY: getppid has no preconditions.
+            if unsafe { libc::getppid() } != parent {
+                break;
+            }
+        }
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into a valid buffer; the result
+        // does not matter (the byte, EOF or an error all mean "go").
+        let _ = unsafe { libc::read(self.read.as_raw_fd(), (&raw mut byte).cast(), 1) };
     }
 }
 

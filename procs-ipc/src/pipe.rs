@@ -19,7 +19,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
-use crate::owners::Owners;
+use crate::owners::{DeathWatch, Holders, Owners};
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::sync::SharedBytes;
 use crate::wait::{PeerWatch, Readable};
@@ -69,7 +69,7 @@ impl Shared {
         }
         let me = std::process::id() as i32;
         for owners in &shared.ctl().owners {
-            owners.add(me, liveness::own_start_ticks());
+            owners.add(me, liveness::own_start_ticks(), liveness::is_alive);
         }
         Ok(shared)
     }
@@ -96,18 +96,6 @@ impl Shared {
     }
 }
 
-/// The other end of a ring, as seen from one end.
-struct OtherEnd<'a>(&'a Owners);
-
-impl Peer for OtherEnd<'_> {
-    fn closed(&self) -> bool {
-        self.0.closed()
-    }
-    fn alive(&self) -> bool {
-        self.0.any_alive(liveness::is_alive)
-    }
-}
-
 /// What every end has: its pipe, its side, its rings, and a scratch buffer.
 #[derive(Debug)]
 struct End {
@@ -122,6 +110,8 @@ struct End {
     recv_hints: Hints,
     /// What a [`wait`](crate::wait) last saw of the other end's holders.
     peer_watch: PeerWatch,
+    /// When this end last looked at the other end's holders' lives.
+    peer_death: DeathWatch,
 }
 
 /// Values that encode in this many bytes go through the stack.
@@ -149,11 +139,15 @@ impl End {
             send_hints: Hints::default(),
             recv_hints: Hints::default(),
             peer_watch: PeerWatch::default(),
+            peer_death: DeathWatch::default(),
         }
     }
 
-    fn peer(&self) -> OtherEnd<'_> {
-        OtherEnd(&self.shared.ctl().owners[1 - self.side])
+    fn peer(&self) -> Holders<'_> {
+        Holders {
+            owners: &self.shared.ctl().owners[1 - self.side],
+            watch: &self.peer_death,
+        }
     }
 
     fn open(&self) -> Result<()> {
@@ -270,9 +264,13 @@ impl End {
         }
         let owners = &self.shared.ctl().owners[self.side];
         if let Some(child) = procs_core::handing_over_to() {
-            owners.add(child, liveness::start_ticks(child).unwrap_or(0));
+            owners.add(
+                child,
+                liveness::start_ticks(child).unwrap_or(0),
+                liveness::is_alive,
+            );
         }
-        owners.remove(std::process::id() as i32);
+        owners.release(std::process::id() as i32);
         for ring in [self.send_ring, self.recv_ring].into_iter().flatten() {
             self.shared.ctl().rings[ring].wake_both();
         }

@@ -15,7 +15,14 @@
 //! (1 MiB by default, set with [`QueueBuilder::capacity`]).
 //!
 //! The number of items is the count put less the count got, each written by
-//! its own side only.
+//! its own side only, under its lock. Moving an item and counting it are two
+//! steps, so each side first notes in a journal where the ring and its count
+//! stood: whoever takes the lock over from a holder that died between the
+//! two steps (the next of its side, or a process waiting on the count that
+//! finds the holder dead) finishes the count. A get copies the item's bytes
+//! under the lock and decodes them after releasing it, and a put encodes
+//! before taking it: no user code (`Serialize`, `Deserialize`) runs while a
+//! lock is held, so a panic in it leaves every lock free.
 //!
 //! Handles have roles: a [`Queue`] can put and get, a [`QueueSender`] only
 //! puts, a [`QueueReceiver`] only gets. Each role has its table of holding
@@ -28,20 +35,20 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::doorbell::Doorbell;
 use crate::error::{Error, PutError, Result};
-use crate::owners::Owners;
-use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, SharedBytes};
+use crate::owners::{DeathWatch, Holders, Owners};
+use crate::ring::{CHECK_EVERY, Hints, Peer, Ring, RingCtl, Sink};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, SharedBytes, boot_ticks_now, holder_alive};
 use crate::wait::{PeerWatch, Readable, Source, Wait, sealed::Sealed};
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
-use procs_sync::raw::lock::RawLock;
+use procs_sync::raw::lock::{Acquired, RawLock};
 
 /// The default capacity of a queue's ring, in bytes: the most that can be in
 /// flight at once, and the largest item.
@@ -61,12 +68,69 @@ struct QueueCtl {
     maxsize: AtomicU32,
     put_lock: Line<RawLock>,
     get_lock: Line<RawLock>,
-    puts: Line<AtomicU64>,
-    gets: Line<AtomicU64>,
-    unfinished: Line<AtomicU64>,
+    /// Items put, and the producers' journal.
+    puts: Line<Counted>,
+    /// Items got, and the consumers' journal.
+    gets: Line<Counted>,
+    /// Items reported done (a joinable queue's `task_done`).
+    done: Line<AtomicU64>,
     slots_bell: Doorbell,
     done_bell: Doorbell,
     ring: RingCtl,
+}
+
+/// One side's count of items moved, and its journal: where the ring's
+/// position (the writer's for puts, the reader's for gets) and the count
+/// stood before the move that the lock's holder is making (or made last).
+/// A position that moved with the count unchanged is an item moved by a
+/// holder that died before it counted it.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct Counted {
+    count: AtomicU64,
+    journal_pos: AtomicU64,
+    journal_count: AtomicU64,
+}
+
+impl Counted {
+    /// Notes, under the side's lock, where things stand before a move.
+    #[inline]
+    fn begin(&self, pos: u64) -> u64 {
+        let count = self.count.load(Ordering::Relaxed);
+        // Relaxed: read only by the lock's next holder, whom the lock's
+        // release (or a takeover, after the holder is gone) orders after.
+        self.journal_pos.store(pos, Ordering::Relaxed);
+        self.journal_count.store(count, Ordering::Relaxed);
+        count
+    }
+
+    /// Counts the item moved.
+    #[inline]
+    fn commit(&self, before: u64) {
+        // Release: who sees the count sees the ring's position it counts.
+        self.count.store(before.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Finishes the count of a holder that died: `pos` is the side's
+    /// position now. Under the side's lock (taken over).
+    fn repair(&self, pos: u64) {
+        let before = self.journal_count.load(Ordering::Acquire);
+        if pos != self.journal_pos.load(Ordering::Acquire)
+            && self.count.load(Ordering::Acquire) == before
+        {
+            self.commit(before);
+        }
+        self.journal_pos.store(pos, Ordering::Relaxed);
+    }
+}
+
+/// A side's lock held; released when dropped, by unwinding too.
+struct Held<'a>(&'a RawLock);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
 }
 
 /// A queue's memory and this process's part in it.
@@ -75,9 +139,6 @@ struct Inner {
     seg: Segment,
     capacity: usize,
     data_offset: usize,
-    /// Handles of this process that can put, and that can get.
-    put_handles: AtomicUsize,
-    get_handles: AtomicUsize,
     /// `close` was called in this process.
     closed: AtomicBool,
     /// What this process's producers saw of the ring (used under the put
@@ -86,6 +147,10 @@ struct Inner {
     get_hints: Hints,
     /// What a [`wait`](crate::wait) last saw of the producers.
     producers_watch: PeerWatch,
+    /// When this process last looked at the producers' and the consumers'
+    /// lives.
+    producers_death: DeathWatch,
+    consumers_death: DeathWatch,
 }
 
 impl Inner {
@@ -103,12 +168,12 @@ impl Inner {
             seg: Segment::create(size)?,
             capacity,
             data_offset,
-            put_handles: AtomicUsize::new(0),
-            get_handles: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             put_hints: Hints::default(),
             get_hints: Hints::default(),
             producers_watch: PeerWatch::default(),
+            producers_death: DeathWatch::default(),
+            consumers_death: DeathWatch::default(),
         };
         let ctl = inner.ctl();
         ctl.ring.init(capacity as u64);
@@ -150,40 +215,44 @@ impl Inner {
         ctl.done_bell.ring();
     }
 
-    /// A new handle of this process with `role`.
+    /// A new handle of this process with `role`: one more counted for it
+    /// in the shared tables.
     fn hold(&self, role: Role) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let me = std::process::id() as i32;
+        let start = liveness::own_start_ticks();
         let ctl = self.ctl();
-        if role.puts && self.put_handles.fetch_add(1, Ordering::AcqRel) == 0 {
-            ctl.putters.add(me, liveness::own_start_ticks());
+        if role.puts {
+            ctl.putters.add(me, start, liveness::is_alive);
             // Producers a wait found all dead have one again.
             self.producers_watch.reset();
         }
-        if role.gets && self.get_handles.fetch_add(1, Ordering::AcqRel) == 0 {
-            ctl.getters.add(me, liveness::own_start_ticks());
+        if role.gets {
+            ctl.getters.add(me, start, liveness::is_alive);
         }
     }
 
-    /// A handle of this process with `role` is gone: when it was being
-    /// handed to a child, the child holds the role now; when it was this
-    /// process's last with the role, this process no longer does.
+    /// A handle of this process with `role` is gone: one less counted for
+    /// this process, and, when it was being handed to a child, one more for
+    /// the child.
     fn unhold(&self, role: Role) {
+        if self.closed.load(Ordering::Acquire) {
+            // This process's handles were all forgotten when it closed.
+            return;
+        }
         let ctl = self.ctl();
+        let tables = [(role.puts, &ctl.putters), (role.gets, &ctl.getters)];
         if let Some(child) = procs_core::handing_over_to() {
             let start = liveness::start_ticks(child).unwrap_or(0);
-            if role.puts {
-                ctl.putters.add(child, start);
-            }
-            if role.gets {
-                ctl.getters.add(child, start);
+            for (_, owners) in tables.iter().filter(|(has, _)| *has) {
+                owners.add(child, start, liveness::is_alive);
             }
         }
         let me = std::process::id() as i32;
-        if role.puts && self.put_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            ctl.putters.remove(me);
-        }
-        if role.gets && self.get_handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            ctl.getters.remove(me);
+        for (_, owners) in tables.iter().filter(|(has, _)| *has) {
+            owners.release(me);
         }
         self.wake_all();
     }
@@ -197,6 +266,56 @@ impl Inner {
         self.ctl().putters.remove(me);
         self.ctl().getters.remove(me);
         self.wake_all();
+    }
+
+    /// Takes the producers' lock; a takeover from a producer that died
+    /// finishes its count.
+    fn lock_puts(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
+        let ctl = self.ctl();
+        Self::lock_side(&ctl.put_lock.0, deadline, || {
+            ctl.puts.0.repair(ctl.ring.write_position());
+        })
+    }
+
+    /// Takes the consumers' lock; a takeover from a consumer that died
+    /// finishes its count.
+    fn lock_gets(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
+        let ctl = self.ctl();
+        Self::lock_side(&ctl.get_lock.0, deadline, || {
+            ctl.gets.0.repair(ctl.ring.read_position());
+        })
+    }
+
+    #[inline]
+    fn lock_side<'a>(
+        lock: &'a RawLock,
+        deadline: Option<Instant>,
+        repair: impl FnOnce(),
+    ) -> Result<Held<'a>> {
+        match lock.lock(deadline) {
+            // (An explicit branch: an error built eagerly is dropped on
+            // every call.)
+            None => Err(Error::Timeout),
+            Some(Acquired::Clean) => Ok(Held(lock)),
+            Some(Acquired::OwnerDied { .. }) => {
+                let held = Held(lock);
+                repair();
+                Ok(held)
+            }
+        }
+    }
+
+    /// For a process waiting on the count of items got: when the
+    /// consumers' lock is held by a thread that is gone, takes it over (so
+    /// the count is finished) and lets it go. Called every `CHECK_EVERY`.
+    fn repair_gets_if_holder_died(&self) {
+        let lock = &self.ctl().get_lock.0;
+        let holder = lock.holder();
+        if holder == 0 || holder_alive(holder, boot_ticks_now()) {
+            return;
+        }
+        // The lock's own takeover finds the holder dead within CHECK_EVERY.
+        let _ = self.lock_gets(Some(Instant::now() + 3 * CHECK_EVERY));
     }
 }
 
@@ -219,20 +338,6 @@ const GETS: Role = Role {
     puts: false,
     gets: true,
 };
-
-/// The processes on the other side of a queue: those that can put, seen by
-/// a waiting consumer, or those that can get, seen by a waiting producer.
-struct OtherSide<'a>(&'a Owners);
-
-impl Peer for OtherSide<'_> {
-    fn closed(&self) -> bool {
-        self.0.closed()
-    }
-
-    fn alive(&self) -> bool {
-        self.0.any_alive(liveness::is_alive)
-    }
-}
 
 /// Items that encode in this many bytes go through the stack.
 const SMALL_ITEM: usize = 48;
@@ -406,61 +511,45 @@ impl<T> Queue<T> {
         self.inner.ctl()
     }
 
-    fn consumers(&self) -> OtherSide<'_> {
-        OtherSide(&self.ctl().getters)
+    /// The processes that can get, as a waiting producer sees them.
+    fn consumers(&self) -> Holders<'_> {
+        Holders {
+            owners: &self.ctl().getters,
+            watch: &self.inner.consumers_death,
+        }
     }
 
-    fn producers(&self) -> OtherSide<'_> {
-        OtherSide(&self.ctl().putters)
+    /// The processes that can put, as a waiting consumer sees them.
+    fn producers(&self) -> Holders<'_> {
+        Holders {
+            owners: &self.ctl().putters,
+            watch: &self.inner.producers_death,
+        }
     }
 
-    fn put_bytes(&self, bytes: &[u8], deadline: Option<Instant>, joinable: bool) -> Result<()> {
+    fn put_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.inner.open()?;
         if !self.role.puts {
             return Err(Error::Invalid("this handle only gets"));
         }
-        let ctl = self.ctl();
-        // A previous holder that died left no published half-item: go on.
-        // (An explicit branch: an error built eagerly is dropped on every call.)
-        if ctl.put_lock.0.lock(deadline).is_none() {
-            return Err(Error::Timeout);
-        }
-        let r = self.put_locked(bytes, deadline, joinable);
-        ctl.put_lock.0.unlock();
-        r
-    }
-
-    fn put_locked(&self, bytes: &[u8], deadline: Option<Instant>, joinable: bool) -> Result<()> {
+        let _held = self.inner.lock_puts(deadline)?;
         let ctl = self.ctl();
         let maxsize = u64::from(ctl.maxsize.load(Ordering::Relaxed));
-        let puts = ctl.puts.0.load(Ordering::Relaxed);
+        let puts = ctl.puts.0.begin(ctl.ring.write_position());
         if maxsize > 0 {
-            let room = || puts.wrapping_sub(ctl.gets.0.load(Ordering::Acquire)) < maxsize;
+            // Saturating: a consumer may have taken (and counted) an item
+            // whose producer died before counting it, until the repair.
+            let room = || puts.saturating_sub(ctl.gets.0.count.load(Ordering::Acquire)) < maxsize;
             if !room() {
                 self.wait_slot(&room, deadline)?;
             }
         }
-        if joinable {
-            // Counted before it is visible, so task_done can never go below.
-            ctl.unfinished.0.fetch_add(1, Ordering::AcqRel);
-        }
-        let sent = self.inner.ring().hinted(&self.inner.put_hints).send(
-            bytes,
-            deadline,
-            &self.consumers(),
-        );
-        match sent {
-            Ok(()) => {
-                ctl.puts.0.store(puts.wrapping_add(1), Ordering::Release);
-                Ok(())
-            }
-            Err(e) => {
-                if joinable {
-                    ctl.unfinished.0.fetch_sub(1, Ordering::AcqRel);
-                }
-                Err(e)
-            }
-        }
+        self.inner
+            .ring()
+            .hinted(&self.inner.put_hints)
+            .send(bytes, deadline, &self.consumers())?;
+        ctl.puts.0.commit(puts);
+        Ok(())
     }
 
     /// Waits for fewer than `maxsize` items, checking on the consumers.
@@ -476,7 +565,11 @@ impl<T> Queue<T> {
                 if !self.consumers().alive() {
                     return Err(Error::Disconnected);
                 }
-                next_check = now + crate::ring::CHECK_EVERY;
+                // A consumer that died between taking an item and counting
+                // it holds the count back until its lock is taken over.
+                self.inner.repair_gets_if_holder_died();
+                next_check = Instant::now() + CHECK_EVERY;
+                continue;
             }
             if deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout);
@@ -506,12 +599,7 @@ impl<T> Queue<T> {
         })
     }
 
-    fn put_with(
-        &self,
-        item: T,
-        deadline: Option<Instant>,
-        joinable: bool,
-    ) -> Result<(), PutError<T>>
+    fn put_with(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>>
     where
         T: Serialize,
     {
@@ -519,9 +607,9 @@ impl<T> Queue<T> {
         // by the thread.
         let mut small = [0u8; SMALL_ITEM];
         let r = match postcard::to_slice(&item, &mut small) {
-            Ok(bytes) => self.put_bytes(bytes, deadline, joinable),
+            Ok(bytes) => self.put_bytes(bytes, deadline),
             Err(postcard::Error::SerializeBufferFull) => {
-                Self::encode_and(&item, |bytes| self.put_bytes(bytes, deadline, joinable))
+                Self::encode_and(&item, |bytes| self.put_bytes(bytes, deadline))
             }
             Err(e) => Err(Error::Encode(e.to_string())),
         };
@@ -533,7 +621,7 @@ impl<T> Queue<T> {
     where
         T: Serialize,
     {
-        self.put_with(item, None, false)
+        self.put_with(item, None)
     }
 
     /// Puts `item`, waiting at most `timeout` for room
@@ -542,7 +630,7 @@ impl<T> Queue<T> {
     where
         T: Serialize,
     {
-        self.put_with(item, deadline(Some(timeout)), false)
+        self.put_with(item, deadline(Some(timeout)))
     }
 
     /// Puts `item` if there is room now (Python's `put_nowait`):
@@ -551,7 +639,7 @@ impl<T> Queue<T> {
     where
         T: Serialize,
     {
-        self.put_with(item, Some(Instant::now()), false)
+        self.put_with(item, Some(Instant::now()))
             .map_err(|PutError { item, error }| PutError::new(item, full_if_timeout(error)))
     }
 
@@ -563,37 +651,44 @@ impl<T> Queue<T> {
         if !self.role.gets {
             return Err(Error::Invalid("this handle only puts"));
         }
-        let ctl = self.ctl();
-        if ctl.get_lock.0.lock(deadline).is_none() {
-            return Err(Error::Timeout);
-        }
-        let ring = self.inner.ring().hinted(&self.inner.get_hints);
-        let producers = self.producers();
         let decode = |bytes: &[u8]| {
             postcard::from_bytes::<T>(bytes).map_err(|e| Error::Decode(e.to_string()))
         };
         // A small item is received on the stack; a larger one (refused there,
-        // and left in the ring) in a buffer kept by the thread.
+        // and left in the ring) in a buffer kept by the thread. Either is
+        // decoded once the lock is let go.
         let mut small = [0u8; SMALL_ITEM];
-        let got = match ring.recv(&mut Sink::Slice(&mut small), deadline, &producers) {
-            Ok(n) => Ok(decode(&small[..n])),
+        match self.take(&mut Sink::Slice(&mut small), deadline) {
+            Ok(n) => decode(&small[..n]),
             Err(Error::BufferTooSmall { .. }) => SCRATCH.with(|s| {
                 let mut buf = s.borrow_mut();
                 buf.clear();
-                ring.recv(&mut Sink::Vec(&mut buf), deadline, &producers)
-                    .map(|_| decode(&buf))
+                self.take(&mut Sink::Vec(&mut buf), deadline)?;
+                decode(&buf)
             }),
             Err(e) => Err(e),
-        };
-        if got.is_ok() {
-            let gets = ctl.gets.0.load(Ordering::Relaxed);
-            ctl.gets.0.store(gets.wrapping_add(1), Ordering::Release);
         }
-        ctl.get_lock.0.unlock();
-        if got.is_ok() && ctl.maxsize.load(Ordering::Relaxed) > 0 {
+    }
+
+    /// Takes one item's bytes out of the ring into `sink`, under the
+    /// consumers' lock, and counts it; `BufferTooSmall` leaves it there.
+    fn take(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
+        let ctl = self.ctl();
+        let n = {
+            let _held = self.inner.lock_gets(deadline)?;
+            let gets = ctl.gets.0.begin(ctl.ring.read_position());
+            let n = self.inner.ring().hinted(&self.inner.get_hints).recv(
+                sink,
+                deadline,
+                &self.producers(),
+            )?;
+            ctl.gets.0.commit(gets);
+            n
+        };
+        if ctl.maxsize.load(Ordering::Relaxed) > 0 {
             ctl.slots_bell.ring();
         }
-        got?
+        Ok(n)
     }
 
     /// Takes an item, waiting as long as it takes.
@@ -628,8 +723,8 @@ impl<T> Queue<T> {
     /// others may put and get meanwhile.
     pub fn len(&self) -> usize {
         let ctl = self.ctl();
-        let gets = ctl.gets.0.load(Ordering::Acquire);
-        let puts = ctl.puts.0.load(Ordering::Acquire);
+        let gets = ctl.gets.0.count.load(Ordering::Acquire);
+        let puts = ctl.puts.0.count.load(Ordering::Acquire);
         puts.saturating_sub(gets) as usize
     }
 
@@ -890,7 +985,7 @@ impl<T> JoinableQueue<T> {
     where
         T: Serialize,
     {
-        self.queue.put_with(item, None, true)
+        self.queue.put_with(item, None)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -898,7 +993,7 @@ impl<T> JoinableQueue<T> {
     where
         T: Serialize,
     {
-        self.queue.put_with(item, deadline(Some(timeout)), true)
+        self.queue.put_with(item, deadline(Some(timeout)))
     }
 
     /// Puts `item` if there is room now.
@@ -907,7 +1002,7 @@ impl<T> JoinableQueue<T> {
         T: Serialize,
     {
         self.queue
-            .put_with(item, Some(Instant::now()), true)
+            .put_with(item, Some(Instant::now()))
             .map_err(|PutError { item, error }| PutError::new(item, full_if_timeout(error)))
     }
 
@@ -935,26 +1030,39 @@ impl<T> JoinableQueue<T> {
         self.queue.try_get()
     }
 
+    /// How many items were put, as far as anyone can tell: the count put, or
+    /// the count got when that is higher (a producer that died between
+    /// putting an item and counting it, until the count is repaired).
+    fn put_count(&self) -> u64 {
+        let ctl = self.queue.ctl();
+        let gets = ctl.gets.0.count.load(Ordering::Acquire);
+        ctl.puts.0.count.load(Ordering::Acquire).max(gets)
+    }
+
     /// Reports one item taken with `get` as done. More reports than items
     /// put is [`Error::TaskDoneTooMany`], as Python's `ValueError`.
+    ///
+    /// The tasks not done are the items put less the reports: an item
+    /// counts as a task once it is in the queue, so a producer killed while
+    /// its `put` waited for room leaves no task behind.
     pub fn task_done(&self) -> Result<()> {
         let ctl = self.queue.ctl();
-        let mut n = ctl.unfinished.0.load(Ordering::Acquire);
-        loop {
-            if n == 0 {
+        let mut n = ctl.done.0.load(Ordering::Acquire);
+        let put = loop {
+            let put = self.put_count();
+            if n >= put {
                 return Err(Error::TaskDoneTooMany);
             }
-            match ctl.unfinished.0.compare_exchange_weak(
-                n,
-                n - 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
+            match ctl
+                .done
+                .0
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break put,
                 Err(now) => n = now,
             }
-        }
-        if n == 1 {
+        };
+        if n + 1 == put {
             ctl.done_bell.ring();
         }
         Ok(())
@@ -973,7 +1081,7 @@ impl<T> JoinableQueue<T> {
 
     fn join_until(&self, deadline: Option<Instant>) -> Result<()> {
         let ctl = self.queue.ctl();
-        let done = || ctl.unfinished.0.load(Ordering::Acquire) == 0;
+        let done = || self.unfinished_tasks() == 0;
         let mut next_check = Instant::now();
         loop {
             if done() {
@@ -988,7 +1096,7 @@ impl<T> JoinableQueue<T> {
                 if !self.queue.consumers().alive() {
                     return Err(Error::Disconnected);
                 }
-                next_check = now + crate::ring::CHECK_EVERY;
+                next_check = now + CHECK_EVERY;
             }
             let until = deadline.map_or(next_check, |d| d.min(next_check));
             ctl.done_bell.sleep(done, Some(until));
@@ -997,7 +1105,10 @@ impl<T> JoinableQueue<T> {
 
     /// The number of items put and not yet reported done.
     pub fn unfinished_tasks(&self) -> u64 {
-        self.queue.ctl().unfinished.0.load(Ordering::Acquire)
+        // Reports first: a report read before the puts it answers can only
+        // make the number larger, never report work done that is not.
+        let done = self.queue.ctl().done.0.load(Ordering::Acquire);
+        self.put_count().saturating_sub(done)
     }
 
     /// The number of items in the queue, approximately.

@@ -109,6 +109,20 @@ impl RingCtl {
         self.tail.0.store(tail, Ordering::Release);
     }
 
+    /// Where the writer will write next (for the writer itself: it alone
+    /// moves it).
+    #[inline]
+    pub(crate) fn write_position(&self) -> u64 {
+        self.head.0.load(Ordering::Relaxed)
+    }
+
+    /// Where the reader will read next (for the reader itself: it alone
+    /// moves it).
+    #[inline]
+    pub(crate) fn read_position(&self) -> u64 {
+        self.tail.0.load(Ordering::Relaxed)
+    }
+
     /// The positions `(head, tail)`: for tests and fuzzing.
     #[doc(hidden)]
     pub fn positions(&self) -> (u64, u64) {
