@@ -13,13 +13,16 @@ pub enum Error {
     /// `EOFError` on receive, `BrokenPipeError` on send).
     #[error("disconnected: the other side closed or died")]
     Disconnected,
-    /// A wait with a timeout elapsed.
+    /// A wait with a timeout elapsed (a connection's send or receive, a
+    /// join).
     #[error("timed out")]
     Timeout,
-    /// A non-blocking receive found nothing (Python's `queue.Empty`).
+    /// A queue's get found no item, now or within its timeout (Python's
+    /// `queue.Empty`).
     #[error("nothing to receive")]
     Empty,
-    /// A non-blocking send found no room (Python's `queue.Full`).
+    /// A queue's put found no room, now or within its timeout (Python's
+    /// `queue.Full`); the [`PutError`] gives the item back.
     #[error("no room to send")]
     Full,
     /// The message does not fit the caller's buffer; it is still there, to
@@ -75,7 +78,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct PutError<T> {
     /// The item that was not put.
     pub item: T,
-    /// Why: [`Error::Full`], [`Error::Timeout`], [`Error::Disconnected`],
+    /// Why: [`Error::Full`], [`Error::Disconnected`],
     /// [`Error::Encode`], [`Error::TooLarge`] or [`Error::Closed`].
     pub error: Error,
 }

@@ -613,7 +613,8 @@ impl<T> Queue<T> {
             }
             Err(e) => Err(Error::Encode(e.to_string())),
         };
-        r.map_err(|e| PutError::new(item, e))
+        // No room in time is Python's `queue.Full`.
+        r.map_err(|e| PutError::new(item, full_if_timeout(e)))
     }
 
     /// Puts `item`, waiting as long as it takes for room.
@@ -624,8 +625,9 @@ impl<T> Queue<T> {
         self.put_with(item, None)
     }
 
-    /// Puts `item`, waiting at most `timeout` for room
-    /// ([`Error::Timeout`], with the item given back).
+    /// Puts `item`, waiting at most `timeout` for room: [`Error::Full`]
+    /// (Python's `queue.Full`), with the item given back, when there was
+    /// none in time.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>>
     where
         T: Serialize,
@@ -640,7 +642,6 @@ impl<T> Queue<T> {
         T: Serialize,
     {
         self.put_with(item, Some(Instant::now()))
-            .map_err(|PutError { item, error }| PutError::new(item, full_if_timeout(error)))
     }
 
     fn get_with(&self, deadline: Option<Instant>) -> Result<T>
@@ -666,6 +667,8 @@ impl<T> Queue<T> {
                 self.take(&mut Sink::Vec(&mut buf), deadline)?;
                 decode(&buf)
             }),
+            // Nothing in time is Python's `queue.Empty`.
+            Err(Error::Timeout) => Err(Error::Empty),
             Err(e) => Err(e),
         }
     }
@@ -699,7 +702,8 @@ impl<T> Queue<T> {
         self.get_with(None)
     }
 
-    /// Takes an item, waiting at most `timeout` ([`Error::Timeout`]).
+    /// Takes an item, waiting at most `timeout`: [`Error::Empty`] (Python's
+    /// `queue.Empty`) when none came in time.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T>
     where
         T: DeserializeOwned,
@@ -713,10 +717,7 @@ impl<T> Queue<T> {
     where
         T: DeserializeOwned,
     {
-        self.get_with(Some(Instant::now())).map_err(|e| match e {
-            Error::Timeout => Error::Empty,
-            e => e,
-        })
+        self.get_with(Some(Instant::now()))
     }
 
     /// The number of items in the queue, approximately (Python's `qsize`):
@@ -1001,9 +1002,7 @@ impl<T> JoinableQueue<T> {
     where
         T: Serialize,
     {
-        self.queue
-            .put_with(item, Some(Instant::now()))
-            .map_err(|PutError { item, error }| PutError::new(item, full_if_timeout(error)))
+        self.queue.put_with(item, Some(Instant::now()))
     }
 
     /// Takes an item (see [`Queue::get`]).

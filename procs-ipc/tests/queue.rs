@@ -114,7 +114,8 @@ fn maxsize_limits_and_timeouts() {
     let e = q
         .put_timeout("d".into(), Duration::from_millis(30))
         .unwrap_err();
-    assert!(matches!(e.error, Error::Timeout));
+    assert!(matches!(e.error, Error::Full));
+    assert_eq!(e.into_inner(), "d");
     assert!(t.elapsed() >= Duration::from_millis(30));
     assert_eq!(q.get().unwrap(), "a");
     assert_eq!(q.try_get().unwrap(), "b");
@@ -123,7 +124,7 @@ fn maxsize_limits_and_timeouts() {
     let t = Instant::now();
     assert!(matches!(
         q.get_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(Error::Empty)
     ));
     assert!(t.elapsed() >= Duration::from_millis(30));
 }
@@ -292,7 +293,7 @@ fn a_queue_handle_kept_by_the_consumer_keeps_it_waiting() {
     // This process keeps a handle that can put: no Disconnected, a timeout.
     assert!(matches!(
         q.get_timeout(Duration::from_millis(30)),
-        Err(Error::Timeout)
+        Err(Error::Empty)
     ));
     let rx = q.receiver();
     drop(q);

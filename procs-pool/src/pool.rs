@@ -625,7 +625,7 @@ impl Shared {
                     take_waiting(&replies, &mut batch, BATCH);
                     self.on_replies(&mut batch);
                 }
-                Err(procs_ipc::Error::Timeout) => {}
+                Err(procs_ipc::Error::Empty) => {}
                 Err(e) => {
                     // The queue itself is damaged: no reply in it can be
                     // trusted. Kill the workers; their deaths fail the tasks
