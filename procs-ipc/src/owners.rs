@@ -32,13 +32,15 @@
 //! with an old holder's start and finds a live holder dead: a start of 0
 //! is checked by the pid alone.
 
-use crate::ring::Peer;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use procs_sync::raw::liveness;
 
 /// How many processes an end names at once; more spill into an overflow
 /// count (see the module's doc).
+#[cfg(not(loom))]
 pub const SLOTS: usize = 128;
+/// Under loom, few slots: every one is a model's variable.
+#[cfg(loom)]
+pub const SLOTS: usize = 2;
 
 const HANDLES: u64 = 0xffff_ffff;
 
@@ -262,58 +264,70 @@ impl Owners {
     }
 }
 
-/// How often, in calls, a side that only checks whether its peer closed
-/// also looks at whether the peer's holders live.
-const LOOK_EVERY_CALLS: u32 = 4096;
+#[cfg(not(loom))]
+pub(crate) use watch::{DeathWatch, Holders};
 
-/// When one side last looked at whether the other side's holders live.
-///
-/// Whether every holder let go is one load; whether they live reads
-/// `/proc`, too slow for every message. So a side looks when this process
-/// has reaped a child since it last looked ([`procs_core::reaped_children`]:
-/// a peer killed and reaped here is known dead at the next call), and once
-/// every [`LOOK_EVERY_CALLS`] calls otherwise (a peer that someone else
-/// reaps). Waiting sides look every `CHECK_EVERY` besides.
-#[derive(Debug, Default)]
-pub(crate) struct DeathWatch {
-    reaped: std::sync::atomic::AtomicU64,
-    calls: std::sync::atomic::AtomicU32,
-}
+/// The other side's holders as one side sees them (not under loom: it reads
+/// `/proc`).
+#[cfg(not(loom))]
+mod watch {
+    use super::Owners;
+    use crate::ring::Peer;
+    use procs_sync::raw::liveness;
 
-impl DeathWatch {
-    /// Whether it is time to look.
-    #[inline]
-    fn due(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let reaped = procs_core::reaped_children();
-        // Plain loads and stores, not read-modify-writes: threads of one
-        // process that race here only look a little more or less often.
-        let calls = self.calls.load(Relaxed) + 1;
-        if reaped == self.reaped.load(Relaxed) && calls < LOOK_EVERY_CALLS {
-            self.calls.store(calls, Relaxed);
-            return false;
+    /// How often, in calls, a side that only checks whether its peer closed
+    /// also looks at whether the peer's holders live.
+    const LOOK_EVERY_CALLS: u32 = 4096;
+
+    /// When one side last looked at whether the other side's holders live.
+    ///
+    /// Whether every holder let go is one load; whether they live reads
+    /// `/proc`, too slow for every message. So a side looks when this process
+    /// has reaped a child since it last looked ([`procs_core::reaped_children`]:
+    /// a peer killed and reaped here is known dead at the next call), and once
+    /// every [`LOOK_EVERY_CALLS`] calls otherwise (a peer that someone else
+    /// reaps). Waiting sides look every `CHECK_EVERY` besides.
+    #[derive(Debug, Default)]
+    pub(crate) struct DeathWatch {
+        reaped: std::sync::atomic::AtomicU64,
+        calls: std::sync::atomic::AtomicU32,
+    }
+
+    impl DeathWatch {
+        /// Whether it is time to look.
+        #[inline]
+        fn due(&self) -> bool {
+            use std::sync::atomic::Ordering::Relaxed;
+            let reaped = procs_core::reaped_children();
+            // Plain loads and stores, not read-modify-writes: threads of one
+            // process that race here only look a little more or less often.
+            let calls = self.calls.load(Relaxed) + 1;
+            if reaped == self.reaped.load(Relaxed) && calls < LOOK_EVERY_CALLS {
+                self.calls.store(calls, Relaxed);
+                return false;
+            }
+            self.reaped.store(reaped, Relaxed);
+            self.calls.store(0, Relaxed);
+            true
         }
-        self.reaped.store(reaped, Relaxed);
-        self.calls.store(0, Relaxed);
-        true
-    }
-}
-
-/// The other side of a channel as one side sees it: its holders, and when
-/// this side last looked at their lives.
-pub(crate) struct Holders<'a> {
-    pub owners: &'a Owners,
-    pub watch: &'a DeathWatch,
-}
-
-impl Peer for Holders<'_> {
-    #[inline]
-    fn closed(&self) -> bool {
-        self.owners.closed() || (self.watch.due() && !self.alive())
     }
 
-    fn alive(&self) -> bool {
-        self.owners.any_alive(liveness::is_alive)
+    /// The other side of a channel as one side sees it: its holders, and when
+    /// this side last looked at their lives.
+    pub(crate) struct Holders<'a> {
+        pub owners: &'a Owners,
+        pub watch: &'a DeathWatch,
+    }
+
+    impl Peer for Holders<'_> {
+        #[inline]
+        fn closed(&self) -> bool {
+            self.owners.closed() || (self.watch.due() && !self.alive())
+        }
+
+        fn alive(&self) -> bool {
+            self.owners.any_alive(liveness::is_alive)
+        }
     }
 }
 

@@ -83,7 +83,8 @@ struct QueueCtl {
 /// position (the writer's for puts, the reader's for gets) and the count
 /// stood before the move that the lock's holder is making (or made last).
 /// A position that moved with the count unchanged is an item moved by a
-/// holder that died before it counted it.
+/// holder that died before it counted it. A new queue's journal (all zero)
+/// reads as its ring's start, position 0.
 #[repr(C)]
 #[derive(Debug, Default)]
 struct Counted {
@@ -1181,5 +1182,51 @@ impl<T> SimpleQueue<T> {
     /// Closes the queue in this process.
     pub fn close(&self) {
         self.queue.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A side moves items from the ring's start on, 8 bytes each. Its holder
+    /// dies after `steps` of the three steps of its next move (note, move,
+    /// count), and the next holder repairs: the count is then the number of
+    /// items that left the position, whichever step the death cut.
+    #[test]
+    fn a_takeover_finishes_the_count_whichever_step_the_holder_died_at() {
+        for done_before in 0..3u64 {
+            for steps in 0..=3 {
+                // All zero, as a new queue's memory is: the journal reads
+                // as the ring's start.
+                let side = Counted::default();
+                let mut pos = 0;
+                for _ in 0..done_before {
+                    let before = side.begin(pos);
+                    pos += 8;
+                    side.commit(before);
+                }
+                let before = (steps >= 1).then(|| side.begin(pos));
+                if steps >= 2 {
+                    pos += 8;
+                }
+                if steps >= 3 {
+                    side.commit(before.unwrap());
+                }
+                side.repair(pos);
+                let moved = done_before + u64::from(steps >= 2);
+                assert_eq!(
+                    side.count.load(Ordering::Relaxed),
+                    moved,
+                    "{done_before} moves, then death after {steps} steps"
+                );
+                // A second repair (another takeover) changes nothing, and
+                // the next move counts from there.
+                side.repair(pos);
+                let before = side.begin(pos);
+                side.commit(before);
+                assert_eq!(side.count.load(Ordering::Relaxed), moved + 1);
+            }
+        }
     }
 }
