@@ -52,8 +52,10 @@ pub enum Error {
     /// `close` or `terminate` first (Python's `ValueError`).
     #[error("join needs close() or terminate() first: the pool is still running")]
     StillRunning,
-    /// The result was not ready within the timeout; it can still be got
-    /// later.
+    /// The result was not ready within the timeout
+    /// ([`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout),
+    /// [`IMap::next_timeout`](crate::IMap::next_timeout)); it can still be
+    /// got later. No task fails with this error.
     #[error("the result was not ready in time")]
     Timeout,
     /// [`successful`](crate::AsyncResult::successful) was asked before the

@@ -617,19 +617,21 @@ impl<R: DeserializeOwned> StreamJob<R> {
         }
     }
 
-    /// Waits for a chunk: chunk `index` if given, else the first to come.
-    /// Returns `(index, values or error, items)`.
-    pub(crate) fn take(&self, index: Option<usize>) -> Part<R> {
-        let (index, items, outcome) = self.take_raw(index);
+    /// Waits for a chunk until `deadline` (`None`: for as long as it
+    /// takes): chunk `index` if given, else the first to come. Returns
+    /// `(index, values or error, items)`, or `None` if the deadline passed
+    /// first (the chunk stays to be taken later).
+    pub(crate) fn take(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Part<R>> {
+        let (index, items, outcome) = self.take_raw(index, deadline)?;
         let values = outcome.and_then(|bytes| {
             let values = decode_chunk::<R>(&bytes, items).map_err(Error::Serde);
             self.buffers.give(bytes);
             values
         });
-        (index, values, items)
+        Some((index, values, items))
     }
 
-    fn take_raw(&self, index: Option<usize>) -> Arrival {
+    fn take_raw(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Arrival> {
         let find = |parts: &VecDeque<Arrival>| match index {
             None => (!parts.is_empty()).then_some(0),
             Some(i) => parts.iter().position(|(j, _, _)| *j == i),
@@ -638,15 +640,27 @@ impl<R: DeserializeOwned> StreamJob<R> {
         let mut ready = lock(&self.ready);
         if find(&ready.parts).is_none() {
             drop(ready);
-            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, None);
+            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, deadline);
             ready = lock(&self.ready);
         }
         loop {
             if let Some(part) = find(&ready.parts).and_then(|at| ready.parts.remove(at)) {
-                return part;
+                return Some(part);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
             }
             ready.sleepers += 1;
-            ready = self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner());
+            ready = match deadline {
+                None => self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    self.arrived
+                        .wait_timeout(ready, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
             ready.sleepers -= 1;
         }
     }
