@@ -45,6 +45,9 @@ mod task;
 mod wire;
 mod worker;
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use error::{Error, Result};
 pub use imap::IMap;
 pub use pool::{Pool, PoolBuilder};
