@@ -815,6 +815,7 @@ impl PoolBuilder {
             return Err(Error::Invalid("maxtasksperchild must be at least 1"));
         }
         let init = self.init.transpose()?;
+        crate::worker::install_panic_hook();
         let queue = Queue::<Reply>::builder()
             .capacity(REPLY_CAPACITY)
             .prefault()
