@@ -67,7 +67,8 @@ pub enum Error {
     AlreadyTaken,
     /// An argument could not be serialized, or a result sent back by a
     /// worker could not be deserialized (in a worker: the argument or the
-    /// result).
+    /// result); also when the result's `Deserialize` panicked, or a value
+    /// nests deeper than the pool's wire format allows (128 levels).
     #[error("cannot serialize or deserialize a task's data: {0}")]
     Serde(String),
     /// A bad argument, such as zero processes or a chunk size of zero.

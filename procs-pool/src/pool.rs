@@ -899,11 +899,16 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.shared.lock();
+        // Read, then let go: the formatter writes to whatever the caller
+        // gave it, which may call into this pool.
+        let (mode, pending) = {
+            let st = self.shared.lock();
+            (st.mode, st.pending.len())
+        };
         f.debug_struct("Pool")
             .field("processes", &self.shared.config.processes)
-            .field("state", &st.mode)
-            .field("pending", &st.pending.len())
+            .field("state", &mode)
+            .field("pending", &pending)
             .finish()
     }
 }

@@ -398,7 +398,20 @@ impl<T> AsyncResult<T> {
 /// buffers would cost every apply a count on a counter all threads share.
 impl<R: DeserializeOwned + Send> Job for Slot<R> {
     fn deliver(&self, _index: usize, _items: usize, outcome: Result<Vec<u8>>) {
-        self.finish(outcome.and_then(|b| decode_one::<R>(&b).map_err(Error::Serde)));
+        self.finish(outcome.and_then(|b| caught(|| decode_one::<R>(&b))));
+    }
+}
+
+/// Runs a decode, whose `Deserialize` is user code: a panic in it is the
+/// result's [`Error::Serde`], not the end of the thread that decodes (the
+/// pool's handler thread, for an apply or a map with callbacks).
+fn caught<T>(decode: impl FnOnce() -> std::result::Result<T, String>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(decode)) {
+        Ok(r) => r.map_err(Error::Serde),
+        Err(payload) => Err(Error::Serde(format!(
+            "the result's Deserialize panicked: {}",
+            procs_core::panic_message(&*payload)
+        ))),
     }
 }
 
@@ -412,10 +425,24 @@ type Arrival = (usize, usize, Result<Vec<u8>>);
 /// runs on its result thread, the handler thread decodes.
 pub(crate) struct MapJob<R> {
     pub slot: Arc<Slot<Vec<R>>>,
-    inbox: Mutex<Vec<Arrival>>,
+    inbox: Mutex<Inbox>,
+    /// Taken only by the thread that holds `Inbox::decoding`, so no thread
+    /// ever waits for it (the values' `Deserialize`, user code, runs while
+    /// it is held).
     parts: Mutex<MapParts<R>>,
     eager: bool,
     buffers: Arc<Buffers>,
+}
+
+/// The outputs of a map waiting to be decoded, and whether a thread is at
+/// it: one decoder at a time, and the others (the handler thread that
+/// filed an output, another waiter, or the decoder itself, from inside a
+/// `Deserialize` that looks at its result) leave the work to it instead of
+/// waiting. Both are decided under this one lock, so the decoder sees
+/// every output filed before it lets go.
+struct Inbox {
+    arrivals: Vec<Arrival>,
+    decoding: bool,
 }
 
 /// The values of a map, decoded straight to their places in the result:
@@ -460,7 +487,10 @@ impl<R> MapJob<R> {
         MapJob {
             eager: callbacks.any(),
             slot: Slot::new(callbacks),
-            inbox: Mutex::new(Vec::new()),
+            inbox: Mutex::new(Inbox {
+                arrivals: Vec::new(),
+                decoding: false,
+            }),
             buffers,
             parts: Mutex::new(MapParts {
                 out: Vec::with_capacity(items),
@@ -491,7 +521,7 @@ impl<R> MapJob<R> {
 
 impl<R: DeserializeOwned + Send> Job for MapJob<R> {
     fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
-        lock(&self.inbox).push((index, items, outcome));
+        lock(&self.inbox).arrivals.push((index, items, outcome));
         if self.eager {
             self.drive();
         } else {
@@ -502,17 +532,19 @@ impl<R: DeserializeOwned + Send> Job for MapJob<R> {
 
 impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
     fn drive(&self) {
-        if lock(&self.inbox).is_empty() {
-            return;
-        }
-        // One decoder at a time; the handler thread meanwhile files more.
+        let mut arrivals = {
+            let mut inbox = lock(&self.inbox);
+            if inbox.decoding || inbox.arrivals.is_empty() {
+                // Nothing to do, or the decoder takes it before it stops.
+                return;
+            }
+            inbox.decoding = true;
+            std::mem::take(&mut inbox.arrivals)
+        };
+        // Uncontended: this thread is the decoder.
         let mut p = lock(&self.parts);
         let mut end = None;
         loop {
-            let arrivals = std::mem::take(&mut *lock(&self.inbox));
-            if arrivals.is_empty() {
-                break;
-            }
             for (index, items, outcome) in arrivals {
                 if end.is_none() {
                     end = self.place(&mut p, index, items, outcome);
@@ -520,6 +552,12 @@ impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
                     self.buffers.give(bytes);
                 }
             }
+            let mut inbox = lock(&self.inbox);
+            if inbox.arrivals.is_empty() {
+                inbox.decoding = false;
+                break;
+            }
+            arrivals = std::mem::take(&mut inbox.arrivals);
         }
         drop(p);
         if let Some(value) = end {
@@ -550,7 +588,7 @@ impl<R: DeserializeOwned + Send> MapJob<R> {
         let placed = outcome.and_then(|bytes| {
             let placed = if fits {
                 let dst = &mut p.out.spare_capacity_mut()[start..start + items];
-                decode_chunk_into(&bytes, dst).map_err(Error::Serde)
+                caught(|| decode_chunk_into(&bytes, dst))
             } else {
                 Err(Error::Serde(format!("chunk {index} does not fit its map")))
             };
@@ -624,7 +662,7 @@ impl<R: DeserializeOwned> StreamJob<R> {
     pub(crate) fn take(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Part<R>> {
         let (index, items, outcome) = self.take_raw(index, deadline)?;
         let values = outcome.and_then(|bytes| {
-            let values = decode_chunk::<R>(&bytes, items).map_err(Error::Serde);
+            let values = caught(|| decode_chunk::<R>(&bytes, items));
             self.buffers.give(bytes);
             values
         });
