@@ -52,8 +52,10 @@ pub enum Error {
     /// `close` or `terminate` first (Python's `ValueError`).
     #[error("join needs close() or terminate() first: the pool is still running")]
     StillRunning,
-    /// The result was not ready within the timeout; it can still be got
-    /// later.
+    /// The result was not ready within the timeout
+    /// ([`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout),
+    /// [`IMap::next_timeout`](crate::IMap::next_timeout)); it can still be
+    /// got later. No task fails with this error.
     #[error("the result was not ready in time")]
     Timeout,
     /// [`successful`](crate::AsyncResult::successful) was asked before the
@@ -65,7 +67,8 @@ pub enum Error {
     AlreadyTaken,
     /// An argument could not be serialized, or a result sent back by a
     /// worker could not be deserialized (in a worker: the argument or the
-    /// result).
+    /// result); also when the result's `Deserialize` panicked, or a value
+    /// nests deeper than the pool's wire format allows (128 levels).
     #[error("cannot serialize or deserialize a task's data: {0}")]
     Serde(String),
     /// A bad argument, such as zero processes or a chunk size of zero.

@@ -1,6 +1,7 @@
 //! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -22,6 +23,9 @@ const AHEAD_PER_WORKER: usize = 4;
 /// task yields its error in its place (for each item of its chunk), and
 /// the iteration goes on. If the pool is terminated, the iterator yields
 /// [`Error::Terminated`] once and ends.
+///
+/// [`next_timeout`](IMap::next_timeout) waits at most a given time for the
+/// next result (Python's `next(timeout)`).
 #[must_use = "an imap does nothing unless iterated"]
 pub struct IMap<I, R> {
     shared: Arc<Shared>,
@@ -121,15 +125,52 @@ where
     }
 }
 
-impl<I, R> Iterator for IMap<I, R>
+impl<I, R> IMap<I, R>
 where
     I: Iterator,
     I::Item: Serialize,
     R: DeserializeOwned + Send + 'static,
 {
-    type Item = Result<R>;
+    /// The next result, waiting at most `timeout` for it (Python's
+    /// `IMapIterator.next(timeout)`).
+    ///
+    /// `Some(Err(Error::Timeout))` if no result came in time (Python's
+    /// `multiprocessing.TimeoutError`): nothing is lost, and the iterator
+    /// goes on; a later call (or [`next`](Iterator::next)) yields that
+    /// result when it comes. Otherwise what `next` yields: `Some` result,
+    /// or `None` once every result was taken. A task never fails with
+    /// [`Error::Timeout`], so that error always means "not yet".
+    ///
+    /// ```
+    /// use procs_pool::{Error, Pool};
+    /// use std::time::Duration;
+    ///
+    /// fn slow_square(x: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_secs(1));
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let mut squares = pool.imap(slow_square, [3, 4])?;
+    /// // The first square takes a second: not there yet.
+    /// assert!(matches!(
+    ///     squares.next_timeout(Duration::ZERO),
+    ///     Some(Err(Error::Timeout))
+    /// ));
+    /// // The iterator goes on where it was.
+    /// assert_eq!(squares.next_timeout(Duration::from_secs(30)).transpose()?, Some(9));
+    /// assert_eq!(squares.next().transpose()?, Some(16));
+    /// assert!(squares.next_timeout(Duration::ZERO).is_none());
+    /// # Ok::<(), procs_pool::Error>(())
+    /// ```
+    pub fn next_timeout(&mut self, timeout: std::time::Duration) -> Option<Result<R>> {
+        // A timeout too large for the clock is no timeout.
+        self.next_until(Instant::now().checked_add(timeout))
+    }
 
-    fn next(&mut self) -> Option<Result<R>> {
+    /// The next result, waiting until `deadline` (`None`: as long as it
+    /// takes) for a chunk to come back.
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
         loop {
             if let Some(v) = self.current.next() {
                 return Some(Ok(v));
@@ -155,14 +196,29 @@ where
             }
             let want = self.ordered.then_some(self.taken);
             // Every task sent ends: with its output, its failure, or the
-            // pool's termination; so this wait ends.
-            let (_, part, items) = self.job.take(want);
+            // pool's termination; so a wait without a deadline ends.
+            let Some((_, part, items)) = self.job.take(want, deadline) else {
+                return Some(Err(Error::Timeout));
+            };
             self.taken += 1;
             match part {
                 Ok(values) => self.current = values.into_iter(),
                 Err(e) => self.error = Some((e, items)),
             }
         }
+    }
+}
+
+impl<I, R> Iterator for IMap<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.next_until(None)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

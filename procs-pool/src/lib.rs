@@ -25,6 +25,7 @@
 //! | `p.map(f, xs, chunksize)`            | [`p.map(f, xs)`](Pool::map), [`map_with_chunksize`](Pool::map_with_chunksize) |
 //! | `p.map_async(f, xs, cs, cb, ecb)`    | [`map_async`](Pool::map_async), [`map_async_with`](Pool::map_async_with) |
 //! | `p.imap(f, xs)`, `p.imap_unordered(f, xs)` | [`imap`](Pool::imap), [`imap_unordered`](Pool::imap_unordered) (lazy [`IMap`]) |
+//! | `it.next(timeout)` (`TimeoutError`) | [`it.next_timeout(timeout)`](IMap::next_timeout) (`Some(Err(Error::Timeout))`) |
 //! | `p.starmap(f, [(a, b)])`             | [`p.starmap(f, [(a, b)])`](Pool::starmap)    |
 //! | `p.close()`, `p.terminate()`, `p.join()` | [`close`](Pool::close), [`terminate`](Pool::terminate), [`join`](Pool::join) |
 //! | `with Pool() as p:`                  | dropping a `Pool` terminates it              |
@@ -43,6 +44,9 @@ mod result;
 mod task;
 mod wire;
 mod worker;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use error::{Error, Result};
 pub use imap::IMap;

@@ -45,7 +45,8 @@ const PIPE_CAPACITY: usize = 256 * 1024;
 /// `worker::INLINE_MAX` bytes of output and a few more).
 const REPLY_CAPACITY: usize = 1024 * 1024;
 
-/// How long `terminate` gives a worker to end after SIGTERM before SIGKILL.
+/// How long `terminate` gives the workers, all together, to end after
+/// SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_millis(200);
 
 /// Tasks a worker may hold at once when its tasks take long (one running,
@@ -684,35 +685,47 @@ impl Shared {
                 st.handler.take(),
             )
         };
-        let mut workers = workers;
-        for w in &mut workers {
-            let _ = w.process.terminate();
+        let mut failed: Vec<Task> = pending.into_iter().collect();
+        let mut processes = retired;
+        for mut w in workers {
+            failed.extend(w.held.drain(..));
+            processes.push(w.process);
         }
+        // Every worker is told at once, so they end in parallel.
+        for p in &mut processes {
+            let _ = p.terminate();
+        }
+        let grace_ends = Instant::now() + TERM_GRACE;
         if let Some(h) = handler
             && h.thread().id() != std::thread::current().id()
         {
             let _ = h.join();
         }
-        let mut failed: Vec<Task> = pending.into_iter().collect();
-        for mut w in workers {
-            if !matches!(w.process.join_timeout(TERM_GRACE), Ok(Some(_))) {
-                let _ = w.process.kill();
-                let _ = w.process.join();
-            }
-            failed.extend(w.held.drain(..));
-        }
-        for mut p in retired {
-            if !matches!(p.join_timeout(TERM_GRACE), Ok(Some(_))) {
-                let _ = p.kill();
-                let _ = p.join();
-            }
-        }
+        stop_all(&mut processes, grace_ends);
         for t in failed {
             t.fail(Error::Terminated);
         }
         let mut st = self.lock();
         st.mode = Mode::Finished;
         self.finished.notify_all();
+    }
+}
+
+/// Waits for every process in `processes` until one shared `grace_ends`,
+/// then kills those still running, then reaps them all: however many
+/// linger, the grace is spent once.
+fn stop_all(processes: &mut [Process], grace_ends: Instant) {
+    let mut lingering = Vec::new();
+    for p in processes.iter_mut() {
+        // Past the deadline this only looks (a wait of zero).
+        let left = grace_ends.saturating_duration_since(Instant::now());
+        if !matches!(p.join_timeout(left), Ok(Some(_))) {
+            let _ = p.kill();
+            lingering.push(p);
+        }
+    }
+    for p in lingering {
+        let _ = p.join();
     }
 }
 
@@ -802,6 +815,7 @@ impl PoolBuilder {
             return Err(Error::Invalid("maxtasksperchild must be at least 1"));
         }
         let init = self.init.transpose()?;
+        crate::worker::install_panic_hook();
         let queue = Queue::<Reply>::builder()
             .capacity(REPLY_CAPACITY)
             .prefault()
@@ -885,11 +899,16 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.shared.lock();
+        // Read, then let go: the formatter writes to whatever the caller
+        // gave it, which may call into this pool.
+        let (mode, pending) = {
+            let st = self.shared.lock();
+            (st.mode, st.pending.len())
+        };
         f.debug_struct("Pool")
             .field("processes", &self.shared.config.processes)
-            .field("state", &st.mode)
-            .field("pending", &st.pending.len())
+            .field("state", &mode)
+            .field("pending", &pending)
             .finish()
     }
 }
@@ -1416,9 +1435,11 @@ impl Pool {
         }
     }
 
-    /// Stops the workers now (SIGTERM, then SIGKILL for one that lingers)
-    /// and fails every unfinished task with [`Error::Terminated`] (Python's
-    /// `terminate`).
+    /// Stops the workers now and fails every unfinished task with
+    /// [`Error::Terminated`] (Python's `terminate`). Every worker gets
+    /// SIGTERM at once and 200 ms, together, to end; those still running
+    /// then get SIGKILL. All are reaped before this returns, so it takes
+    /// about 200 ms at most however many workers ignore SIGTERM.
     pub fn terminate(&self) {
         self.shared.terminate();
     }

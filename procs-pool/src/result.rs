@@ -398,7 +398,20 @@ impl<T> AsyncResult<T> {
 /// buffers would cost every apply a count on a counter all threads share.
 impl<R: DeserializeOwned + Send> Job for Slot<R> {
     fn deliver(&self, _index: usize, _items: usize, outcome: Result<Vec<u8>>) {
-        self.finish(outcome.and_then(|b| decode_one::<R>(&b).map_err(Error::Serde)));
+        self.finish(outcome.and_then(|b| caught(|| decode_one::<R>(&b))));
+    }
+}
+
+/// Runs a decode, whose `Deserialize` is user code: a panic in it is the
+/// result's [`Error::Serde`], not the end of the thread that decodes (the
+/// pool's handler thread, for an apply or a map with callbacks).
+fn caught<T>(decode: impl FnOnce() -> std::result::Result<T, String>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(decode)) {
+        Ok(r) => r.map_err(Error::Serde),
+        Err(payload) => Err(Error::Serde(format!(
+            "the result's Deserialize panicked: {}",
+            procs_core::panic_message(&*payload)
+        ))),
     }
 }
 
@@ -412,10 +425,24 @@ type Arrival = (usize, usize, Result<Vec<u8>>);
 /// runs on its result thread, the handler thread decodes.
 pub(crate) struct MapJob<R> {
     pub slot: Arc<Slot<Vec<R>>>,
-    inbox: Mutex<Vec<Arrival>>,
+    inbox: Mutex<Inbox>,
+    /// Taken only by the thread that holds `Inbox::decoding`, so no thread
+    /// ever waits for it (the values' `Deserialize`, user code, runs while
+    /// it is held).
     parts: Mutex<MapParts<R>>,
     eager: bool,
     buffers: Arc<Buffers>,
+}
+
+/// The outputs of a map waiting to be decoded, and whether a thread is at
+/// it: one decoder at a time, and the others (the handler thread that
+/// filed an output, another waiter, or the decoder itself, from inside a
+/// `Deserialize` that looks at its result) leave the work to it instead of
+/// waiting. Both are decided under this one lock, so the decoder sees
+/// every output filed before it lets go.
+struct Inbox {
+    arrivals: Vec<Arrival>,
+    decoding: bool,
 }
 
 /// The values of a map, decoded straight to their places in the result:
@@ -460,7 +487,10 @@ impl<R> MapJob<R> {
         MapJob {
             eager: callbacks.any(),
             slot: Slot::new(callbacks),
-            inbox: Mutex::new(Vec::new()),
+            inbox: Mutex::new(Inbox {
+                arrivals: Vec::new(),
+                decoding: false,
+            }),
             buffers,
             parts: Mutex::new(MapParts {
                 out: Vec::with_capacity(items),
@@ -491,7 +521,7 @@ impl<R> MapJob<R> {
 
 impl<R: DeserializeOwned + Send> Job for MapJob<R> {
     fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
-        lock(&self.inbox).push((index, items, outcome));
+        lock(&self.inbox).arrivals.push((index, items, outcome));
         if self.eager {
             self.drive();
         } else {
@@ -502,17 +532,19 @@ impl<R: DeserializeOwned + Send> Job for MapJob<R> {
 
 impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
     fn drive(&self) {
-        if lock(&self.inbox).is_empty() {
-            return;
-        }
-        // One decoder at a time; the handler thread meanwhile files more.
+        let mut arrivals = {
+            let mut inbox = lock(&self.inbox);
+            if inbox.decoding || inbox.arrivals.is_empty() {
+                // Nothing to do, or the decoder takes it before it stops.
+                return;
+            }
+            inbox.decoding = true;
+            std::mem::take(&mut inbox.arrivals)
+        };
+        // Uncontended: this thread is the decoder.
         let mut p = lock(&self.parts);
         let mut end = None;
         loop {
-            let arrivals = std::mem::take(&mut *lock(&self.inbox));
-            if arrivals.is_empty() {
-                break;
-            }
             for (index, items, outcome) in arrivals {
                 if end.is_none() {
                     end = self.place(&mut p, index, items, outcome);
@@ -520,6 +552,12 @@ impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
                     self.buffers.give(bytes);
                 }
             }
+            let mut inbox = lock(&self.inbox);
+            if inbox.arrivals.is_empty() {
+                inbox.decoding = false;
+                break;
+            }
+            arrivals = std::mem::take(&mut inbox.arrivals);
         }
         drop(p);
         if let Some(value) = end {
@@ -550,7 +588,7 @@ impl<R: DeserializeOwned + Send> MapJob<R> {
         let placed = outcome.and_then(|bytes| {
             let placed = if fits {
                 let dst = &mut p.out.spare_capacity_mut()[start..start + items];
-                decode_chunk_into(&bytes, dst).map_err(Error::Serde)
+                caught(|| decode_chunk_into(&bytes, dst))
             } else {
                 Err(Error::Serde(format!("chunk {index} does not fit its map")))
             };
@@ -617,19 +655,21 @@ impl<R: DeserializeOwned> StreamJob<R> {
         }
     }
 
-    /// Waits for a chunk: chunk `index` if given, else the first to come.
-    /// Returns `(index, values or error, items)`.
-    pub(crate) fn take(&self, index: Option<usize>) -> Part<R> {
-        let (index, items, outcome) = self.take_raw(index);
+    /// Waits for a chunk until `deadline` (`None`: for as long as it
+    /// takes): chunk `index` if given, else the first to come. Returns
+    /// `(index, values or error, items)`, or `None` if the deadline passed
+    /// first (the chunk stays to be taken later).
+    pub(crate) fn take(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Part<R>> {
+        let (index, items, outcome) = self.take_raw(index, deadline)?;
         let values = outcome.and_then(|bytes| {
-            let values = decode_chunk::<R>(&bytes, items).map_err(Error::Serde);
+            let values = caught(|| decode_chunk::<R>(&bytes, items));
             self.buffers.give(bytes);
             values
         });
-        (index, values, items)
+        Some((index, values, items))
     }
 
-    fn take_raw(&self, index: Option<usize>) -> Arrival {
+    fn take_raw(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Arrival> {
         let find = |parts: &VecDeque<Arrival>| match index {
             None => (!parts.is_empty()).then_some(0),
             Some(i) => parts.iter().position(|(j, _, _)| *j == i),
@@ -638,15 +678,27 @@ impl<R: DeserializeOwned> StreamJob<R> {
         let mut ready = lock(&self.ready);
         if find(&ready.parts).is_none() {
             drop(ready);
-            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, None);
+            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, deadline);
             ready = lock(&self.ready);
         }
         loop {
             if let Some(part) = find(&ready.parts).and_then(|at| ready.parts.remove(at)) {
-                return part;
+                return Some(part);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
             }
             ready.sleepers += 1;
-            ready = self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner());
+            ready = match deadline {
+                None => self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    self.arrived
+                        .wait_timeout(ready, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
             ready.sleepers -= 1;
         }
     }

@@ -14,8 +14,13 @@
 //!
 //! The reader never panics and never allocates from a length it read
 //! before checking that the input holds that many bytes (each element
-//! takes at least one byte, except zero-sized ones, whose count is capped).
-//! It is not self-describing: `deserialize_any` is an error.
+//! takes at least one byte, except zero-sized ones: a value holds at most
+//! [`MAX_ZERO_SIZED`] elements of no bytes, all its sequences together, so
+//! that its decoding takes time in proportion to its bytes). Values nest at
+//! most [`MAX_DEPTH`] levels deep (a recursive type would otherwise
+//! overflow the reader's stack, which aborts the process); the writer
+//! refuses what the reader would. It is not self-describing:
+//! `deserialize_any` is an error.
 
 use std::fmt;
 
@@ -48,27 +53,60 @@ impl de::Error for WireError {
 
 type Res<T> = Result<T, WireError>;
 
+/// The deepest a value may nest: sequences, maps, tuples, structs,
+/// enums, options and newtypes each count a level (a tuple or struct
+/// variant two). Decoding a level takes some hundreds of bytes of stack in
+/// a debug build; 128 levels fit with room to spare in the smallest stack
+/// the reader runs on (a thread's 2 MiB).
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// The most elements of no bytes one value may hold, all its sequences
+/// and maps together.
+pub(crate) const MAX_ZERO_SIZED: u64 = 1 << 24;
+
+fn too_deep() -> WireError {
+    WireError(format!("a value nested deeper than {MAX_DEPTH} levels"))
+}
+
 /// Appends `value` to `out`.
 #[inline]
 pub(crate) fn to_extend<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-    value.serialize(&mut Writer { out }).map_err(|e| e.0)
+    value
+        .serialize(&mut Writer { out, depth: 0 })
+        .map_err(|e| e.0)
 }
 
 /// Reads one value from the front of `input`; the value and the rest.
 #[inline]
 pub(crate) fn take_from<T: DeserializeOwned>(input: &[u8]) -> Result<(T, &[u8]), String> {
-    let mut r = Reader { input };
+    let mut r = Reader {
+        input,
+        depth: 0,
+        zero_sized_left: MAX_ZERO_SIZED,
+    };
     let v = T::deserialize(&mut r).map_err(|e| e.0)?;
     Ok((v, r.input))
 }
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
+    /// Levels of nesting entered and not left.
+    depth: usize,
 }
 
 impl Writer<'_> {
     fn len(&mut self, n: usize) {
         self.out.extend_from_slice(&(n as u64).to_le_bytes());
+    }
+
+    /// Enters `levels` levels of nesting, if the reader would.
+    #[inline]
+    fn enter(&mut self, levels: usize) -> Res<()> {
+        if self.depth + levels > MAX_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += levels;
+        Ok(())
     }
 }
 
@@ -78,6 +116,8 @@ struct Compound<'w, 'a> {
     w: &'w mut Writer<'a>,
     len_at: Option<usize>,
     count: usize,
+    /// Levels of nesting it entered (two for a tuple or struct variant).
+    levels: usize,
 }
 
 impl Compound<'_, '_> {
@@ -85,6 +125,7 @@ impl Compound<'_, '_> {
         if let Some(at) = self.len_at {
             self.w.out[at..at + 8].copy_from_slice(&(self.count as u64).to_le_bytes());
         }
+        self.w.depth -= self.levels;
         Ok(())
     }
 }
@@ -134,8 +175,11 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Res<()> {
+        self.enter(1)?;
         self.out.push(1);
-        v.serialize(self)
+        v.serialize(&mut *self)?;
+        self.depth -= 1;
+        Ok(())
     }
     fn serialize_unit(self) -> Res<()> {
         Ok(())
@@ -144,10 +188,15 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         Ok(())
     }
     fn serialize_unit_variant(self, _: &'static str, index: u32, _: &'static str) -> Res<()> {
+        self.enter(1)?;
+        self.depth -= 1;
         self.serialize_u32(index)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Res<()> {
-        v.serialize(self)
+        self.enter(1)?;
+        v.serialize(&mut *self)?;
+        self.depth -= 1;
+        Ok(())
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -156,10 +205,14 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         _: &'static str,
         v: &T,
     ) -> Res<()> {
+        self.enter(1)?;
         self.serialize_u32(index)?;
-        v.serialize(self)
+        v.serialize(&mut *self)?;
+        self.depth -= 1;
+        Ok(())
     }
     fn serialize_seq(self, len: Option<usize>) -> Res<Compound<'w, 'a>> {
+        self.enter(1)?;
         let len_at = match len {
             Some(n) => {
                 self.len(n);
@@ -175,13 +228,16 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
             w: self,
             len_at,
             count: 0,
+            levels: 1,
         })
     }
     fn serialize_tuple(self, _: usize) -> Res<Compound<'w, 'a>> {
+        self.enter(1)?;
         Ok(Compound {
             w: self,
             len_at: None,
             count: 0,
+            levels: 1,
         })
     }
     fn serialize_tuple_struct(self, _: &'static str, n: usize) -> Res<Compound<'w, 'a>> {
@@ -194,8 +250,11 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         _: &'static str,
         n: usize,
     ) -> Res<Compound<'w, 'a>> {
+        self.enter(1)?;
         self.serialize_u32(index)?;
-        self.serialize_tuple(n)
+        let mut c = self.serialize_tuple(n)?;
+        c.levels = 2;
+        Ok(c)
     }
     fn serialize_map(self, len: Option<usize>) -> Res<Compound<'w, 'a>> {
         self.serialize_seq(len)
@@ -210,8 +269,11 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
         _: &'static str,
         n: usize,
     ) -> Res<Compound<'w, 'a>> {
+        self.enter(1)?;
         self.serialize_u32(index)?;
-        self.serialize_tuple(n)
+        let mut c = self.serialize_tuple(n)?;
+        c.levels = 2;
+        Ok(c)
     }
     fn is_human_readable(&self) -> bool {
         false
@@ -263,7 +325,7 @@ impl ser::SerializeStruct for Compound<'_, '_> {
         v.serialize(&mut *self.w)
     }
     fn end(self) -> Res<()> {
-        Ok(())
+        self.finish()
     }
 }
 
@@ -274,16 +336,17 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
         v.serialize(&mut *self.w)
     }
     fn end(self) -> Res<()> {
-        Ok(())
+        self.finish()
     }
 }
 
 struct Reader<'de> {
     input: &'de [u8],
+    /// Levels of nesting entered and not left.
+    depth: usize,
+    /// How many more elements of no bytes the value may hold.
+    zero_sized_left: u64,
 }
-
-/// The most elements of zero bytes each a sequence may claim.
-const MAX_ZERO_SIZED: u64 = 1 << 24;
 
 impl<'de> Reader<'de> {
     fn take(&mut self, n: usize) -> Res<&'de [u8]> {
@@ -324,17 +387,54 @@ impl<'de> Reader<'de> {
         Ok(n as usize)
     }
 
-    /// A count of elements to follow: each takes a byte at least, or the
-    /// count is small.
+    /// A count of elements to follow: each takes a byte at least, or is
+    /// one of the value's few elements of no bytes.
     fn count(&mut self) -> Res<usize> {
         let n = u64::from_le_bytes(self.array()?);
-        if n > (self.input.len() as u64).max(MAX_ZERO_SIZED) {
+        if n > (self.input.len() as u64).saturating_add(self.zero_sized_left) {
             return Err(WireError(format!(
-                "a count of {n} with {} bytes left",
-                self.input.len()
+                "a count of {n} with {} bytes left (and room for {} more elements of no bytes)",
+                self.input.len(),
+                self.zero_sized_left
             )));
         }
-        Ok(n as usize)
+        // At most the bytes left plus 2^24: fits a usize on a 64-bit target;
+        // on a 32-bit one a larger count could not be held in memory anyway.
+        usize::try_from(n).map_err(|_| WireError(format!("a count of {n} on this machine")))
+    }
+
+    /// Enters a level of nesting.
+    #[inline]
+    fn enter(&mut self) -> Res<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Runs `f` one level of nesting deeper.
+    #[inline]
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
+        self.enter()?;
+        let r = f(self)?;
+        self.depth -= 1;
+        Ok(r)
+    }
+
+    /// Counts an element that took `before - input.len()` bytes: one of no
+    /// bytes spends the value's allowance.
+    #[inline]
+    fn took(&mut self, before: usize) -> Res<()> {
+        if self.input.len() == before {
+            if self.zero_sized_left == 0 {
+                return Err(WireError(format!(
+                    "more than {MAX_ZERO_SIZED} elements of no bytes in one value"
+                )));
+            }
+            self.zero_sized_left -= 1;
+        }
+        Ok(())
     }
 }
 
@@ -397,7 +497,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Res<V::Value> {
         match self.array::<1>()?[0] {
             0 => v.visit_none(),
-            1 => v.visit_some(self),
+            1 => self.nested(|r| v.visit_some(r)),
             b => Err(WireError(format!("{b} is not an option's tag"))),
         }
     }
@@ -408,14 +508,26 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         v.visit_unit()
     }
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Res<V::Value> {
-        v.visit_newtype_struct(self)
+        self.nested(|r| v.visit_newtype_struct(r))
     }
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Res<V::Value> {
-        let left = self.count()?;
-        v.visit_seq(Elements { r: self, left })
+        self.nested(|r| {
+            let left = r.count()?;
+            v.visit_seq(Elements {
+                r,
+                left,
+                entry_at: 0,
+            })
+        })
     }
     fn deserialize_tuple<V: Visitor<'de>>(self, n: usize, v: V) -> Res<V::Value> {
-        v.visit_seq(Elements { r: self, left: n })
+        self.nested(|r| {
+            v.visit_seq(Elements {
+                r,
+                left: n,
+                entry_at: 0,
+            })
+        })
     }
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
@@ -426,8 +538,14 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         self.deserialize_tuple(n, v)
     }
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Res<V::Value> {
-        let left = self.count()?;
-        v.visit_map(Elements { r: self, left })
+        self.nested(|r| {
+            let left = r.count()?;
+            v.visit_map(Elements {
+                r,
+                left,
+                entry_at: 0,
+            })
+        })
     }
     fn deserialize_struct<V: Visitor<'de>>(
         self,
@@ -443,7 +561,7 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
         _: &'static [&'static str],
         v: V,
     ) -> Res<V::Value> {
-        v.visit_enum(self)
+        self.nested(|r| v.visit_enum(r))
     }
     fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Res<V::Value> {
         self.deserialize_u32(v)
@@ -461,6 +579,8 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
 struct Elements<'r, 'de> {
     r: &'r mut Reader<'de>,
     left: usize,
+    /// Where the map entry being read began (bytes left then).
+    entry_at: usize,
 }
 
 impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
@@ -470,7 +590,10 @@ impl<'de> de::SeqAccess<'de> for Elements<'_, 'de> {
             return Ok(None);
         }
         self.left -= 1;
-        seed.deserialize(&mut *self.r).map(Some)
+        let before = self.r.input.len();
+        let v = seed.deserialize(&mut *self.r)?;
+        self.r.took(before)?;
+        Ok(Some(v))
     }
     fn size_hint(&self) -> Option<usize> {
         // What the input can hold, not what the length claims.
@@ -485,10 +608,14 @@ impl<'de> de::MapAccess<'de> for Elements<'_, 'de> {
             return Ok(None);
         }
         self.left -= 1;
+        self.entry_at = self.r.input.len();
         seed.deserialize(&mut *self.r).map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Res<V::Value> {
-        seed.deserialize(&mut *self.r)
+        let v = seed.deserialize(&mut *self.r)?;
+        // The key and its value together: an entry of no bytes.
+        self.r.took(self.entry_at)?;
+        Ok(v)
     }
     fn size_hint(&self) -> Option<usize> {
         Some(self.left.min(self.r.input.len()))
@@ -612,6 +739,65 @@ mod tests {
         assert!(take_from::<String>(&bad_utf8).is_err());
         // An enum index that names no variant.
         assert!(take_from::<Shape>(&9u32.to_le_bytes()).is_err());
+    }
+
+    #[test]
+    fn zero_sized_elements_are_capped_per_value_not_per_sequence() {
+        // Three sequences of 2^24 units each, in 32 bytes: each count is
+        // within the cap, but together they would make the reader loop
+        // 3 x 2^24 times (and 2^60 times for a longer input).
+        let mut three = 3u64.to_le_bytes().to_vec();
+        for _ in 0..3 {
+            three.extend_from_slice(&MAX_ZERO_SIZED.to_le_bytes());
+        }
+        let err = take_from::<Vec<Vec<()>>>(&three).unwrap_err();
+        assert!(err.contains("elements of no bytes"), "{err}");
+        // One sequence of 2^24 units is fine.
+        let mut one = 1u64.to_le_bytes().to_vec();
+        one.extend_from_slice(&MAX_ZERO_SIZED.to_le_bytes());
+        let (v, _) = take_from::<Vec<Vec<()>>>(&one).unwrap();
+        assert_eq!(v[0].len(), MAX_ZERO_SIZED as usize);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum List {
+        Nil,
+        Cons(u8, Box<List>),
+    }
+
+    fn list(depth: usize) -> List {
+        (0..depth).fold(List::Nil, |l, i| List::Cons(i as u8, Box::new(l)))
+    }
+
+    #[test]
+    fn nesting_is_limited_instead_of_overflowing_the_stack() {
+        // A recursive type, 1 million levels deep in 5 MB: without a limit
+        // the reader recurses once per level and overflows its stack (an
+        // abort of the whole process, not an error).
+        let mut deep = Vec::new();
+        for _ in 0..1_000_000 {
+            deep.extend_from_slice(&1u32.to_le_bytes());
+            deep.push(7);
+        }
+        deep.extend_from_slice(&0u32.to_le_bytes());
+        let err = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || take_from::<List>(&deep).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.contains("nested deeper than"), "{err}");
+        // The writer refuses such a value too, with the same words.
+        let too_deep = list(MAX_DEPTH + 1);
+        let mut buf = Vec::new();
+        let err = to_extend(&too_deep, &mut buf).unwrap_err();
+        assert!(err.contains("nested deeper than"), "{err}");
+        std::mem::forget(too_deep);
+        // What is within the limit round-trips.
+        let ok = list(MAX_DEPTH / 2 - 1);
+        round_trip(&ok);
+        std::mem::forget(ok);
     }
 
     #[test]

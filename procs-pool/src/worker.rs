@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::hash::RandomState;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use procs_core::Target;
 use procs_ipc::{QueueSender, Receiver, Sender};
@@ -41,7 +43,9 @@ impl Target for WorkerMain {
     const KIND: &'static str = "ForkPoolWorker";
 
     fn run(self) {
-        quiet_panics();
+        // Panics are the tasks' failures from now on (see
+        // `install_panic_hook`); nothing here takes the hook's lock.
+        IN_WORKER.store(true, Ordering::Relaxed);
         if let Some(init) = &self.init {
             let ran = catch_unwind(AssertUnwindSafe(|| {
                 (init.call)(init.func, &init.arg, &mut Vec::new())
@@ -135,14 +139,39 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
 }
 
-/// A panic in a task is the task's failure, reported to the pool: the
-/// worker keeps its message and location and prints nothing.
-fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let message = procs_core::panic_message(info.payload());
-        let location = info.location().map(|l| l.to_string());
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
-    }));
+/// Set in a worker process: a panic there is its task's failure.
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Installs, once in this process and before its first worker is forked,
+/// the panic hook of workers: in a worker it keeps the panic's message and
+/// location for the pool and prints nothing; elsewhere it calls the hook it
+/// replaced.
+///
+/// A worker cannot install it itself: a fork copies the hook's lock as it
+/// was, and if another thread of the pool's process was panicking at that
+/// moment (its hook runs under that lock), the lock stays held forever in
+/// the worker, whose `set_hook` then never returns. A hook the program
+/// sets after this one replaces it: workers then report a panic's message
+/// without its location (and that hook runs in them).
+pub(crate) fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    if std::thread::panicking() {
+        // `take_hook` would panic again (a pool built in a `Drop` during
+        // a panic): workers then report panics without their location.
+        return;
+    }
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_WORKER.load(Ordering::Relaxed) {
+                let message = procs_core::panic_message(info.payload());
+                let location = info.location().map(|l| l.to_string());
+                LAST_PANIC.with(|p| *p.borrow_mut() = Some((message, location)));
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// The message and location of the panic just caught.

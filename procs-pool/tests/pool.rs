@@ -593,3 +593,106 @@ fn a_map_waits_its_turn_behind_another_job() {
     assert_eq!(quick, (0..10_000).map(|x| x * x).collect::<Vec<_>>());
     assert_eq!(slow.get().unwrap(), vec![20; 8]);
 }
+
+/// Waits until the file `gate` exists (for at most 30 s), unless `gate` is
+/// empty; then returns `x`.
+fn gated((gate, x): (String, u64)) -> u64 {
+    if !gate.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::path::Path::new(&gate).exists() {
+            assert!(Instant::now() < deadline, "the gate never opened");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    x
+}
+
+/// Item 0 waits for the gate `gate`; items 1 to n - 1 do not.
+fn gated_items(gate: &str, n: u64) -> Vec<(String, u64)> {
+    (0..n)
+        .map(|x| {
+            (
+                if x == 0 {
+                    gate.to_owned()
+                } else {
+                    String::new()
+                },
+                x,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn imap_next_timeout_times_out_then_yields_in_order() {
+    let pool = Pool::new(2).unwrap();
+    let gate = temp_path("imap-gate");
+    let _ = std::fs::remove_file(&gate);
+    let mut it = pool.imap(gated, gated_items(&gate, 6)).unwrap();
+    // Item 0 cannot end while the gate is closed, and an ordered imap
+    // yields nothing before it, however many of the others are done.
+    for _ in 0..3 {
+        assert!(matches!(
+            it.next_timeout(Duration::from_millis(20)),
+            Some(Err(Error::Timeout))
+        ));
+    }
+    std::fs::write(&gate, b"open").unwrap();
+    // The iterator goes on where it was: nothing was lost or skipped.
+    let mut got = Vec::new();
+    while let Some(r) = it.next_timeout(Duration::from_secs(30)) {
+        got.push(r.unwrap());
+    }
+    assert_eq!(got, vec![0, 1, 2, 3, 4, 5]);
+    assert!(it.next_timeout(Duration::ZERO).is_none());
+    assert!(it.next().is_none());
+    let _ = std::fs::remove_file(&gate);
+}
+
+#[test]
+fn imap_unordered_next_timeout_yields_what_came_then_the_late_item() {
+    let pool = Pool::new(2).unwrap();
+    let gate = temp_path("imap-unordered-gate");
+    let _ = std::fs::remove_file(&gate);
+    let mut it = pool.imap_unordered(gated, gated_items(&gate, 8)).unwrap();
+    // Whatever comes before the gate opens is not item 0; item 0 does not
+    // end before then, so a timeout comes after at most the 7 others.
+    let mut before = Vec::new();
+    loop {
+        match it.next_timeout(Duration::from_millis(20)) {
+            Some(Ok(x)) => before.push(x),
+            Some(Err(Error::Timeout)) => break,
+            other => panic!("before the gate opened: {other:?}"),
+        }
+        assert!(before.len() < 8, "{before:?} came with the gate closed");
+    }
+    assert!(!before.contains(&0), "{before:?}");
+    std::fs::write(&gate, b"open").unwrap();
+    // Plain `next` goes on after a timeout too.
+    let mut after: Vec<u64> = it.by_ref().map(Result::unwrap).collect();
+    assert!(after.contains(&0), "{after:?}");
+    after.extend(&before);
+    after.sort_unstable();
+    assert_eq!(after, (0..8).collect::<Vec<_>>());
+    assert!(it.next_timeout(Duration::ZERO).is_none());
+    let _ = std::fs::remove_file(&gate);
+}
+
+#[test]
+fn imap_next_timeout_reports_a_terminated_pool() {
+    let pool = Pool::new(2).unwrap();
+    let gate = temp_path("imap-term-gate");
+    let _ = std::fs::remove_file(&gate);
+    let mut it = pool.imap(gated, gated_items(&gate, 4)).unwrap();
+    assert!(matches!(
+        it.next_timeout(Duration::from_millis(20)),
+        Some(Err(Error::Timeout))
+    ));
+    pool.terminate();
+    // The gated task was stopped: its place says so, instead of timing
+    // out again.
+    assert!(matches!(
+        it.next_timeout(Duration::from_secs(30)),
+        Some(Err(Error::Terminated))
+    ));
+}
