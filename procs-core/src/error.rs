@@ -24,6 +24,27 @@ pub enum Error {
         /// Name of the process.
         name: String,
     },
+    /// A call was made on a [`Process`](crate::Process) after
+    /// [`close`](crate::Process::close) released it (Python's `ValueError:
+    /// process object is closed`).
+    #[error("cannot {op}: process object is closed (process {name})")]
+    ProcessClosed {
+        /// The call that was attempted.
+        op: &'static str,
+        /// Name of the process.
+        name: String,
+    },
+    /// [`Process::close`](crate::Process::close) was called while the child
+    /// still runs (Python's `ValueError`): join or terminate it first.
+    #[error(
+        "cannot close process {name} (pid {pid}) while it is still running: join or terminate it first"
+    )]
+    StillRunning {
+        /// Name of the process.
+        name: String,
+        /// Pid of the running child.
+        pid: i32,
+    },
     /// A process tried to join itself.
     #[error("a process cannot join itself (pid {pid})")]
     JoinSelf {
