@@ -29,13 +29,14 @@ pub(crate) fn cloexec_from(low: i32) -> io::Result<()> {
     if rc == 0 {
         return Ok(());
     }
-    match io::Error::last_os_error().raw_os_error() {
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
         // No close_range, or one without CLOSE_RANGE_CLOEXEC.
         Some(libc::ENOSYS) | Some(libc::EINVAL) => match cloexec_listed(low) {
             Ok(()) => Ok(()),
             Err(_) => cloexec_every(low),
         },
-        _ => Err(io::Error::last_os_error()),
+        _ => Err(err),
     }
 }
 
@@ -96,6 +97,9 @@ pub(crate) fn cloexec_listed(low: i32) -> io::Result<()> {
     outcome
 }
 
+/// No descriptor number reaches this: the kernel's default `fs.nr_open`.
+const MAX_FDS: i32 = 1 << 20;
+
 /// [`cloexec_from`] by trying every descriptor number below the limit.
 fn cloexec_every(low: i32) -> io::Result<()> {
     let mut limit = libc::rlimit {
@@ -104,9 +108,9 @@ fn cloexec_every(low: i32) -> io::Result<()> {
     };
     // SAFETY: `limit` is a valid rlimit to write into.
     let top = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-        i32::try_from(limit.rlim_cur).unwrap_or(i32::MAX)
+        i32::try_from(limit.rlim_cur).map_or(MAX_FDS, |n| n.min(MAX_FDS))
     } else {
-        1024
+        MAX_FDS
     };
     for fd in low..top {
         set_cloexec(fd);
