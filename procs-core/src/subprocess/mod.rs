@@ -129,11 +129,13 @@ use std::os::fd::OwnedFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Stdio};
 
 mod communicate;
+mod options;
 mod popen;
 mod run;
 mod text;
 
-pub use popen::{NameOrId, Popen, PopenOptions};
+pub use options::{NameOrId, PopenOptions};
+pub use popen::Popen;
 pub use run::{
     CompletedProcess, Run, call, check_call, check_output, getoutput, getstatusoutput, run,
 };
