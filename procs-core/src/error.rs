@@ -24,6 +24,27 @@ pub enum Error {
         /// Name of the process.
         name: String,
     },
+    /// A call was made on a [`Process`](crate::Process) after
+    /// [`close`](crate::Process::close) released it (Python's `ValueError:
+    /// process object is closed`).
+    #[error("cannot {op}: process object is closed (process {name})")]
+    ProcessClosed {
+        /// The call that was attempted.
+        op: &'static str,
+        /// Name of the process.
+        name: String,
+    },
+    /// [`Process::close`](crate::Process::close) was called while the child
+    /// still runs (Python's `ValueError`): join or terminate it first.
+    #[error(
+        "cannot close process {name} (pid {pid}) while it is still running: join or terminate it first"
+    )]
+    StillRunning {
+        /// Name of the process.
+        name: String,
+        /// Pid of the running child.
+        pid: i32,
+    },
     /// A process tried to join itself.
     #[error("a process cannot join itself (pid {pid})")]
     JoinSelf {
@@ -105,9 +126,13 @@ pub enum Error {
         /// The program as given.
         program: String,
     },
-    /// A subprocess did not finish within its timeout. It was killed (with
-    /// its process group when it had one of its own); what it wrote before
-    /// is kept here.
+    /// A subprocess did not finish within its timeout (Python's
+    /// `TimeoutExpired`). After [`Run::timeout`](crate::subprocess::Run::timeout)
+    /// it was killed (with its process group) and reaped; after
+    /// [`Popen::wait_timeout`](crate::subprocess::Popen::wait_timeout) or
+    /// [`Popen::communicate`](crate::subprocess::Popen::communicate) it is
+    /// left running. What it wrote to captured pipes before is kept here, as
+    /// bytes even in text mode (as Python's `TimeoutExpired.output`).
     #[error("command {cmd:?} timed out after {timeout:?}")]
     TimeoutExpired {
         /// The command line.
@@ -131,6 +156,50 @@ pub enum Error {
         stdout: Vec<u8>,
         /// Captured standard error, if it was captured.
         stderr: Vec<u8>,
+    },
+    /// In text mode, what a subprocess wrote does not decode in the chosen
+    /// encoding under the `Strict` error handler (Python's
+    /// `UnicodeDecodeError`). The child has ended and was reaped; both
+    /// outputs are kept here as bytes, so nothing is lost.
+    #[error(
+        "{encoding} cannot decode the {stream} of command {cmd:?}: invalid byte at offset {position}"
+    )]
+    UnicodeDecodeError {
+        /// The command line.
+        cmd: Vec<String>,
+        /// The stream that did not decode: `"stdout"` or `"stderr"`.
+        stream: &'static str,
+        /// The encoding's name, e.g. `utf-8`.
+        encoding: &'static str,
+        /// Offset in that stream of the first byte that does not decode.
+        position: usize,
+        /// The exit code the child ended with, `-N` for signal N.
+        returncode: i32,
+        /// Standard output as captured, undecoded.
+        stdout: Vec<u8>,
+        /// Standard error as captured, undecoded.
+        stderr: Vec<u8>,
+    },
+    /// In text mode, the input has a character the chosen encoding has no
+    /// byte for, under the `Strict` error handler (Python's
+    /// `UnicodeEncodeError`). Nothing was started.
+    #[error("{encoding} cannot encode the input of command {cmd:?}: character at byte {position}")]
+    UnicodeEncodeError {
+        /// The command line.
+        cmd: Vec<String>,
+        /// The encoding's name, e.g. `latin-1`.
+        encoding: &'static str,
+        /// Byte offset in the input text of the character.
+        position: usize,
+    },
+    /// A user or group to run a subprocess as does not exist (Python's
+    /// `KeyError` from `pwd`/`grp`).
+    #[error("no such {kind}: {name}")]
+    NoSuchAccount {
+        /// `"user"` or `"group"`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
     },
     /// A subprocess call was given arguments that do not fit together: an
     /// empty command line, `input` for a child whose stdin is not a pipe,

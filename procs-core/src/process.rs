@@ -99,6 +99,10 @@ impl<F: FnOnce() + Send + 'static> Target for F {
 /// joined when this program exits normally (daemon children are terminated
 /// then), and is reaped by [`active_children`](crate::active_children) or the
 /// next `start` once it ends, as in Python.
+///
+/// [`close`](Process::close) releases an ended child's resources at once (its
+/// pidfd, its record), as Python's `close()`; the handle then answers only
+/// for its name, daemon flag, start method and exit code.
 pub struct Process {
     name: String,
     kind: &'static str,
@@ -107,6 +111,14 @@ pub struct Process {
     start_method: StartMethod,
     target: Option<Box<dyn FnOnce() + Send>>,
     child: Option<Arc<Child>>,
+    /// Set by `close`: the exit code the child had (`None` if never started).
+    closed: Option<Closed>,
+}
+
+/// What a closed [`Process`] remembers.
+#[derive(Debug, Clone, Copy)]
+struct Closed {
+    exitcode: Option<i32>,
 }
 
 /// Builds a [`Process`] with a name, a daemon flag or a start method.
@@ -177,6 +189,7 @@ impl ProcessBuilder {
             start_method: self.start_method,
             target: Some(Box::new(move || target.run())),
             child: None,
+            closed: None,
         }
     }
 
@@ -203,6 +216,7 @@ impl Process {
     /// current process is a daemon (daemons may not have children), or if
     /// the system refuses the fork.
     pub fn start(&mut self) -> Result<()> {
+        self.check_open("start")?;
         if self.child.is_some() {
             return Err(Error::AlreadyStarted {
                 name: self.name.clone(),
@@ -225,7 +239,19 @@ impl Process {
         Ok(())
     }
 
+    /// [`Error::ProcessClosed`] once [`close`](Self::close) was called.
+    fn check_open(&self, op: &'static str) -> Result<()> {
+        match self.closed {
+            None => Ok(()),
+            Some(_) => Err(Error::ProcessClosed {
+                op,
+                name: self.name.clone(),
+            }),
+        }
+    }
+
     fn started(&self, op: &'static str) -> Result<&Child> {
+        self.check_open(op)?;
         self.child.as_deref().ok_or_else(|| Error::NotStarted {
             op,
             name: self.name.clone(),
@@ -290,14 +316,46 @@ impl Process {
         self.own_child("signal")?.signal(signal)
     }
 
-    /// The child's pid, `None` before `start`.
+    /// The child's pid, `None` before `start` and after
+    /// [`close`](Self::close) (from then on the pid may be another
+    /// process's). [`ident`](Self::ident) is the same with Python's error
+    /// after `close`.
+    #[doc(alias = "ident")]
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.pid)
     }
 
+    /// The child's pid, `None` before `start` (Python's `ident`, an alias of
+    /// `pid`), or [`Error::ProcessClosed`] after [`close`](Self::close).
+    ///
+    /// ```
+    /// use procs_core::Process;
+    ///
+    /// let mut p = Process::new(|| {});
+    /// assert_eq!(p.ident()?, None);
+    /// p.start()?;
+    /// assert_eq!(p.ident()?, p.pid());
+    /// p.join()?;
+    /// p.close()?;
+    /// assert!(matches!(p.ident(), Err(procs_core::Error::ProcessClosed { .. })));
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProcessClosed`] after `close`.
+    pub fn ident(&self) -> Result<Option<i32>> {
+        self.check_open("ident")?;
+        Ok(self.pid())
+    }
+
     /// The exit code: `None` before start and while running; `0`, a positive
-    /// code, or `-N` for death by signal N once the child ended.
+    /// code, or `-N` for death by signal N once the child ended. A closed
+    /// process keeps the code its child ended with.
     pub fn exitcode(&self) -> Option<i32> {
+        if let Some(closed) = self.closed {
+            return closed.exitcode;
+        }
         match &self.child {
             Some(c) if c.creator == getpid().as_raw() => c.poll().ok().flatten(),
             _ => None,
@@ -321,6 +379,7 @@ impl Process {
 
     /// Makes the process a daemon or not; only before `start`.
     pub fn set_daemon(&mut self, daemon: bool) -> Result<()> {
+        self.check_open("set daemon")?;
         if self.child.is_some() {
             return Err(Error::AlreadyStarted {
                 name: self.name.clone(),
@@ -338,8 +397,67 @@ impl Process {
     /// A descriptor that becomes readable when the child ends (a pidfd), to
     /// wait for several processes at once with `poll(2)` or an event loop.
     /// `None` before `start`, or where the kernel has no pidfd (Linux < 5.3).
+    /// `None` after [`close`](Self::close) too: the pidfd is closed then.
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
         self.child.as_ref().and_then(|c| c.sentinel())
+    }
+
+    /// Releases what the handle holds for its ended child (its pidfd, its
+    /// record in this process), as Python's `close()`. From then on
+    /// [`start`](Self::start), [`join`](Self::join), the signals and
+    /// [`ident`](Self::ident) fail with [`Error::ProcessClosed`];
+    /// [`pid`](Self::pid) and [`sentinel`](Self::sentinel) are `None`,
+    /// [`is_alive`](Self::is_alive) is `false`, and [`name`](Self::name),
+    /// [`daemon`](Self::daemon) and [`exitcode`](Self::exitcode) still
+    /// answer. Closing again does nothing, as in Python, and so does closing
+    /// a process that was never started (except that it cannot be started
+    /// any more).
+    ///
+    /// ```
+    /// use procs_core::{Error, Process};
+    ///
+    /// let mut p = Process::new(|| {});
+    /// p.start()?;
+    /// p.join()?;
+    /// p.close()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// assert!(matches!(p.join(), Err(Error::ProcessClosed { op: "join", .. })));
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StillRunning`] if the child has not ended (it is left
+    /// alone, and the handle stays open): join or terminate it first.
+    /// [`Error::NotAChild`] if another process started it.
+    pub fn close(&mut self) -> Result<()> {
+        if self.closed.is_some() {
+            return Ok(());
+        }
+        let exitcode = match &self.child {
+            None => None,
+            Some(_) => {
+                let child = self.own_child("close")?;
+                match child.poll()? {
+                    Some(code) => Some(code),
+                    None => {
+                        return Err(Error::StillRunning {
+                            name: self.name.clone(),
+                            pid: child.pid,
+                        });
+                    }
+                }
+            }
+        };
+        if let Some(child) = self.child.take() {
+            // Reaped (poll said so), so the registry lets go of its
+            // reference; the pidfd closes with the last one, ours.
+            registry::state().forget_reaped(&child);
+            drop(child);
+        }
+        self.target = None;
+        self.closed = Some(Closed { exitcode });
+        Ok(())
     }
 }
 
@@ -359,6 +477,7 @@ impl fmt::Display for Process {
     /// `<Process(Process-1, stopped[SIGTERM])>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let status = match (&self.child, self.exitcode()) {
+            _ if self.closed.is_some() => "closed".to_owned(),
             (None, _) => "initial".to_owned(),
             (Some(_), None) => "started".to_owned(),
             (Some(_), Some(0)) => "stopped".to_owned(),
@@ -379,6 +498,7 @@ impl fmt::Debug for Process {
             .field("daemon", &self.daemon)
             .field("pid", &self.pid())
             .field("exitcode", &self.exitcode())
+            .field("closed", &self.closed.is_some())
             .finish()
     }
 }

@@ -549,3 +549,104 @@ fn a_normal_exit_terminates_daemons_and_joins_the_others() {
         "worker {worker} was not reaped"
     );
 }
+
+/// Whether descriptor `fd` of this process is open and a pidfd.
+fn is_open_pidfd(fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|link| link.to_string_lossy().contains("pidfd"))
+}
+
+#[test]
+fn close_on_a_running_process_is_an_error_and_leaves_it_usable() {
+    let mut p = Reaper(sleeper());
+    p.0.start().unwrap();
+    let pid = p.0.pid().unwrap();
+    let err = p.0.close().unwrap_err();
+    assert!(
+        matches!(err, Error::StillRunning { pid: p2, .. } if p2 == pid),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("still running"), "{err}");
+    // Still open: the child can be killed and joined through the handle.
+    assert!(p.0.is_alive());
+    p.0.kill().unwrap();
+    assert_eq!(p.0.join().unwrap(), -9);
+    p.0.close().unwrap();
+    assert_eq!(p.0.exitcode(), Some(-9));
+}
+
+#[test]
+fn close_releases_the_pidfd_and_the_record() {
+    // In a child of its own, where no other test's thread opens descriptors
+    // that could take the closed pidfd's number.
+    let h = procs_core::spawn(|| -> Result<(), String> {
+        use std::os::fd::AsRawFd;
+        let mut p = Process::new(|| {});
+        p.start().map_err(|e| e.to_string())?;
+        let pid = p.pid().ok_or("no pid")?;
+        let Some(fd) = p.sentinel().map(|s| s.as_raw_fd()) else {
+            return Ok(()); // no pidfd on this kernel: nothing to release
+        };
+        if !is_open_pidfd(fd) {
+            return Err(format!("the sentinel {fd} is not a pidfd"));
+        }
+        p.join().map_err(|e| e.to_string())?;
+        p.close().map_err(|e| e.to_string())?;
+        if is_open_pidfd(fd) {
+            return Err(format!("pidfd {fd} is still open after close"));
+        }
+        if active_children().iter().any(|c| c.pid == pid) {
+            return Err(format!("{pid} is still recorded"));
+        }
+        Ok(())
+    })
+    .unwrap();
+    h.join().unwrap().unwrap();
+}
+
+#[test]
+fn after_close_only_what_python_allows_answers() {
+    let mut p = Process::builder().name("closing").build(|| {});
+    p.start().unwrap();
+    let pid = p.pid().unwrap();
+    assert_eq!(p.ident().unwrap(), Some(pid));
+    assert_eq!(p.join().unwrap(), 0);
+    p.close().unwrap();
+
+    assert_eq!(p.pid(), None);
+    assert!(p.sentinel().is_none());
+    assert!(!p.is_alive());
+    // What Python still allows after close.
+    assert_eq!(p.name(), "closing");
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!(p.to_string(), "<Process(closing, closed)>");
+    p.close().expect("a second close does nothing");
+
+    let closed = |r: Result<(), Error>, want: &str| match r {
+        Err(Error::ProcessClosed { op, ref name }) => {
+            assert_eq!((op, name.as_str()), (want, "closing"));
+            let msg = r.unwrap_err().to_string();
+            assert!(msg.contains("process object is closed"), "{msg}");
+        }
+        other => panic!("{want}: expected ProcessClosed, got {other:?}"),
+    };
+    closed(p.join().map(drop), "join");
+    closed(p.join_timeout(Duration::from_millis(1)).map(drop), "join");
+    closed(p.terminate(), "signal");
+    closed(p.kill(), "signal");
+    closed(p.start(), "start");
+    closed(p.ident().map(drop), "ident");
+    closed(p.set_daemon(true), "set daemon");
+}
+
+#[test]
+fn close_before_start_makes_the_process_unstartable() {
+    let mut p = Process::new(|| {});
+    p.close().unwrap();
+    assert!(matches!(
+        p.start(),
+        Err(Error::ProcessClosed { op: "start", .. })
+    ));
+    assert_eq!(p.exitcode(), None);
+    assert_eq!(p.pid(), None);
+}

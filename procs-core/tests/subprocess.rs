@@ -526,20 +526,35 @@ fn poll_is_none_while_running_then_the_code() {
 }
 
 #[test]
-fn wait_timeout_leaves_a_sleeping_child_running_then_kill_gives_minus_9() {
-    let mut p = Popen::new(["sleep", "30"])
-        .map(Reaped)
-        .expect("spawn sleep");
+fn wait_timeout_is_timeout_expired_and_the_child_can_still_be_killed_and_reaped() {
+    let mut p = Popen::new(["sleep", "5"]).map(Reaped).expect("spawn sleep");
+    let pid = p.pid();
     let started = Instant::now();
-    assert_eq!(
-        p.wait_timeout(Duration::from_millis(100)).expect("wait"),
-        None
-    );
-    assert!(started.elapsed() >= Duration::from_millis(100));
+    let err = p.wait_timeout(Duration::from_millis(100)).unwrap_err();
+    let waited = started.elapsed();
+    match &err {
+        Error::TimeoutExpired {
+            cmd,
+            timeout,
+            stdout,
+            stderr,
+        } => {
+            assert_eq!(cmd, &["sleep", "5"]);
+            assert_eq!(*timeout, Duration::from_millis(100));
+            assert!(stdout.is_empty() && stderr.is_empty());
+        }
+        other => panic!("expected TimeoutExpired, got {other:?}"),
+    }
+    assert!(err.to_string().contains("timed out after 100ms"), "{err}");
+    assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    assert!(waited < Duration::from_secs(4), "took {waited:?}");
+    // Left running, and still ours to signal and reap.
     assert_eq!(p.poll().expect("poll"), None);
+    assert_eq!(proc_state(pid).map(|(s, _)| s != 'Z'), Some(true));
     p.kill().expect("kill");
-    assert_eq!(p.wait_timeout(PATIENCE).expect("wait"), Some(-9));
+    assert_eq!(p.wait_timeout(PATIENCE).expect("wait"), -9);
     assert_eq!(p.returncode(), Some(-9));
+    assert!(is_reaped(pid), "pid {pid} left a zombie");
 }
 
 #[test]
@@ -547,7 +562,7 @@ fn wait_timeout_returns_the_code_of_a_child_that_ends() {
     let mut p = Popen::new(["sh", "-c", "exit 4"])
         .map(Reaped)
         .expect("spawn sh");
-    assert_eq!(p.wait_timeout(PATIENCE).expect("wait"), Some(4));
+    assert_eq!(p.wait_timeout(PATIENCE).expect("wait"), 4);
 }
 
 #[test]

@@ -117,7 +117,7 @@ impl Popen {
             outcome = match deadline {
                 None => self.wait().map(|_| true),
                 Some(d) => self
-                    .wait_timeout(d.saturating_duration_since(Instant::now()))
+                    .wait_for(d.saturating_duration_since(Instant::now()))
                     .map(|code| code.is_some()),
             };
         }
@@ -140,6 +140,48 @@ impl Popen {
                 })
             }
         }
+    }
+
+    /// [`communicate`](Self::communicate) in text mode (Python's
+    /// `communicate` on a `Popen(..., text=True)`): `input` is encoded and
+    /// both outputs decoded with the child's
+    /// [`encoding`](super::PopenOptions::encoding) (UTF-8 unless set) and
+    /// [`errors`](super::PopenOptions::errors) handler.
+    ///
+    /// ```
+    /// use procs_core::subprocess::{Popen, Redirect};
+    ///
+    /// let mut p = Popen::builder(["tr", "a-z", "A-Z"])
+    ///     .stdin(Redirect::Pipe)
+    ///     .stdout(Redirect::Pipe)
+    ///     .spawn()?;
+    /// let (out, _) = p.communicate_text(Some("abc"), None)?;
+    /// assert_eq!(out, "ABC");
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`communicate`](Self::communicate) (a timeout's
+    /// [`Error::TimeoutExpired`] carries the output so far as bytes, as
+    /// Python's does); [`Error::UnicodeEncodeError`] for input the encoding
+    /// cannot represent (nothing is sent); [`Error::UnicodeDecodeError`],
+    /// carrying both outputs as bytes, for output that does not decode under
+    /// [`ErrorHandler::Strict`](super::ErrorHandler::Strict). The child has
+    /// ended and been reaped by then.
+    pub fn communicate_text(
+        &mut self,
+        input: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<(String, String)> {
+        let mode = self.text;
+        let input = match input {
+            Some(text) => Some(mode.encode_input(&self.args, text)?),
+            None => None,
+        };
+        let (stdout, stderr) = self.communicate(input.as_deref(), timeout)?;
+        let returncode = self.returncode().unwrap_or_default();
+        mode.decode_outputs(&self.args, returncode, stdout, stderr)
     }
 
     /// Moves data until every pipe is closed (`Ok(true)`) or the deadline

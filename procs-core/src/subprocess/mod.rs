@@ -10,6 +10,13 @@
 //! waited for with a timeout, talked to through its pipes with
 //! [`Popen::communicate`], and signalled.
 //!
+//! Python's other keyword arguments are builder methods of [`Run`] and
+//! [`PopenOptions`]: `shell` ([`Run::shell`], through `/bin/sh -c`), `text`,
+//! `encoding` and `errors` ([`Run::text`], [`Popen::communicate_text`]),
+//! `close_fds` (on by default) and `pass_fds`, `preexec_fn`
+//! ([`PopenOptions::pre_exec`], `unsafe`), `user`, `group`, `umask`,
+//! `start_new_session`, `process_group`, `cwd` and `env`.
+//!
 //! ```
 //! use std::time::Duration;
 //! use procs_core::subprocess::{Popen, Redirect, Run};
@@ -69,6 +76,24 @@
 //! [`PopenOptions::process_group`] or [`PopenOptions::start_new_session`] and
 //! signal it with [`Popen::send_signal_group`].
 //!
+//! # Descriptors
+//!
+//! A child gets stdin, stdout and stderr, and by default nothing else: as
+//! Python's `close_fds=True`, every descriptor from 3 up is closed when the
+//! program starts, including those this process opened without
+//! `O_CLOEXEC` (std closes only its own). [`PopenOptions::pass_fds`] keeps
+//! chosen ones open at their numbers; [`PopenOptions::close_fds`]`(false)`
+//! lets every inheritable one through.
+//!
+//! # Text
+//!
+//! Output is bytes unless asked for as text: [`Run::text`] makes
+//! [`CompletedProcess::stdout`] and `stderr` `String`s, decoded in UTF-8 or
+//! another [`Encoding`]. Bytes that do not decode are an
+//! [`Error::UnicodeDecodeError`] naming the stream and offset and carrying
+//! all the output as bytes (Python's `errors="strict"`, the default), or are
+//! replaced by U+FFFD or left out, as chosen with an [`ErrorHandler`].
+//!
 //! # Errors
 //!
 //! A program that cannot be found is [`Error::ProgramNotFound`] naming it; a
@@ -80,19 +105,23 @@
 //!
 //! # Differences from Python
 //!
-//! - Output that was not captured is an empty `Vec`, not `None`.
-//! - [`Popen::wait_timeout`] returns `Ok(None)` when the child is still
-//!   running, where Python raises `TimeoutExpired`: the child is left alone
-//!   either way, and a Rust caller matches on an `Option` more easily than on
-//!   an error.
-//! - There is no shell mode: run `["sh", "-c", "..."]` to get one
-//!   ([`getoutput`] and [`getstatusoutput`] do, as in Python).
+//! - Output that was not captured is empty, not `None`.
+//! - Python's `wait(timeout)` is [`Popen::wait_timeout`]; both fail with
+//!   `TimeoutExpired` and leave the child running.
+//! - Text mode is a type, not a flag: [`Run::text`] turns a `Run` into a
+//!   `Run<String>`, whose result holds `String`s. A `Popen`'s pipes stay
+//!   bytes; [`Popen::communicate_text`] decodes what `communicate` read.
+//! - `close_fds` marks descriptors close-on-exec instead of closing them
+//!   before the exec (the effect on the program is the same).
+//! - `user` also drops the supplementary groups when allowed (std's
+//!   choice); `extra_groups` is not offered.
 //!
 //! [`Error::TimeoutExpired`]: crate::Error::TimeoutExpired
 //! [`Error::ProgramNotFound`]: crate::Error::ProgramNotFound
 //! [`Error::Os`]: crate::Error::Os
 //! [`Error::CalledProcessError`]: crate::Error::CalledProcessError
 //! [`Error::InvalidArgument`]: crate::Error::InvalidArgument
+//! [`Error::UnicodeDecodeError`]: crate::Error::UnicodeDecodeError
 
 use std::fs::File;
 use std::io::{PipeReader, PipeWriter};
@@ -100,13 +129,17 @@ use std::os::fd::OwnedFd;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, Stdio};
 
 mod communicate;
+mod options;
 mod popen;
 mod run;
+mod text;
 
-pub use popen::{Popen, PopenOptions};
+pub use options::{NameOrId, PopenOptions};
+pub use popen::Popen;
 pub use run::{
     CompletedProcess, Run, call, check_call, check_output, getoutput, getstatusoutput, run,
 };
+pub use text::{Encoding, ErrorHandler, Output};
 
 /// Where one standard stream of a child goes: Python's `PIPE`, `DEVNULL`,
 /// `None` (inherit) or a file.

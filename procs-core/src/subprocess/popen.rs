@@ -1,5 +1,5 @@
-//! [`Popen`]: a running child program and its pipes, and [`PopenOptions`],
-//! its builder.
+//! [`Popen`]: a running child program and its pipes (its builder,
+//! [`PopenOptions`], is in `options.rs`).
 //!
 //! Invariant: the child is reaped only by this handle (through its
 //! [`std::process::Child`]), and `state` records that it was. While `state` is `Running` the pid is
@@ -8,273 +8,19 @@
 //! is not `Running`, no signal is sent.
 
 use std::ffi::OsStr;
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use super::PopenOptions;
 use super::communicate::Progress;
-use super::{Redirect, Stderr};
+use super::text::TextMode;
 use crate::error::{Error, Result};
 use crate::sys;
-
-/// The builder of a [`Popen`]: Python's `Popen(...)` keyword arguments.
-///
-/// Every stream is inherited unless told otherwise. Setters take and return
-/// the builder, and [`spawn`](PopenOptions::spawn) consumes it (the
-/// descriptors given as redirects move into the child).
-///
-/// ```
-/// use procs_core::subprocess::{Popen, Redirect};
-///
-/// let mut p = Popen::builder(["sh", "-c", "echo out; echo err >&2"])
-///     .stdout(Redirect::Pipe)
-///     .stderr_to_stdout()
-///     .spawn()?;
-/// let (out, _) = p.communicate(None, None)?;
-/// assert_eq!(out, b"out\nerr\n");
-/// # Ok::<(), procs_core::Error>(())
-/// ```
-#[derive(Debug)]
-#[must_use = "a PopenOptions does nothing until spawn is called"]
-pub struct PopenOptions {
-    command: Command,
-    args: Vec<String>,
-    pub(super) stdin: Option<Redirect>,
-    pub(super) stdout: Option<Redirect>,
-    pub(super) stderr: Option<Stderr>,
-    pub(super) process_group: Option<i32>,
-    pub(super) start_new_session: bool,
-}
-
-impl PopenOptions {
-    /// Options for running `args`: the program (looked up in `PATH` when it
-    /// has no `/`), then its arguments.
-    pub fn new<I, S>(args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        let argv: Vec<_> = args.into_iter().collect();
-        let mut command = Command::new(argv.first().map_or(OsStr::new(""), AsRef::as_ref));
-        command.args(argv.iter().skip(1));
-        PopenOptions {
-            command,
-            args: argv
-                .iter()
-                .map(|a| a.as_ref().to_string_lossy().into_owned())
-                .collect(),
-            stdin: None,
-            stdout: None,
-            stderr: None,
-            process_group: None,
-            start_new_session: false,
-        }
-    }
-
-    /// Where the child's stdin comes from.
-    pub fn stdin(mut self, redirect: impl Into<Redirect>) -> Self {
-        self.stdin = Some(redirect.into());
-        self
-    }
-
-    /// Where the child's stdout goes.
-    pub fn stdout(mut self, redirect: impl Into<Redirect>) -> Self {
-        self.stdout = Some(redirect.into());
-        self
-    }
-
-    /// Where the child's stderr goes. Replaces an earlier
-    /// [`stderr_to_stdout`](Self::stderr_to_stdout).
-    pub fn stderr(mut self, redirect: impl Into<Redirect>) -> Self {
-        self.stderr = Some(Stderr::Redirect(redirect.into()));
-        self
-    }
-
-    /// Sends the child's stderr wherever its stdout goes, through the same
-    /// descriptor, so that the order of what it writes is kept (Python's
-    /// `stderr=STDOUT`). With stdout a [`Redirect::Pipe`], both are read from
-    /// [`Popen::stdout`] and [`Popen::stderr`] is `None`. Replaces an earlier
-    /// [`stderr`](Self::stderr).
-    #[doc(alias = "STDOUT")]
-    pub fn stderr_to_stdout(mut self) -> Self {
-        self.stderr = Some(Stderr::ToStdout);
-        self
-    }
-
-    /// Runs the child in `dir` (Python's `cwd`). A program name without a
-    /// `/` is still looked up in `PATH`.
-    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
-        self.command.current_dir(dir);
-        self
-    }
-
-    /// Sets one environment variable of the child.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.command.env(key, value);
-        self
-    }
-
-    /// Sets several environment variables of the child.
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: AsRef<OsStr>,
-        V: AsRef<OsStr>,
-    {
-        self.command.envs(vars);
-        self
-    }
-
-    /// Removes one variable from the child's environment.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
-        self.command.env_remove(key);
-        self
-    }
-
-    /// Starts the child with no environment but the variables set after
-    /// this call (Python's `env={...}`, which replaces the whole environment).
-    pub fn env_clear(mut self) -> Self {
-        self.command.env_clear();
-        self
-    }
-
-    /// Puts the child in process group `pgid`, or with `0` in a new group
-    /// whose id is its pid (Python's `process_group`). A child leading its
-    /// own group can be signalled with everything it starts by
-    /// [`Popen::send_signal_group`]; it is no longer in the terminal's
-    /// foreground group, so Ctrl-C does not reach it.
-    pub fn process_group(mut self, pgid: i32) -> Self {
-        self.process_group = Some(pgid);
-        self
-    }
-
-    /// Starts the child in a new session (`setsid`, Python's
-    /// `start_new_session=True`): it leads a new session and a new process
-    /// group, and has no controlling terminal. This takes precedence over
-    /// [`process_group`](Self::process_group).
-    pub fn start_new_session(mut self) -> Self {
-        self.start_new_session = true;
-        self
-    }
-
-    /// Starts the child.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ProgramNotFound`] when the program does not exist;
-    /// [`Error::Os`] when it cannot be executed, when the working directory
-    /// does not exist, or when a descriptor cannot be duplicated;
-    /// [`Error::InvalidArgument`] for an empty command line.
-    pub fn spawn(self) -> Result<Popen> {
-        let PopenOptions {
-            mut command,
-            args,
-            stdin,
-            stdout,
-            stderr,
-            process_group,
-            start_new_session,
-        } = self;
-        if args.is_empty() {
-            return Err(Error::InvalidArgument {
-                op: "Popen",
-                reason: "the command line is empty: it needs at least the program",
-            });
-        }
-        if start_new_session {
-            // SAFETY: the closure runs in the child between fork and exec,
-            // where only async-signal-safe calls are allowed: setsid(2) is
-            // one, and the closure allocates nothing and takes no lock.
-            unsafe {
-                command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from));
-            }
-        } else if let Some(pgid) = process_group {
-            command.process_group(pgid);
-        }
-
-        command.stdin(stdin.unwrap_or_default().into_stdio());
-        let stdout = stdout.unwrap_or_default();
-        let mut merged_stdout = None;
-        match stderr.unwrap_or(Stderr::Redirect(Redirect::Inherit)) {
-            Stderr::Redirect(stderr) => {
-                command.stdout(stdout.into_stdio());
-                command.stderr(stderr.into_stdio());
-            }
-            Stderr::ToStdout => {
-                let (stdout, stderr): (Stdio, Stdio) = match stdout {
-                    Redirect::Pipe => {
-                        // One pipe, its write end on both 1 and 2 of the child.
-                        let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
-                        let copy = writer.try_clone().map_err(|e| Error::io("dup", e))?;
-                        merged_stdout = Some(ChildStdout::from(OwnedFd::from(reader)));
-                        (writer.into(), copy.into())
-                    }
-                    Redirect::Inherit => {
-                        let ours = std::io::stdout()
-                            .as_fd()
-                            .try_clone_to_owned()
-                            .map_err(|e| Error::io("dup", e))?;
-                        (Stdio::inherit(), ours.into())
-                    }
-                    Redirect::Null => (Stdio::null(), Stdio::null()),
-                    Redirect::Fd(fd) => {
-                        let copy = fd.try_clone().map_err(|e| Error::io("dup", e))?;
-                        (fd.into(), copy.into())
-                    }
-                };
-                command.stdout(stdout);
-                command.stderr(stderr);
-            }
-        }
-
-        let spawned = command.spawn();
-        let cwd = command.get_current_dir().map(Path::to_path_buf);
-        // The command holds the parent's copies of the descriptors given to
-        // the child (the write end of a merged pipe among them): close them
-        // now, or reading that pipe would never see the end of the data.
-        drop(command);
-        let mut child = spawned.map_err(|e| spawn_error(&args[0], cwd.as_deref(), e))?;
-        let pid = i32::try_from(child.id()).expect("a pid fits in pid_t");
-        Ok(Popen {
-            stdin: child.stdin.take(),
-            stdout: merged_stdout.or_else(|| child.stdout.take()),
-            stderr: child.stderr.take(),
-            child,
-            args,
-            pid,
-            state: State::Running,
-            own_group: start_new_session || process_group == Some(0),
-            progress: Progress::default(),
-        })
-    }
-}
-
-/// The error for a failed spawn, naming what was not found.
-fn spawn_error(program: &str, cwd: Option<&Path>, e: io::Error) -> Error {
-    match e.kind() {
-        io::ErrorKind::NotFound => match cwd {
-            // std reports a failed chdir as ENOENT too: tell the two apart.
-            Some(dir) if !dir.is_dir() => Error::io(
-                "chdir",
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("working directory {} does not exist", dir.display()),
-                ),
-            ),
-            _ => Error::ProgramNotFound {
-                program: program.to_owned(),
-            },
-        },
-        kind => Error::io("spawn", io::Error::new(kind, format!("{program}: {e}"))),
-    }
-}
 
 /// Whether the child was reaped, and how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +35,7 @@ enum State {
 /// A child program, running or ended: Python's `subprocess.Popen`.
 ///
 /// Start one with [`Popen::new`] (all streams inherited) or
-/// [`Popen::builder`]. The pipe ends asked for with [`Redirect::Pipe`] are
+/// [`Popen::builder`]. The pipe ends asked for with [`Redirect::Pipe`](super::Redirect::Pipe) are
 /// [`stdin`](Popen::stdin), [`stdout`](Popen::stdout) and
 /// [`stderr`](Popen::stderr); [`communicate`](Popen::communicate) uses them
 /// all at once without deadlock.
@@ -311,6 +57,8 @@ pub struct Popen {
     pid: i32,
     state: State,
     own_group: bool,
+    /// Encoding and error handler of `communicate_text`.
+    pub(super) text: TextMode,
     pub(super) stdin: Option<ChildStdin>,
     pub(super) stdout: Option<ChildStdout>,
     pub(super) stderr: Option<ChildStderr>,
@@ -318,6 +66,30 @@ pub struct Popen {
 }
 
 impl Popen {
+    /// The handle of a child just spawned; `merged_stdout` is the read end
+    /// of the pipe its stdout and stderr share, if they do.
+    pub(super) fn started(
+        mut child: Child,
+        args: Vec<String>,
+        merged_stdout: Option<ChildStdout>,
+        own_group: bool,
+        text: TextMode,
+    ) -> Popen {
+        let pid = i32::try_from(child.id()).expect("a pid fits in pid_t");
+        Popen {
+            stdin: child.stdin.take(),
+            stdout: merged_stdout.or_else(|| child.stdout.take()),
+            stderr: child.stderr.take(),
+            child,
+            args,
+            pid,
+            state: State::Running,
+            own_group,
+            text,
+            progress: Progress::default(),
+        }
+    }
+
     /// Starts `args` (the program, then its arguments) with every stream
     /// inherited: Python's `Popen(args)`.
     pub fn new<I, S>(args: I) -> Result<Popen>
@@ -390,17 +162,53 @@ impl Popen {
         }
     }
 
-    /// Waits at most `timeout` for the child to end: its exit code, or
-    /// `None` if it is still running, in which case it is left running (Python
-    /// raises `TimeoutExpired` here; it leaves the child alone too).
+    /// Waits at most `timeout` for the child to end and returns its exit
+    /// code (Python's `wait(timeout)`). A child still running then is left
+    /// running, and the call fails with [`Error::TimeoutExpired`] naming the
+    /// command and the timeout: the child can be waited for again, or
+    /// killed and then waited for.
     ///
     /// Sleeps on a pidfd where the kernel has them (Linux 5.3), and polls
-    /// with a backoff of up to 50 ms where it does not.
+    /// with a backoff of up to 50 ms where it does not. As with
+    /// [`wait`](Self::wait), the pipes are not read.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procs_core::{Error, subprocess::Popen};
+    ///
+    /// let mut p = Popen::new(["sleep", "10"])?;
+    /// match p.wait_timeout(Duration::from_millis(50)) {
+    ///     Err(Error::TimeoutExpired { cmd, timeout, .. }) => {
+    ///         assert_eq!(cmd, ["sleep", "10"]);
+    ///         assert_eq!(timeout, Duration::from_millis(50));
+    ///     }
+    ///     other => panic!("expected a timeout, got {other:?}"),
+    /// }
+    /// p.kill()?;
+    /// assert_eq!(p.wait()?, -9);
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the kernel refuses.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>> {
+    /// [`Error::TimeoutExpired`] as above (its `stdout` and `stderr` are
+    /// empty: nothing is read); [`Error::Os`] if the kernel refuses.
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<i32> {
+        match self.wait_for(timeout)? {
+            Some(code) => Ok(code),
+            None => Err(Error::TimeoutExpired {
+                cmd: self.args.clone(),
+                timeout,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+            }),
+        }
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout) with `None` for a child still
+    /// running.
+    pub(super) fn wait_for(&mut self, timeout: Duration) -> Result<Option<i32>> {
         if let Some(code) = self.poll()? {
             return Ok(Some(code));
         }
@@ -592,6 +400,7 @@ impl Drop for Popen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subprocess::Redirect;
 
     #[test]
     fn wait_polling_times_out_then_sees_the_end() {

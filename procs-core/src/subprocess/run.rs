@@ -3,10 +3,13 @@
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{PopenOptions, Redirect, Stderr};
+use super::{Encoding, ErrorHandler, NameOrId, Output, PopenOptions, Redirect, Stderr};
 use crate::error::{Error, Result};
 
 /// Runs `args` (the program, then its arguments) with every stream
@@ -139,19 +142,23 @@ pub fn getoutput(cmd: &str) -> Result<String> {
 }
 
 /// A program that was run to its end: Python's `CompletedProcess`.
+///
+/// Its output is bytes (`Vec<u8>`), or text (`String`) for a run in
+/// [text mode](Run::text).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletedProcess {
-    /// The command line: the program, then its arguments.
+pub struct CompletedProcess<O = Vec<u8>> {
+    /// The command line: the program, then its arguments (with
+    /// [`Run::shell`], the script first).
     pub args: Vec<String>,
     /// The exit code; `-N` if it was killed by signal N.
     pub returncode: i32,
     /// What it wrote to stdout, if that was captured; empty otherwise.
-    pub stdout: Vec<u8>,
+    pub stdout: O,
     /// What it wrote to stderr, if that was captured; empty otherwise.
-    pub stderr: Vec<u8>,
+    pub stderr: O,
 }
 
-impl CompletedProcess {
+impl<O: Output> CompletedProcess<O> {
     /// Whether it exited with code 0.
     pub fn success(&self) -> bool {
         self.returncode == 0
@@ -162,7 +169,8 @@ impl CompletedProcess {
     ///
     /// # Errors
     ///
-    /// [`Error::CalledProcessError`] for a non-zero code.
+    /// [`Error::CalledProcessError`] for a non-zero code; text output is
+    /// carried as the UTF-8 bytes of its `String`.
     pub fn check_returncode(self) -> Result<Self> {
         if self.success() {
             return Ok(self);
@@ -170,11 +178,13 @@ impl CompletedProcess {
         Err(Error::CalledProcessError {
             cmd: self.args,
             returncode: self.returncode,
-            stdout: self.stdout,
-            stderr: self.stderr,
+            stdout: self.stdout.into_bytes(),
+            stderr: self.stderr.into_bytes(),
         })
     }
+}
 
+impl CompletedProcess {
     /// The captured stdout as text; bytes that are not UTF-8 are replaced
     /// by U+FFFD.
     pub fn stdout_str(&self) -> Cow<'_, str> {
@@ -206,12 +216,21 @@ impl CompletedProcess {
 /// ```
 #[derive(Debug)]
 #[must_use = "a Run does nothing until run is called"]
-pub struct Run {
+pub struct Run<O = Vec<u8>> {
     options: PopenOptions,
     capture: bool,
-    input: Option<Vec<u8>>,
+    input: Option<Input>,
     timeout: Option<Duration>,
     check: bool,
+    output: PhantomData<O>,
+}
+
+/// What [`Run::input`] was given.
+#[derive(Debug)]
+enum Input {
+    Bytes(Vec<u8>),
+    /// Encoded when the run starts, in its encoding.
+    Text(String),
 }
 
 impl Run {
@@ -228,9 +247,83 @@ impl Run {
             input: None,
             timeout: None,
             check: false,
+            output: PhantomData,
         }
     }
 
+    /// Feeds `input` to the child's stdin (a pipe), then closes it.
+    pub fn input(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.input = Some(Input::Bytes(input.into()));
+        self
+    }
+
+    /// Text mode (Python's `text=True`): the captured output is decoded into
+    /// `String`s, in UTF-8 unless [`encoding`](Run::encoding) says otherwise,
+    /// and bytes that do not decode are an [`Error::UnicodeDecodeError`]
+    /// unless [`errors`](Run::errors) says otherwise (Python's `strict`).
+    /// Input given after this call is text, encoded the same way; input
+    /// given before it is sent as the bytes it was.
+    ///
+    /// ```
+    /// use procs_core::subprocess::{Encoding, ErrorHandler, Run};
+    ///
+    /// let done = Run::new(["tr", "a-z", "A-Z"]).text().input("héllo").capture_output().run()?;
+    /// assert_eq!(done.stdout, "HéLLO");
+    ///
+    /// // Python: run(..., capture_output=True, text=True) raises UnicodeDecodeError.
+    /// let bad = Run::new(["printf", "ok\\377"]).capture_output().text().run();
+    /// assert!(matches!(bad, Err(procs_core::Error::UnicodeDecodeError { position: 2, .. })));
+    ///
+    /// // Python: errors="replace"
+    /// let done = Run::new(["printf", "ok\\377"])
+    ///     .capture_output()
+    ///     .text()
+    ///     .errors(ErrorHandler::Replace)
+    ///     .run()?;
+    /// assert_eq!(done.stdout, "ok\u{fffd}");
+    ///
+    /// // Python: encoding="latin-1"
+    /// let done = Run::new(["printf", "\\351"]).capture_output().text().encoding(Encoding::Latin1).run()?;
+    /// assert_eq!(done.stdout, "é");
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
+    #[doc(alias = "universal_newlines")]
+    pub fn text(self) -> Run<String> {
+        Run {
+            options: self.options,
+            capture: self.capture,
+            input: self.input,
+            timeout: self.timeout,
+            check: self.check,
+            output: PhantomData,
+        }
+    }
+}
+
+impl Run<String> {
+    /// Feeds `input`, encoded in the run's encoding, to the child's stdin (a
+    /// pipe), then closes it.
+    pub fn input(mut self, input: impl Into<String>) -> Self {
+        self.input = Some(Input::Text(input.into()));
+        self
+    }
+
+    /// The encoding of the input and output (Python's `encoding`; UTF-8 by
+    /// default).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.options = self.options.encoding(encoding);
+        self
+    }
+
+    /// What to do with output that does not decode and input that does not
+    /// encode (Python's `errors`; [`ErrorHandler::Strict`] by default).
+    pub fn errors(mut self, errors: ErrorHandler) -> Self {
+        self.options = self.options.errors(errors);
+        self
+    }
+}
+
+impl<O: Output> Run<O> {
     /// Captures stdout and stderr, each in its own pipe, into
     /// [`CompletedProcess::stdout`] and [`CompletedProcess::stderr`]
     /// (Python's `capture_output=True`). A stream given its own
@@ -242,7 +335,7 @@ impl Run {
     }
 
     /// Where the child's stdin comes from. Not together with
-    /// [`input`](Self::input).
+    /// [`input`](Run::input).
     pub fn stdin(mut self, redirect: impl Into<Redirect>) -> Self {
         self.options = self.options.stdin(redirect);
         self
@@ -268,12 +361,6 @@ impl Run {
     #[doc(alias = "STDOUT")]
     pub fn stderr_to_stdout(mut self) -> Self {
         self.options = self.options.stderr_to_stdout();
-        self
-    }
-
-    /// Feeds `input` to the child's stdin (a pipe), then closes it.
-    pub fn input(mut self, input: impl Into<Vec<u8>>) -> Self {
-        self.input = Some(input.into());
         self
     }
 
@@ -313,12 +400,103 @@ impl Run {
         self
     }
 
+    /// Runs the command line through `/bin/sh -c` (Python's `shell=True`);
+    /// see [`PopenOptions::shell`].
+    ///
+    /// ```
+    /// use procs_core::subprocess::Run;
+    ///
+    /// let done = Run::new(["echo one two three | wc -w"]).shell(true).capture_output().run()?;
+    /// assert_eq!(done.stdout_str().trim(), "3");
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
+    pub fn shell(mut self, shell: bool) -> Self {
+        self.options = self.options.shell(shell);
+        self
+    }
+
+    /// Whether descriptors other than 0, 1, 2 and
+    /// [`pass_fds`](Self::pass_fds) are closed in the child (Python's
+    /// `close_fds`, `true` by default); see [`PopenOptions::close_fds`].
+    pub fn close_fds(mut self, close_fds: bool) -> Self {
+        self.options = self.options.close_fds(close_fds);
+        self
+    }
+
+    /// Keeps these descriptors open in the child (Python's `pass_fds`); see
+    /// [`PopenOptions::pass_fds`].
+    pub fn pass_fds(mut self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+        self.options = self.options.pass_fds(fds);
+        self
+    }
+
+    /// Runs `hook` in the child between fork and exec (Python's
+    /// `preexec_fn`); see [`PopenOptions::pre_exec`].
+    ///
+    /// # Safety
+    ///
+    /// As [`PopenOptions::pre_exec`]: the hook may do only what is
+    /// async-signal-safe.
+    #[doc(alias = "preexec_fn")]
+    pub unsafe fn pre_exec<F>(mut self, hook: F) -> Self
+    where
+        F: FnMut() -> io::Result<()> + Send + Sync + 'static,
+    {
+        // SAFETY: the caller makes the same promise to us.
+        self.options = unsafe { self.options.pre_exec(hook) };
+        self
+    }
+
+    /// Runs the child as this user (Python's `user`); see
+    /// [`PopenOptions::user`].
+    pub fn user(mut self, user: impl Into<NameOrId>) -> Self {
+        self.options = self.options.user(user);
+        self
+    }
+
+    /// Runs the child with this group (Python's `group`); see
+    /// [`PopenOptions::group`].
+    pub fn group(mut self, group: impl Into<NameOrId>) -> Self {
+        self.options = self.options.group(group);
+        self
+    }
+
+    /// Sets the child's file mode creation mask (Python's `umask`).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.options = self.options.umask(mask);
+        self
+    }
+
+    /// Starts the child in a new session (Python's `start_new_session`); see
+    /// [`PopenOptions::start_new_session`].
+    pub fn start_new_session(mut self) -> Self {
+        self.options = self.options.start_new_session();
+        self
+    }
+
     /// Gives the child at most `timeout` to end. The child is started in a
     /// process group of its own; when the time is up, the group (the child
     /// and whatever it started) is killed with SIGKILL, the child is reaped,
-    /// and the run fails with [`Error::TimeoutExpired`] carrying the output
-    /// captured so far. See the [module documentation](super#timeouts-and-process-groups)
+    /// and the run fails with [`Error::TimeoutExpired`] carrying the command,
+    /// the timeout and the output captured so far (as bytes, in text mode
+    /// too). See the [module documentation](super#timeouts-and-process-groups)
     /// for what the new group means for terminals.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procs_core::{Error, subprocess::Run};
+    ///
+    /// let err = Run::new(["sh", "-c", "echo partial; exec sleep 10"])
+    ///     .capture_output()
+    ///     .timeout(Duration::from_millis(200))
+    ///     .run()
+    ///     .unwrap_err();
+    /// let Error::TimeoutExpired { cmd, timeout, stdout, .. } = err else { panic!("{err:?}") };
+    /// assert_eq!(cmd[0], "sh");
+    /// assert_eq!(timeout, Duration::from_millis(200));
+    /// assert_eq!(stdout, b"partial\n");
+    /// # Ok::<(), procs_core::Error>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -340,15 +518,25 @@ impl Run {
     /// [`Error::TimeoutExpired`] if it outlived its timeout (it was killed);
     /// [`Error::CalledProcessError`] for a non-zero code under
     /// [`check`](Self::check); [`Error::InvalidArgument`] for both `input`
-    /// and `stdin`, or an empty command line.
-    pub fn run(self) -> Result<CompletedProcess> {
+    /// and `stdin`, or an empty command line; in [text mode](Run::text),
+    /// [`Error::UnicodeEncodeError`] for input the encoding cannot represent
+    /// (nothing is started) and [`Error::UnicodeDecodeError`] for output
+    /// that does not decode (the child has ended).
+    pub fn run(self) -> Result<CompletedProcess<O>> {
         let Run {
             mut options,
             capture,
             input,
             timeout,
             check,
+            output: PhantomData,
         } = self;
+        let text = options.text;
+        let input = match input {
+            None => None,
+            Some(Input::Bytes(bytes)) => Some(bytes),
+            Some(Input::Text(s)) => Some(text.encode_input(options.args(), &s)?),
+        };
         if input.is_some() {
             if options.stdin.is_some() {
                 return Err(Error::InvalidArgument {
@@ -379,8 +567,10 @@ impl Run {
             }
         };
         let returncode = child.wait()?;
+        let args = std::mem::take(&mut child.args);
+        let (stdout, stderr) = text.decode_outputs(&args, returncode, stdout, stderr)?;
         let done = CompletedProcess {
-            args: std::mem::take(&mut child.args),
+            args,
             returncode,
             stdout,
             stderr,

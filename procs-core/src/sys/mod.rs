@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::WaitStatus;
 
+pub(crate) mod exec;
+
 /// Opens a pidfd for `pid`: a descriptor that becomes readable when the
 /// process exits. Returns `Ok(None)` where the kernel has no `pidfd_open`
 /// (before Linux 5.3, or a seccomp filter that refuses it), so callers fall
