@@ -48,7 +48,11 @@ mod segment;
 #[cfg(not(loom))]
 mod semaphore;
 #[cfg(not(loom))]
+mod shareable_list;
+#[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
+mod shm_manager;
 #[cfg(not(loom))]
 mod value;
 
@@ -66,5 +70,9 @@ pub use rlock::{RLock, RLockGuard};
 pub use segment::Segment;
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+#[cfg(not(loom))]
+pub use shareable_list::{Item, Iter, ShareableList};
+#[cfg(not(loom))]
+pub use shm_manager::SharedMemoryManager;
 #[cfg(not(loom))]
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
