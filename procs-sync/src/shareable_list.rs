@@ -590,8 +590,12 @@ impl ShareableList {
     /// The segment's name (Python's `sl.shm.name`), `None` if anonymous.
     ///
     /// ```
-    /// let list = procs_sync::ShareableList::create_named(Some("procs-doc-list"), [1.into()])?;
-    /// assert_eq!(list.name(), Some("/procs-doc-list"));
+    /// use procs_sync::ShareableList;
+    ///
+    /// let list = ShareableList::create_named(None, [1.into()])?;
+    /// let name = list.name().unwrap();
+    /// assert_eq!(ShareableList::open(name)?.name(), Some(name));
+    /// assert_eq!(ShareableList::new([1.into()])?.name(), None);
     /// # Ok::<(), procs_sync::Error>(())
     /// ```
     pub fn name(&self) -> Option<&str> {
