@@ -356,7 +356,13 @@ impl ShareableList {
             let capacity = list.u64_at(slot(i) + 16).load(Ordering::Relaxed);
             let capacity = usize::try_from(capacity)
                 .ok()
-                .filter(|&c| c >= ALIGN && c.is_multiple_of(ALIGN) && c <= data - offset)
+                .filter(|&c| {
+                    // Lengths are 32-bit: no slot made here is 4 GiB.
+                    c >= ALIGN
+                        && c.is_multiple_of(ALIGN)
+                        && c <= data - offset
+                        && c <= u32::MAX as usize
+                })
                 .ok_or_else(|| {
                     list.corrupt(format!(
                         "item {i} has a capacity of {capacity} bytes, with {} left",
