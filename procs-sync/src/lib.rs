@@ -40,6 +40,8 @@ mod condition;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
+mod item;
+#[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
 mod rlock;
@@ -63,6 +65,8 @@ pub use condition::{Condition, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
+pub use item::Item;
+#[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
@@ -71,7 +75,7 @@ pub use segment::Segment;
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 #[cfg(not(loom))]
-pub use shareable_list::{Item, Iter, ShareableList};
+pub use shareable_list::{Iter, ShareableList};
 #[cfg(not(loom))]
 pub use shm_manager::SharedMemoryManager;
 #[cfg(not(loom))]

@@ -15,8 +15,9 @@
 use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
+use crate::item::Item;
 use crate::segment::Segment;
-use crate::shareable_list::{Item, ShareableList};
+use crate::shareable_list::ShareableList;
 
 /// Makes named [`Segment`]s and [`ShareableList`]s that live until it is
 /// shut down or dropped, whatever becomes of their handles; then every one
