@@ -99,6 +99,46 @@ pub enum Error {
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
+    /// An index past the end of a fixed-length list (Python's `IndexError`).
+    #[error("index {index} out of range for a list of {len} items")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+    /// A str or bytes item is longer than the slot it should go in
+    /// (Python's `ValueError: bytes/str item exceeds available storage`).
+    #[error("item {index}: {len} bytes do not fit its slot of {capacity} bytes")]
+    TooLong {
+        /// The slot.
+        index: usize,
+        /// The item's length in bytes (UTF-8 for a str).
+        len: usize,
+        /// The bytes the slot holds at most.
+        capacity: usize,
+    },
+    /// Shared memory holds something this library never writes: a layout
+    /// field out of range, a slot that claims more bytes than it has, a str
+    /// that is not UTF-8.
+    #[error("shared memory {name:?} is corrupt: {why}")]
+    Corrupt {
+        /// The segment's name (or `<anonymous>`).
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A slot was being written during every attempt to read it, for longer
+    /// than a write takes: its writer probably died in the middle of the
+    /// write. The next write of the slot repairs it.
+    #[error("item {index} stayed half-written (its writer may have died while writing it)")]
+    Torn {
+        /// The slot.
+        index: usize,
+    },
+    /// The manager was shut down: it makes no more segments.
+    #[error("the SharedMemoryManager is shut down")]
+    ShutDown,
 }
 
 /// The result type of procs-sync.

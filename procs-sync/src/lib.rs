@@ -40,6 +40,8 @@ mod condition;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
+mod item;
+#[cfg(not(loom))]
 mod lock;
 #[cfg(not(loom))]
 mod rlock;
@@ -48,7 +50,11 @@ mod segment;
 #[cfg(not(loom))]
 mod semaphore;
 #[cfg(not(loom))]
+mod shareable_list;
+#[cfg(not(loom))]
 mod shared;
+#[cfg(not(loom))]
+mod shm_manager;
 #[cfg(not(loom))]
 mod value;
 
@@ -59,6 +65,8 @@ pub use condition::{Condition, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
+pub use item::Item;
+#[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
@@ -66,5 +74,9 @@ pub use rlock::{RLock, RLockGuard};
 pub use segment::Segment;
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+#[cfg(not(loom))]
+pub use shareable_list::{Iter, ShareableList};
+#[cfg(not(loom))]
+pub use shm_manager::SharedMemoryManager;
 #[cfg(not(loom))]
 pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
