@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use procs_core::Error;
 use procs_core::subprocess::{Popen, Redirect};
 
 /// Runs the recipe.
@@ -32,10 +33,15 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         String::from_utf8_lossy(&stdout)
     );
 
-    // wait_timeout gives up waiting but leaves the child running.
+    // wait_timeout gives up waiting (Python's TimeoutExpired) but leaves
+    // the child running.
     let mut sleeper = Popen::new(["sleep", "10"])?;
-    let waited = sleeper.wait_timeout(Duration::from_millis(20))?;
-    println!("after 20 ms, wait_timeout = {waited:?}: still running");
+    match sleeper.wait_timeout(Duration::from_millis(20)) {
+        Err(Error::TimeoutExpired { timeout, .. }) => {
+            println!("after {timeout:?}, wait_timeout says TimeoutExpired: still running")
+        }
+        other => println!("wait_timeout = {other:?}"),
+    }
     sleeper.kill()?;
     println!("killed: exit code {}", sleeper.wait()?);
     Ok(())
