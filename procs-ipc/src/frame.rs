@@ -7,6 +7,10 @@
 //!            position (a header left from an earlier lap of the ring fails)
 //! ```
 //!
+//! An *offer* (a message handed over by single copy, see `single_copy`)
+//! has a header of its own kind: the same layout with another magic, so
+//! that no data header can be taken for one.
+//!
 //! The payload follows, padded with zeros to a multiple of 8 so that every
 //! header is 8-byte aligned in the ring. Because a stale header never
 //! passes, a reader can poll the header word itself to learn that a frame
@@ -20,6 +24,7 @@ use crate::error::{Error, Result};
 pub const HEADER: usize = 8;
 
 const MAGIC: u32 = 0x9E37_79B9;
+const MAGIC_OFFER: u32 = 0x7F4A_7C15;
 
 /// The position's part of a header's check: the position in 8-byte units.
 /// Positions a multiple of 2^35 bytes apart share a stamp; a ring is much
@@ -37,6 +42,7 @@ pub const fn padded(len: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     len: u32,
+    offer: bool,
 }
 
 impl Header {
@@ -46,7 +52,22 @@ impl Header {
 
     /// The header of a payload of `len` bytes (at most [`Header::MAX_LEN`]).
     pub fn new(len: u32) -> Self {
-        Header { len }
+        Header { len, offer: false }
+    }
+
+    /// The header of an offer whose payload (its description) is `len`
+    /// bytes.
+    pub fn offer(len: u32) -> Self {
+        Header { len, offer: true }
+    }
+
+    /// Whether the frame is an offer rather than a message.
+    pub fn is_offer(self) -> bool {
+        self.offer
+    }
+
+    fn magic(self) -> u32 {
+        if self.offer { MAGIC_OFFER } else { MAGIC }
     }
 
     /// The payload's length.
@@ -68,7 +89,7 @@ impl Header {
     pub fn to_bytes_at(self, pos: u64) -> [u8; HEADER] {
         let mut b = [0u8; HEADER];
         b[..4].copy_from_slice(&self.len.to_le_bytes());
-        b[4..].copy_from_slice(&(self.len ^ MAGIC ^ stamp(pos)).to_le_bytes());
+        b[4..].copy_from_slice(&(self.len ^ self.magic() ^ stamp(pos)).to_le_bytes());
         b
     }
 
@@ -76,7 +97,7 @@ impl Header {
     /// position `pos`.
     #[inline]
     pub fn word_at(self, pos: u64) -> u64 {
-        u64::from(self.len) | u64::from(self.len ^ MAGIC ^ stamp(pos)) << 32
+        u64::from(self.len) | u64::from(self.len ^ self.magic() ^ stamp(pos)) << 32
     }
 
     /// The header in a word read at stream position `pos`, if it is one
@@ -85,7 +106,12 @@ impl Header {
     pub fn from_word_at(word: u64, pos: u64) -> Option<Header> {
         let len = word as u32;
         let check = (word >> 32) as u32;
-        (check == len ^ MAGIC ^ stamp(pos) && len <= Self::MAX_LEN).then_some(Header { len })
+        let offer = match check ^ len ^ stamp(pos) {
+            MAGIC => false,
+            MAGIC_OFFER => true,
+            _ => return None,
+        };
+        (len <= Self::MAX_LEN).then_some(Header { len, offer })
     }
 
     /// Decodes and checks 8 bytes read at stream position 0.
@@ -97,15 +123,17 @@ impl Header {
     pub fn parse_at(b: [u8; HEADER], pos: u64) -> Result<Header> {
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let check = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        if check != len ^ MAGIC ^ stamp(pos) {
-            return Err(Error::Corrupt("a frame header fails its check"));
-        }
+        let offer = match check ^ len ^ stamp(pos) {
+            MAGIC => false,
+            MAGIC_OFFER => true,
+            _ => return Err(Error::Corrupt("a frame header fails its check")),
+        };
         if len > Self::MAX_LEN {
             return Err(Error::Corrupt(
                 "a frame header claims a length beyond the limit",
             ));
         }
-        Ok(Header { len })
+        Ok(Header { len, offer })
     }
 }
 
@@ -147,6 +175,10 @@ mod tests {
             );
             assert_eq!(Header::from_word_at(word, pos.wrapping_add(8)), None);
         }
+        let o = Header::offer(40);
+        assert!(o.is_offer() && !Header::new(40).is_offer());
+        assert_eq!(Header::parse_at(o.to_bytes_at(64), 64).unwrap(), o);
+        assert_ne!(o.to_bytes_at(64), Header::new(40).to_bytes_at(64));
         assert_eq!(padded(0), 0);
         assert_eq!(padded(1), 8);
         assert_eq!(padded(8), 8);

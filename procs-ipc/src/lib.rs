@@ -53,6 +53,8 @@ mod pipe;
 #[cfg(not(loom))]
 mod queue;
 pub mod ring;
+#[cfg(not(loom))]
+mod single_copy;
 pub mod sync;
 #[cfg(not(loom))]
 mod wait;
@@ -65,5 +67,7 @@ pub use queue::{
     DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueBuilder, QueueReceiver, QueueSender,
     SimpleQueue,
 };
+#[cfg(not(loom))]
+pub use single_copy::LargeMessages;
 #[cfg(not(loom))]
 pub use wait::{Wait, wait};

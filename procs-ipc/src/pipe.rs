@@ -20,7 +20,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::owners::{DeathWatch, Holders, Owners};
-use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
+use crate::ring::{Hints, Peer, Received, Ring, RingCtl, Sink};
+use crate::single_copy::{self, Dest, LargeMessages, Offer, Sent, Token};
 use crate::sync::SharedBytes;
 use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
@@ -36,6 +37,8 @@ pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
 struct PipeCtl {
     owners: [Owners; 2],
     rings: [RingCtl; 2],
+    /// Each ring's offers of large messages in one copy.
+    offers: [Offer; 2],
 }
 
 /// The memory of one pipe, shared by its ends in this process.
@@ -112,6 +115,13 @@ struct End {
     peer_watch: PeerWatch,
     /// When this end last looked at the other end's holders' lives.
     peer_death: DeathWatch,
+    /// How this end sends large messages, and whether the kernel refused
+    /// single copy between these two processes.
+    large: LargeMessages,
+    single_copy_refused: Cell<bool>,
+    /// What this end writes for the other side to check, during a single
+    /// copy.
+    token: Token,
 }
 
 /// Values that encode in this many bytes go through the stack.
@@ -128,6 +138,7 @@ impl End {
         side: usize,
         send_ring: Option<usize>,
         recv_ring: Option<usize>,
+        large: LargeMessages,
     ) -> End {
         End {
             shared,
@@ -140,6 +151,9 @@ impl End {
             recv_hints: Hints::default(),
             peer_watch: PeerWatch::default(),
             peer_death: DeathWatch::default(),
+            large,
+            single_copy_refused: Cell::new(false),
+            token: Token::default(),
         }
     }
 
@@ -160,24 +174,64 @@ impl End {
 
     fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.open()?;
-        let Some(ring) = self.send_ring else {
+        let Some(i) = self.send_ring else {
             return Err(Error::Invalid("this end only receives"));
         };
-        self.shared
-            .ring(ring)
-            .hinted(&self.send_hints)
-            .send(bytes, deadline, &self.peer())
+        let ring = self.shared.ring(i).hinted(&self.send_hints);
+        let peer = self.peer();
+        if bytes.len() >= single_copy::MIN_LEN && self.offers_single_copy() {
+            let offer = &self.shared.ctl().offers[i];
+            match single_copy::send(&ring, offer, &self.token, bytes, deadline, &peer)? {
+                Sent::Copied => return Ok(()),
+                Sent::Withdrawn => {}
+                Sent::Refused => self.single_copy_refused.set(true),
+            }
+        }
+        ring.send(bytes, deadline, &peer)
+    }
+
+    /// Whether a large message is offered for single copy.
+    fn offers_single_copy(&self) -> bool {
+        !self.single_copy_refused.get()
+            && match self.large {
+                LargeMessages::Ring => false,
+                LargeMessages::SingleCopy => true,
+                LargeMessages::Measured => single_copy::faster_here(),
+            }
     }
 
     fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         self.open()?;
-        let Some(ring) = self.recv_ring else {
+        let Some(i) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
-        self.shared
-            .ring(ring)
-            .hinted(&self.recv_hints)
-            .recv(sink, deadline, &self.peer())
+        let ring = self.shared.ring(i).hinted(&self.recv_hints);
+        let peer = self.peer();
+        loop {
+            match ring.receive(sink, deadline, &peer)? {
+                Received::Message(len) => return Ok(len),
+                Received::Offer { description, len } => {
+                    let dest = match sink {
+                        Sink::Vec(v) => Dest::Vec(v),
+                        Sink::Slice(s) => Dest::Slice(s),
+                    };
+                    let offer = &self.shared.ctl().offers[i];
+                    let taken = single_copy::receive(
+                        &ring,
+                        offer,
+                        &self.token,
+                        &description,
+                        len,
+                        dest,
+                        &peer,
+                    )?;
+                    if let Some(len) = taken {
+                        return Ok(len);
+                    }
+                    // Withdrawn or refused: the message follows in the ring.
+                }
+            }
+        }
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
@@ -316,6 +370,7 @@ pub fn pipe_one_way<T>() -> Result<(Receiver<T>, Sender<T>)> {
 pub struct PipeBuilder {
     capacity: usize,
     prefault: bool,
+    large: LargeMessages,
 }
 
 impl Default for PipeBuilder {
@@ -330,7 +385,35 @@ impl PipeBuilder {
         PipeBuilder {
             capacity: DEFAULT_CAPACITY,
             prefault: false,
+            large: LargeMessages::Measured,
         }
+    }
+
+    /// How messages of 64 KiB and more go
+    /// ([`LargeMessages::Measured`] by default): in one copy, straight
+    /// from the sender's memory into the receiver's (both copy a part at
+    /// once), or through the pipe's memory (a copy in, a copy out). Where
+    /// the kernel does not allow one process to copy from or into another
+    /// (a ptrace scope, seccomp), they go through the pipe's memory,
+    /// whatever is asked.
+    ///
+    /// ```
+    /// use procs_ipc::{LargeMessages, PipeBuilder};
+    ///
+    /// let (rx, tx) = PipeBuilder::new()
+    ///     .large_messages(LargeMessages::SingleCopy)
+    ///     .one_way::<()>()?;
+    /// let mut p = procs_core::Process::new(move || {
+    ///     tx.send_bytes(&vec![7u8; 1 << 20]).unwrap();
+    /// });
+    /// p.start()?;
+    /// assert_eq!(rx.recv_bytes()?, vec![7u8; 1 << 20]);
+    /// p.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn large_messages(mut self, how: LargeMessages) -> Self {
+        self.large = how;
+        self
     }
 
     /// The bytes each direction holds before a sender waits (a power of two,
@@ -360,16 +443,16 @@ impl PipeBuilder {
     /// A duplex pipe.
     pub fn duplex<T>(self) -> Result<(Connection<T>, Connection<T>)> {
         let shared = Arc::new(self.create(2)?);
-        let a = End::new(shared.clone(), 0, Some(1), Some(0));
-        let b = End::new(shared, 1, Some(0), Some(1));
+        let a = End::new(shared.clone(), 0, Some(1), Some(0), self.large);
+        let b = End::new(shared, 1, Some(0), Some(1), self.large);
         Ok((Connection::wrap(a), Connection::wrap(b)))
     }
 
     /// A one-way pipe: the receiving end, then the sending end.
     pub fn one_way<T>(self) -> Result<(Receiver<T>, Sender<T>)> {
         let shared = Arc::new(self.create(1)?);
-        let r = End::new(shared.clone(), 0, None, Some(0));
-        let s = End::new(shared, 1, Some(0), None);
+        let r = End::new(shared.clone(), 0, None, Some(0), self.large);
+        let s = End::new(shared, 1, Some(0), None, self.large);
         Ok((Receiver(Connection::wrap(r)), Sender(Connection::wrap(s))))
     }
 }

@@ -197,6 +197,23 @@ pub trait Peer {
     fn alive(&self) -> bool;
 }
 
+/// The most bytes an offer's description takes (a whole small frame).
+pub(crate) const OFFER_MAX: usize = SMALL - HEADER;
+
+/// What a receive found.
+pub(crate) enum Received {
+    /// A message of this many bytes, now in the sink.
+    Message(usize),
+    /// An offer of a message to copy straight out of its writer, described
+    /// in the first `len` bytes; still in the ring.
+    Offer {
+        /// The description.
+        description: [u8; OFFER_MAX],
+        /// Its length.
+        len: usize,
+    },
+}
+
 /// Where a received message goes.
 pub enum Sink<'a> {
     /// Into a vector, whose contents the message replaces; it grows as bytes
@@ -413,6 +430,39 @@ impl<'a, B: Bytes> Ring<'a, B> {
     }
 
     fn send_any(&self, payload: &[u8], deadline: Option<Instant>, peer: &dyn Peer) -> Result<()> {
+        self.send_frame(payload, deadline, peer, false)
+    }
+
+    /// Sends an offer: a frame of the offer kind whose payload describes a
+    /// message that the reader copies straight out of the writer (see
+    /// `single_copy`). It is written whole.
+    pub(crate) fn send_offer(
+        &self,
+        description: &[u8],
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<()> {
+        debug_assert!(description.len() <= OFFER_MAX);
+        self.send_frame(description, deadline, peer, true)
+    }
+
+    /// Whether a message of `len` bytes, streamed now, would go in whole
+    /// without the reader taking anything out: the ring has room for it.
+    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        // Acquire: the reader is done with the bytes it freed.
+        let tail = self.ctl.tail.0.load(Ordering::Acquire);
+        let frame = (HEADER + padded(len)) as u64;
+        self.cap.saturating_sub(head.wrapping_sub(tail)) >= frame
+    }
+
+    fn send_frame(
+        &self,
+        payload: &[u8],
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+        offer: bool,
+    ) -> Result<()> {
         self.check()?;
         if peer.closed() {
             return Err(Error::Disconnected);
@@ -433,7 +483,12 @@ impl<'a, B: Bytes> Ring<'a, B> {
             ));
         }
         let frame = HEADER as u64 + padded(payload.len()) as u64;
-        let header = Header::new(len).word_at(head);
+        let header = if offer {
+            Header::offer(len)
+        } else {
+            Header::new(len)
+        }
+        .word_at(head);
         if !self.streams && frame > self.cap {
             return Err(Error::TooLarge {
                 len: payload.len(),
@@ -543,10 +598,35 @@ impl<'a, B: Bytes> Ring<'a, B> {
         deadline: Option<Instant>,
         peer: &dyn Peer,
     ) -> Result<usize> {
+        match self.receive(sink, deadline, peer)? {
+            Received::Message(len) => Ok(len),
+            Received::Offer { .. } => Err(Error::Corrupt(
+                "an offer of a single copy where none is taken",
+            )),
+        }
+    }
+
+    /// Receives one frame into `sink` as [`recv`](Ring::recv) does, or
+    /// returns an offer (left in the ring: see [`skip_offer`](Ring::skip_offer))
+    /// for the caller to take.
+    #[inline]
+    pub(crate) fn receive(
+        &self,
+        sink: &mut Sink<'_>,
+        deadline: Option<Instant>,
+        peer: &dyn Peer,
+    ) -> Result<Received> {
         if let Some(len) = self.recv_small(sink) {
-            return Ok(len);
+            return Ok(Received::Message(len));
         }
         self.recv_any(sink, deadline, peer)
+    }
+
+    /// Consumes the offer at the reader's position, of a `len`-byte
+    /// description, once it was taken, refused or found withdrawn.
+    pub(crate) fn skip_offer(&self, len: usize) {
+        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        self.consume(tail.wrapping_add((HEADER + padded(len)) as u64));
     }
 
     /// Receives a small frame (up to 64 bytes in all) that is already there
@@ -560,7 +640,11 @@ impl<'a, B: Bytes> Ring<'a, B> {
         }
         // Acquire: the frame's bytes, written before its header, are there.
         let word = self.data.load_word((tail & (self.cap - 1)) as usize);
-        let len = Header::from_word_at(word, tail)?.len();
+        let header = Header::from_word_at(word, tail)?;
+        if header.is_offer() {
+            return None;
+        }
+        let len = header.len();
         let frame = HEADER as u64 + padded(len) as u64;
         if frame > SMALL as u64 || frame > self.cap || sink.room().is_some_and(|r| r < len) {
             return None;
@@ -584,11 +668,21 @@ impl<'a, B: Bytes> Ring<'a, B> {
         sink: &mut Sink<'_>,
         deadline: Option<Instant>,
         peer: &dyn Peer,
-    ) -> Result<usize> {
+    ) -> Result<Received> {
         self.check()?;
         let tail = self.ctl.tail.0.load(Ordering::Relaxed);
         let header = self.wait_header(tail, deadline, peer)?;
         let len = header.len();
+        if header.is_offer() {
+            if !self.streams || len > OFFER_MAX {
+                return Err(Error::Corrupt("an offer that no writer of this ring sends"));
+            }
+            // Written whole, with its header last (release), which was
+            // loaded with acquire: the description is there.
+            let mut description = [0u8; OFFER_MAX];
+            self.get(tail.wrapping_add(HEADER as u64), &mut description[..len]);
+            return Ok(Received::Offer { description, len });
+        }
         if let Some(room) = sink.room()
             && room < len
         {
@@ -616,7 +710,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
                     Sink::Slice(s) => self.get(body, &mut s[..len]),
                 }
                 self.consume(tail.wrapping_add(frame));
-                return Ok(len);
+                return Ok(Received::Message(len));
             }
             // A larger whole frame: nothing is allocated for it before its
             // length is checked against what the writer published. A writer
@@ -632,7 +726,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             }
             sink.put(0, |dst| self.get(body, &mut dst[..len]));
             self.consume(tail.wrapping_add(frame));
-            return Ok(len);
+            return Ok(Received::Message(len));
         }
         // Streamed: take the header, then gather the pieces.
         let mut pos = tail.wrapping_add(HEADER as u64);
@@ -661,7 +755,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             got += n;
             self.consume(pos);
         }
-        Ok(len)
+        Ok(Received::Message(len))
     }
 
     #[inline]
