@@ -35,7 +35,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::{Doorbell, sleep_until};
 use crate::error::{Error, Result};
 use crate::frame::{HEADER, Header, padded};
 use crate::sync::{AtomicU64, HOLDER_CHECKS, Ordering, spin_loop};
@@ -895,37 +895,31 @@ impl<'a, B: Bytes> Ring<'a, B> {
         if ready() || (!expired && self.spin(&ready)) {
             return Ok(());
         }
-        // When the peer's life is next checked (it reads /proc: not on
-        // every wake-up, but at least every CHECK_EVERY while asleep).
-        let mut next_check: Option<Instant> = None;
-        loop {
-            // What can never become ready, whoever lives.
-            if stuck() {
-                return Err(Error::Corrupt("a frame header fails its check"));
+        // Closing rings the bell after marking the end closed, and a stuck
+        // ring never becomes ready: both end the sleep too. The peer's life
+        // is looked at (it reads /proc) every CHECK_EVERY, not on every
+        // wake-up.
+        let look = || {
+            if peer.alive() {
+                Ok(())
+            } else {
+                Err(Error::Disconnected)
             }
-            let due = HOLDER_CHECKS && next_check.is_none_or(|c| Instant::now() >= c);
-            if peer.closed() || (due && !peer.alive()) {
-                return if ready() {
-                    Ok(())
-                } else {
-                    Err(Error::Disconnected)
-                };
-            }
-            if due {
-                next_check = Some(Instant::now() + CHECK_EVERY);
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return if ready() { Ok(()) } else { Err(Error::Timeout) };
-            }
-            let until = match (deadline, next_check) {
-                (Some(d), Some(c)) => Some(d.min(c)),
-                (d, c) => d.or(c),
-            };
-            // Closing rings the bell after marking the end closed: checking
-            // it again once registered as a sleeper cannot miss the close.
-            if bell.sleep(|| ready() || peer.closed(), until) && ready() {
-                return Ok(());
-            }
+        };
+        let woke = sleep_until(
+            bell,
+            || ready() || peer.closed() || stuck(),
+            deadline,
+            HOLDER_CHECKS.then_some(look),
+        );
+        if stuck() {
+            return Err(Error::Corrupt("a frame header fails its check"));
+        }
+        // Once the peer is gone, what it sent is still received.
+        match woke {
+            _ if ready() => Ok(()),
+            Ok(()) => Err(Error::Disconnected),
+            Err(e) => Err(e),
         }
     }
 

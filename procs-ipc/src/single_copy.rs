@@ -47,7 +47,7 @@ use std::io;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::{Doorbell, sleep_until};
 use crate::error::{Error, Result};
 use crate::frame::Header;
 use crate::ring::{Bytes, CHECK_EVERY, OFFER_MAX, Peer, Ring};
@@ -371,19 +371,18 @@ fn wait_for(offer: &Offer, ready: impl Fn() -> bool, peer: &dyn Peer) -> Result<
             std::thread::yield_now();
         }
     }
-    loop {
-        if ready() {
-            return Ok(());
-        }
-        if !peer.alive() {
-            return if ready() {
+    sleep_until(
+        &offer.bell,
+        &ready,
+        None,
+        Some(|| {
+            if peer.alive() || ready() {
                 Ok(())
             } else {
                 Err(Error::Disconnected)
-            };
-        }
-        offer.bell.sleep(&ready, Some(Instant::now() + CHECK_EVERY));
-    }
+            }
+        }),
+    )
 }
 
 // ----- the writer's side -----
