@@ -67,6 +67,7 @@ pub use current::{
     parent_process, process_cpu_count,
 };
 pub use error::{Error, Result};
+#[doc(hidden)]
 pub use handover::{handing_over_to, reaped_children};
 pub use nix::sys::signal::Signal;
 pub use process::{Process, ProcessBuilder, StartMethod, Target};

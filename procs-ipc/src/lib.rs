@@ -38,23 +38,29 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The modules [`ring`], [`frame`], [`doorbell`], [`owners`] and [`sync`]
-//! are the building blocks, public for tests, fuzzing and primitives of
-//! your own.
+//! The building blocks (the ring, its frames, doorbells, holder tables and
+//! the loom facade) are public only for this crate's model checks and fuzz
+//! targets: they are hidden from the documentation and not covered by
+//! semantic versioning.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
 pub mod doorbell;
 mod error;
+#[doc(hidden)]
 pub mod frame;
+#[doc(hidden)]
 pub mod owners;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
 mod queue;
+#[doc(hidden)]
 pub mod ring;
 #[cfg(not(loom))]
 mod single_copy;
+#[doc(hidden)]
 pub mod sync;
 #[cfg(not(loom))]
 mod wait;

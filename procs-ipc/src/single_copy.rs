@@ -57,7 +57,7 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// less than the system calls and the hand-shake.
 pub const MIN_LEN: usize = 64 * 1024;
 
-/// How a pipe moves messages of [`MIN_LEN`] bytes and more.
+/// How a pipe moves messages of 64 KiB and more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LargeMessages {
     /// In one copy where this process measured it faster than the ring
