@@ -63,6 +63,7 @@ static REAPED: AtomicU64 = AtomicU64::new(0);
 /// compare it with what it saw before, and look at whether its peers live
 /// only when it changed: a peer that died and was reaped here is then known
 /// dead at the next call, without reading `/proc` on every call.
+#[inline]
 pub fn reaped_children() -> u64 {
     REAPED.load(Ordering::Acquire)
 }

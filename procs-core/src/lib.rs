@@ -26,6 +26,21 @@
 //! # Ok::<(), procs_core::Error>(())
 //! ```
 //!
+//! # From Python's names
+//!
+//! | Python | procs-core |
+//! |---|---|
+//! | `Process(target=f)`, `p.start()`, `p.join()`, `p.join(t)` | [`Process::new(f)`](Process::new), [`start`](Process::start), [`join`](Process::join), [`join_timeout`](Process::join_timeout) |
+//! | `p.is_alive()`, `p.terminate()`, `p.kill()`, `p.close()` | [`is_alive`](Process::is_alive), [`terminate`](Process::terminate), [`kill`](Process::kill), [`close`](Process::close) |
+//! | `p.pid`, `p.ident`, `p.exitcode`, `p.name`, `p.daemon`, `p.sentinel` | [`pid`](Process::pid), [`ident`](Process::ident), [`exitcode`](Process::exitcode), [`name`](Process::name), [`daemon`](Process::daemon), [`sentinel`](Process::sentinel) |
+//! | `Process(name=.., daemon=..)` | [`Process::builder()`](Process::builder)`.name(..).daemon(..)` |
+//! | a `Process` subclass with `run` | a type implementing [`Target`] |
+//! | `current_process()`, `parent_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`] |
+//! | `psutil.Process(pid)` | [`info::ProcessInfo`] |
+//! | `subprocess.run`, `check_output`, `call`, `check_call`, `getoutput`, `getstatusoutput` | [`subprocess::run`], [`subprocess::check_output`], [`subprocess::call`], [`subprocess::check_call`], [`subprocess::getoutput`], [`subprocess::getstatusoutput`] |
+//! | `subprocess.Popen(args, ...)`, `communicate`, `wait(timeout)` | [`subprocess::Popen`], [`communicate`](subprocess::Popen::communicate), [`wait_timeout`](subprocess::Popen::wait_timeout) |
+//! | `subprocess.TimeoutExpired`, `CalledProcessError` | [`Error::TimeoutExpired`], [`Error::CalledProcessError`] |
+//!
 //! # Exit codes
 //!
 //! As Python reports them: `None` while running, `0` for a normal end, the

@@ -93,6 +93,7 @@ impl Kind {
 /// assert_eq!(&buf, b"shared");
 /// # Ok::<(), procs_sync::Error>(())
 /// ```
+#[doc(alias = "SharedMemory")]
 #[derive(Debug)]
 pub struct Segment {
     map: MmapRaw,

@@ -87,6 +87,7 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Puts `item` if there is room now.
+    #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>>
     where
         T: Serialize,
@@ -111,6 +112,7 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Takes an item if one is there now.
+    #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T>
     where
         T: DeserializeOwned,
@@ -193,11 +195,13 @@ impl<T> JoinableQueue<T> {
     }
 
     /// The number of items in the queue, approximately.
+    #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
     /// Whether the queue is empty, approximately.
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }

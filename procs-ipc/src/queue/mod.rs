@@ -348,6 +348,7 @@ impl<T> Queue<T> {
 
     /// Puts `item` if there is room now (Python's `put_nowait`):
     /// [`Error::Full`] otherwise.
+    #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>>
     where
         T: Serialize,
@@ -424,6 +425,7 @@ impl<T> Queue<T> {
 
     /// Takes an item if one is there now (Python's `get_nowait`):
     /// [`Error::Empty`] otherwise.
+    #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T>
     where
         T: DeserializeOwned,
@@ -433,6 +435,7 @@ impl<T> Queue<T> {
 
     /// The number of items in the queue, approximately (Python's `qsize`):
     /// others may put and get meanwhile.
+    #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         let ctl = self.ctl();
         let gets = ctl.gets.0.count.load(Ordering::Acquire);
@@ -441,12 +444,14 @@ impl<T> Queue<T> {
     }
 
     /// Whether the queue is empty, approximately.
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.inner.ring().pending() == 0
     }
 
     /// Whether the queue holds `maxsize` items, approximately (always false
     /// without a maxsize).
+    #[doc(alias = "full")]
     pub fn is_full(&self) -> bool {
         let maxsize = self.ctl().maxsize.load(Ordering::Relaxed) as usize;
         maxsize > 0 && self.len() >= maxsize

@@ -39,6 +39,7 @@ impl<T> QueueSender<T> {
     }
 
     /// Puts `item` if there is room now.
+    #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>>
     where
         T: Serialize,
@@ -47,16 +48,19 @@ impl<T> QueueSender<T> {
     }
 
     /// The number of items in the queue, approximately.
+    #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether the queue is empty, approximately.
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Whether the queue holds `maxsize` items, approximately.
+    #[doc(alias = "full")]
     pub fn is_full(&self) -> bool {
         self.0.is_full()
     }
@@ -146,6 +150,7 @@ impl<T> QueueReceiver<T> {
     }
 
     /// Takes an item if one is there now.
+    #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T>
     where
         T: DeserializeOwned,
@@ -154,11 +159,13 @@ impl<T> QueueReceiver<T> {
     }
 
     /// The number of items in the queue, approximately.
+    #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// Whether the queue is empty, approximately.
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -53,6 +53,7 @@ impl<T> SimpleQueue<T> {
     }
 
     /// Whether the queue is empty, approximately.
+    #[doc(alias = "empty")]
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
