@@ -11,8 +11,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use procs_ipc::Error;
+use procs_ipc::ring::LoomBytes;
 use procs_ipc::ring::{Peer, Ring, RingCtl, Sink};
-use procs_ipc::sync::LoomBytes;
 
 /// The other side, as a flag its thread sets when it closes.
 #[derive(Clone)]
