@@ -125,8 +125,8 @@ impl<T> JoinableQueue<T> {
     /// putting an item and counting it, until the count is repaired).
     fn put_count(&self) -> u64 {
         let ctl = self.queue.ctl();
-        let gets = ctl.gets.0.count.load(Ordering::Acquire);
-        ctl.puts.0.count.load(Ordering::Acquire).max(gets)
+        let gets = ctl.gets.count.load(Ordering::Acquire);
+        ctl.puts.count.load(Ordering::Acquire).max(gets)
     }
 
     /// Reports one item taken with `get` as done. More reports than items
@@ -137,7 +137,7 @@ impl<T> JoinableQueue<T> {
     /// its `put` waited for room leaves no task behind.
     pub fn task_done(&self) -> Result<()> {
         let ctl = self.queue.ctl();
-        let mut n = ctl.done.0.load(Ordering::Acquire);
+        let mut n = ctl.done.load(Ordering::Acquire);
         let put = loop {
             let put = self.put_count();
             if n >= put {
@@ -145,7 +145,6 @@ impl<T> JoinableQueue<T> {
             }
             match ctl
                 .done
-                .0
                 .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => break put,
@@ -190,7 +189,7 @@ impl<T> JoinableQueue<T> {
     pub fn unfinished_tasks(&self) -> u64 {
         // Reports first: a report read before the puts it answers can only
         // make the number larger, never report work done that is not.
-        let done = self.queue.ctl().done.0.load(Ordering::Acquire);
+        let done = self.queue.ctl().done.load(Ordering::Acquire);
         self.put_count().saturating_sub(done)
     }
 

@@ -255,11 +255,11 @@ impl<T> Queue<T> {
         let _held = self.inner.lock_puts(deadline)?;
         let ctl = self.ctl();
         let maxsize = u64::from(ctl.maxsize.load(Ordering::Relaxed));
-        let puts = ctl.puts.0.begin(ctl.ring.write_position());
+        let puts = ctl.puts.begin(ctl.ring.write_position());
         if maxsize > 0 {
             // Saturating: a consumer may have taken (and counted) an item
             // whose producer died before counting it, until the repair.
-            let room = || puts.saturating_sub(ctl.gets.0.count.load(Ordering::Acquire)) < maxsize;
+            let room = || puts.saturating_sub(ctl.gets.count.load(Ordering::Acquire)) < maxsize;
             if !room() {
                 self.wait_slot(&room, deadline)?;
             }
@@ -268,7 +268,7 @@ impl<T> Queue<T> {
             .ring()
             .hinted(&self.inner.put_hints)
             .send(bytes, deadline, &self.consumers())?;
-        ctl.puts.0.commit(puts);
+        ctl.puts.commit(puts);
         Ok(())
     }
 
@@ -391,13 +391,13 @@ impl<T> Queue<T> {
         let ctl = self.ctl();
         let n = {
             let _held = self.inner.lock_gets(deadline)?;
-            let gets = ctl.gets.0.begin(ctl.ring.read_position());
+            let gets = ctl.gets.begin(ctl.ring.read_position());
             let n = self.inner.ring().hinted(&self.inner.get_hints).recv(
                 sink,
                 deadline,
                 &self.producers(),
             )?;
-            ctl.gets.0.commit(gets);
+            ctl.gets.commit(gets);
             n
         };
         if ctl.maxsize.load(Ordering::Relaxed) > 0 {
@@ -438,8 +438,8 @@ impl<T> Queue<T> {
     #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
         let ctl = self.ctl();
-        let gets = ctl.gets.0.count.load(Ordering::Acquire);
-        let puts = ctl.puts.0.count.load(Ordering::Acquire);
+        let gets = ctl.gets.count.load(Ordering::Acquire);
+        let puts = ctl.puts.count.load(Ordering::Acquire);
         puts.saturating_sub(gets) as usize
     }
 

@@ -11,13 +11,10 @@ use crate::ring::SharedBytes;
 use crate::ring::{CHECK_EVERY, Hints, Ring, RingCtl};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, boot_ticks_now, holder_alive};
 use crate::wait::PeerWatch;
+use crossbeam_utils::CachePadded;
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
 use procs_sync::raw::lock::{Acquired, RawLock};
-
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-pub(super) struct Line<T>(pub(super) T);
 
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -27,14 +24,14 @@ pub(super) struct QueueCtl {
     /// Processes holding a handle that can get.
     pub(super) getters: Owners,
     pub(super) maxsize: AtomicU32,
-    pub(super) put_lock: Line<RawLock>,
-    pub(super) get_lock: Line<RawLock>,
+    pub(super) put_lock: CachePadded<RawLock>,
+    pub(super) get_lock: CachePadded<RawLock>,
     /// Items put, and the producers' journal.
-    pub(super) puts: Line<Counted>,
+    pub(super) puts: CachePadded<Counted>,
     /// Items got, and the consumers' journal.
-    pub(super) gets: Line<Counted>,
+    pub(super) gets: CachePadded<Counted>,
     /// Items reported done (a joinable queue's `task_done`).
-    pub(super) done: Line<AtomicU64>,
+    pub(super) done: CachePadded<AtomicU64>,
     pub(super) slots_bell: Doorbell,
     pub(super) done_bell: Doorbell,
     pub(super) ring: RingCtl,
@@ -234,8 +231,8 @@ impl Inner {
     /// finishes its count.
     pub(super) fn lock_puts(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
         let ctl = self.ctl();
-        Self::lock_side(&ctl.put_lock.0, deadline, || {
-            ctl.puts.0.repair(ctl.ring.write_position());
+        Self::lock_side(&ctl.put_lock, deadline, || {
+            ctl.puts.repair(ctl.ring.write_position());
         })
     }
 
@@ -243,8 +240,8 @@ impl Inner {
     /// finishes its count.
     pub(super) fn lock_gets(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
         let ctl = self.ctl();
-        Self::lock_side(&ctl.get_lock.0, deadline, || {
-            ctl.gets.0.repair(ctl.ring.read_position());
+        Self::lock_side(&ctl.get_lock, deadline, || {
+            ctl.gets.repair(ctl.ring.read_position());
         })
     }
 
@@ -271,7 +268,7 @@ impl Inner {
     /// consumers' lock is held by a thread that is gone, takes it over (so
     /// the count is finished) and lets it go. Called every `CHECK_EVERY`.
     pub(super) fn repair_gets_if_holder_died(&self) {
-        let lock = &self.ctl().get_lock.0;
+        let lock = &self.ctl().get_lock;
         let holder = lock.holder();
         if holder == 0 || holder_alive(holder, boot_ticks_now()) {
             return;

@@ -39,6 +39,7 @@ use crate::doorbell::{Doorbell, sleep_until};
 use crate::error::{Error, Result};
 use crate::frame::HEADER;
 use crate::sync::{AtomicU64, HOLDER_CHECKS, Ordering, spin_loop};
+use crossbeam_utils::CachePadded;
 
 mod bytes;
 mod read;
@@ -83,18 +84,14 @@ fn whole(frame: u64, cap: u64, streams: bool) -> bool {
     frame <= cap.min(WHOLE_MAX) || !streams
 }
 
-#[repr(C, align(64))]
-#[derive(Debug, Default)]
-struct Line<T>(T);
-
 /// The control block of a ring, in shared memory.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RingCtl {
-    head: Line<AtomicU64>,
-    tail: Line<AtomicU64>,
-    data_bell: Line<Doorbell>,
-    space_bell: Line<Doorbell>,
+    head: CachePadded<AtomicU64>,
+    tail: CachePadded<AtomicU64>,
+    data_bell: CachePadded<Doorbell>,
+    space_bell: CachePadded<Doorbell>,
     capacity: AtomicU64,
 }
 
@@ -115,37 +112,37 @@ impl RingCtl {
     /// and fuzzing of the reader against a damaged ring.
     #[doc(hidden)]
     pub fn set_positions(&self, head: u64, tail: u64) {
-        self.head.0.store(head, Ordering::Release);
-        self.tail.0.store(tail, Ordering::Release);
+        self.head.store(head, Ordering::Release);
+        self.tail.store(tail, Ordering::Release);
     }
 
     /// Where the writer will write next (for the writer itself: it alone
     /// moves it).
     #[inline]
     pub(crate) fn write_position(&self) -> u64 {
-        self.head.0.load(Ordering::Relaxed)
+        self.head.load(Ordering::Relaxed)
     }
 
     /// Where the reader will read next (for the reader itself: it alone
     /// moves it).
     #[inline]
     pub(crate) fn read_position(&self) -> u64 {
-        self.tail.0.load(Ordering::Relaxed)
+        self.tail.load(Ordering::Relaxed)
     }
 
     /// The positions `(head, tail)`: for tests and fuzzing.
     #[doc(hidden)]
     pub fn positions(&self) -> (u64, u64) {
         (
-            self.head.0.load(Ordering::Acquire),
-            self.tail.0.load(Ordering::Acquire),
+            self.head.load(Ordering::Acquire),
+            self.tail.load(Ordering::Acquire),
         )
     }
 
     /// Wakes both sides, so that they check on their peer.
     pub fn wake_both(&self) {
-        self.data_bell.0.ring();
-        self.space_bell.0.ring();
+        self.data_bell.ring();
+        self.space_bell.ring();
     }
 }
 

@@ -69,7 +69,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// Consumes the offer at the reader's position, of a `len`-byte
     /// description, once it was taken, refused or found withdrawn.
     pub(crate) fn skip_offer(&self, len: usize) {
-        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
         self.consume(tail.wrapping_add((HEADER + padded(len)) as u64));
     }
 
@@ -78,7 +78,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// decides and waits as it must.
     #[inline]
     fn recv_small(&self, sink: &mut Sink<'_>) -> Option<usize> {
-        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
         if self.corrupt || !tail.is_multiple_of(HEADER as u64) {
             return None;
         }
@@ -114,7 +114,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         peer: &dyn Peer,
     ) -> Result<Received> {
         self.check()?;
-        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
         let header = self.wait_header(tail, deadline, peer)?;
         let len = header.len();
         if header.is_offer() {
@@ -205,8 +205,8 @@ impl<'a, B: Bytes> Ring<'a, B> {
     #[inline]
     fn consume(&self, tail: u64) {
         // Release: the bytes were read before the writer may overwrite them.
-        self.ctl.tail.0.store(tail, Ordering::Release);
-        self.ctl.space_bell.0.ring();
+        self.ctl.tail.store(tail, Ordering::Release);
+        self.ctl.space_bell.ring();
     }
 
     /// Waits until `need` bytes are published after `tail`; returns `head`.
@@ -226,16 +226,16 @@ impl<'a, B: Bytes> Ring<'a, B> {
             }
         }
         // Acquire: the bytes before `head` are seen.
-        let available = || self.distance(self.ctl.head.0.load(Ordering::Acquire), tail);
+        let available = || self.distance(self.ctl.head.load(Ordering::Acquire), tail);
         available()?;
         self.wait(
-            &self.ctl.data_bell.0,
+            &self.ctl.data_bell,
             || available().is_ok_and(|a| a >= need),
             &|| false,
             deadline,
             peer,
         )?;
-        let head = self.ctl.head.0.load(Ordering::Acquire);
+        let head = self.ctl.head.load(Ordering::Acquire);
         if let Some(h) = self.hints {
             h.head.store(head, Relaxed);
         }
@@ -255,11 +255,11 @@ impl<'a, B: Bytes> Ring<'a, B> {
         let valid = || Header::from_word_at(self.data.load_word(at), tail).is_some();
         // The writer published past the header, yet it does not check: the
         // ring was written by something else than a writer of this library.
-        let stuck = || match self.distance(self.ctl.head.0.load(Ordering::Acquire), tail) {
+        let stuck = || match self.distance(self.ctl.head.load(Ordering::Acquire), tail) {
             Ok(published) => published >= HEADER as u64 && !valid(),
             Err(_) => true,
         };
-        self.wait(&self.ctl.data_bell.0, valid, &stuck, deadline, peer)?;
+        self.wait(&self.ctl.data_bell, valid, &stuck, deadline, peer)?;
         header()
     }
 
@@ -268,7 +268,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// not block: it would report `Disconnected`).
     pub fn poll(&self, deadline: Option<Instant>, peer: &dyn Peer) -> Result<bool> {
         self.check()?;
-        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
         match self.wait_header(tail, deadline, peer) {
             Ok(_) | Err(Error::Disconnected) => Ok(true),
             Err(Error::Timeout) => Ok(false),
@@ -281,7 +281,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// receive reports it at once). Cheap: the writer's life is not checked
     /// (see [`Peer::alive`]).
     pub fn recv_ready(&self, peer: &dyn Peer) -> bool {
-        let tail = self.ctl.tail.0.load(Ordering::Relaxed);
+        let tail = self.ctl.tail.load(Ordering::Relaxed);
         if self.corrupt || !tail.is_multiple_of(HEADER as u64) {
             return true;
         }
@@ -290,20 +290,20 @@ impl<'a, B: Bytes> Ring<'a, B> {
             return true;
         }
         // Published past a header that does not check: corrupt, at once.
-        let published = self.distance(self.ctl.head.0.load(Ordering::Acquire), tail);
+        let published = self.distance(self.ctl.head.load(Ordering::Acquire), tail);
         !published.is_ok_and(|p| p < HEADER as u64) || peer.closed()
     }
 
     /// The doorbell the reader sleeps on for data (for a wait on several
     /// rings at once).
     pub fn data_bell(&self) -> &'a Doorbell {
-        &self.ctl.data_bell.0
+        &self.ctl.data_bell
     }
 
     /// Bytes published and not yet consumed.
     pub fn pending(&self) -> u64 {
-        let head = self.ctl.head.0.load(Ordering::Acquire);
-        let tail = self.ctl.tail.0.load(Ordering::Acquire);
+        let head = self.ctl.head.load(Ordering::Acquire);
+        let tail = self.ctl.tail.load(Ordering::Acquire);
         self.distance(head, tail).unwrap_or(head.wrapping_sub(tail))
     }
 }

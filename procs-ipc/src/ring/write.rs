@@ -26,7 +26,7 @@ impl<B: Bytes> Ring<'_, B> {
     /// `send_any`, which checks, decides and waits as it must.
     #[inline]
     fn send_small(&self, payload: &[u8], peer: &dyn Peer) -> bool {
-        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        let head = self.ctl.head.load(Ordering::Relaxed);
         let frame = HEADER as u64 + padded(payload.len()) as u64;
         if self.corrupt
             || !head.is_multiple_of(HEADER as u64)
@@ -50,7 +50,7 @@ impl<B: Bytes> Ring<'_, B> {
         let tail = match self.hints {
             Some(h) => h.tail.load(std::sync::atomic::Ordering::Relaxed),
             // Acquire: the reader is done with the bytes it freed.
-            None => self.ctl.tail.0.load(Ordering::Acquire),
+            None => self.ctl.tail.load(Ordering::Acquire),
         };
         self.cap.saturating_sub(head.wrapping_sub(tail))
     }
@@ -97,9 +97,9 @@ impl<B: Bytes> Ring<'_, B> {
     /// Whether a message of `len` bytes, streamed now, would go in whole
     /// without the reader taking anything out: the ring has room for it.
     pub(crate) fn has_room_for(&self, len: usize) -> bool {
-        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        let head = self.ctl.head.load(Ordering::Relaxed);
         // Acquire: the reader is done with the bytes it freed.
-        let tail = self.ctl.tail.0.load(Ordering::Acquire);
+        let tail = self.ctl.tail.load(Ordering::Acquire);
         let frame = (HEADER + padded(len)) as u64;
         self.cap.saturating_sub(head.wrapping_sub(tail)) >= frame
     }
@@ -124,7 +124,7 @@ impl<B: Bytes> Ring<'_, B> {
                 });
             }
         };
-        let head = self.ctl.head.0.load(Ordering::Relaxed);
+        let head = self.ctl.head.load(Ordering::Relaxed);
         if !head.is_multiple_of(HEADER as u64) {
             return Err(Error::Corrupt(
                 "the writer's position is not a frame boundary",
@@ -193,8 +193,8 @@ impl<B: Bytes> Ring<'_, B> {
     #[inline]
     fn publish(&self, head: u64) {
         // Release: the frame's bytes are seen by a reader that sees `head`.
-        self.ctl.head.0.store(head, Ordering::Release);
-        self.ctl.data_bell.0.ring();
+        self.ctl.head.store(head, Ordering::Release);
+        self.ctl.data_bell.ring();
     }
 
     /// Waits until `need` bytes are free at `head`; returns the room.
@@ -218,17 +218,16 @@ impl<B: Bytes> Ring<'_, B> {
             }
         }
         // Acquire: the reader is done with the bytes it freed.
-        let room = || room_at(self.ctl.tail.0.load(Ordering::Acquire));
+        let room = || room_at(self.ctl.tail.load(Ordering::Acquire));
         self.wait(
-            &self.ctl.space_bell.0,
+            &self.ctl.space_bell,
             || room() >= need,
             &|| false,
             deadline,
             peer,
         )?;
         if let Some(h) = self.hints {
-            h.tail
-                .store(self.ctl.tail.0.load(Ordering::Acquire), Relaxed);
+            h.tail.store(self.ctl.tail.load(Ordering::Acquire), Relaxed);
         }
         Ok(room())
     }
