@@ -47,6 +47,11 @@ struct Shared {
     seg: Segment,
     capacity: usize,
     data_offset: usize,
+    /// Where the control block starts in the segment's data: the first
+    /// offset aligned for it (its fields are padded to cache lines of
+    /// their own, 128 bytes apart on x86-64, past the segment's 64-byte
+    /// header).
+    ctl_offset: usize,
 }
 
 impl Shared {
@@ -56,16 +61,20 @@ impl Shared {
                 "a pipe's capacity is a power of two of at least 64 bytes",
             ));
         }
-        let data_offset = std::mem::size_of::<PipeCtl>().next_multiple_of(4096);
+        // Room for the control block wherever its alignment puts it.
+        let data_offset = (std::mem::align_of::<PipeCtl>() + std::mem::size_of::<PipeCtl>())
+            .next_multiple_of(4096);
         let size = capacity
             .checked_mul(rings)
             .and_then(|d| d.checked_add(data_offset))
             .ok_or(Error::Invalid("a pipe's capacity overflows"))?;
         let seg = Segment::create(size)?;
+        let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<PipeCtl>());
         let shared = Shared {
             seg,
             capacity,
             data_offset,
+            ctl_offset,
         };
         for ring in &shared.ctl().rings[..rings] {
             ring.init(capacity as u64);
@@ -79,10 +88,11 @@ impl Shared {
 
     #[inline]
     fn ctl(&self) -> &PipeCtl {
-        // SAFETY: the segment's data starts with a PipeCtl (it is at least
-        // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
-        // which is a valid PipeCtl (atomics only); it lives as long as self.
-        unsafe { &*self.seg.as_ptr().cast::<PipeCtl>() }
+        // SAFETY: a PipeCtl fits at `ctl_offset` (aligned for it, and
+        // `data_offset` leaves room for its alignment and size), in memory
+        // zero-filled at creation, which is a valid PipeCtl (atomics only);
+        // the segment lives as long as self.
+        unsafe { &*self.seg.as_ptr().add(self.ctl_offset).cast::<PipeCtl>() }
     }
 
     #[inline]

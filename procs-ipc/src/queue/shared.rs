@@ -98,6 +98,11 @@ pub(super) struct Inner {
     pub(super) seg: Segment,
     pub(super) capacity: usize,
     pub(super) data_offset: usize,
+    /// Where the control block starts in the segment's data: the first
+    /// offset aligned for it (its fields are padded to cache lines of
+    /// their own, 128 bytes apart on x86-64, past the segment's 64-byte
+    /// header).
+    pub(super) ctl_offset: usize,
     /// `close` was called in this process.
     pub(super) closed: AtomicBool,
     /// What this process's producers saw of the ring (used under the put
@@ -119,14 +124,19 @@ impl Inner {
                 "a queue's capacity is a power of two of at least 64 bytes",
             ));
         }
-        let data_offset = std::mem::size_of::<QueueCtl>().next_multiple_of(4096);
+        // Room for the control block wherever its alignment puts it.
+        let data_offset = (std::mem::align_of::<QueueCtl>() + std::mem::size_of::<QueueCtl>())
+            .next_multiple_of(4096);
         let size = data_offset
             .checked_add(capacity)
             .ok_or(Error::Invalid("a queue's capacity overflows"))?;
+        let seg = Segment::create(size)?;
+        let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<QueueCtl>());
         let inner = Inner {
-            seg: Segment::create(size)?,
+            seg,
             capacity,
             data_offset,
+            ctl_offset,
             closed: AtomicBool::new(false),
             put_hints: Hints::default(),
             get_hints: Hints::default(),
@@ -142,10 +152,11 @@ impl Inner {
 
     #[inline]
     pub(super) fn ctl(&self) -> &QueueCtl {
-        // SAFETY: the segment's data starts with a QueueCtl (it is at least
-        // `data_offset` bytes), 64-byte aligned, zero-filled at creation,
-        // which is a valid QueueCtl (atomics only); it lives as long as self.
-        unsafe { &*self.seg.as_ptr().cast::<QueueCtl>() }
+        // SAFETY: a QueueCtl fits at `ctl_offset` (aligned for it, and
+        // `data_offset` leaves room for its alignment and size), in memory
+        // zero-filled at creation, which is a valid QueueCtl (atomics only);
+        // the segment lives as long as self.
+        unsafe { &*self.seg.as_ptr().add(self.ctl_offset).cast::<QueueCtl>() }
     }
 
     #[inline]
