@@ -207,37 +207,39 @@ impl Token {
 
 // ----- the system calls -----
 
-/// `process_vm_readv` from `pid`: `local` gets the bytes at `remote`.
+/// `process_vm_readv` or `process_vm_writev`, as their libc signature.
+type VmCall = unsafe extern "C" fn(
+    libc::pid_t,
+    *const libc::iovec,
+    libc::c_ulong,
+    *const libc::iovec,
+    libc::c_ulong,
+    libc::c_ulong,
+) -> libc::ssize_t;
+
+/// `process_vm_readv` from `pid` (`local` gets the bytes at `remote`).
 fn read_from(pid: u32, local: &[libc::iovec], remote: &[libc::iovec]) -> io::Result<usize> {
-    // SAFETY: every local iovec points into memory of this process that the
-    // caller may write (see the callers), the remote ones are only
-    // addresses in the other process that the kernel checks, and the counts
-    // are the slices' lengths.
-    let n = unsafe {
-        libc::process_vm_readv(
-            pid as libc::pid_t,
-            local.as_ptr(),
-            local.len() as libc::c_ulong,
-            remote.as_ptr(),
-            remote.len() as libc::c_ulong,
-            0,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    vm_call(libc::process_vm_readv, pid, local, remote)
 }
 
-/// `process_vm_writev` into `pid`: the bytes at `local` go to `remote`.
+/// `process_vm_writev` into `pid` (the bytes at `local` go to `remote`).
 fn write_to(pid: u32, local: &[libc::iovec], remote: &[libc::iovec]) -> io::Result<usize> {
-    // SAFETY: every local iovec points into memory of this process that is
-    // readable for its length (see the callers), the remote ones are only
-    // addresses in the other process that the kernel checks, and the counts
-    // are the slices' lengths.
+    vm_call(libc::process_vm_writev, pid, local, remote)
+}
+
+fn vm_call(
+    call: VmCall,
+    pid: u32,
+    local: &[libc::iovec],
+    remote: &[libc::iovec],
+) -> io::Result<usize> {
+    // SAFETY: every local iovec points into memory of this process that the
+    // call may read or write for its length (a caller's buffer, or a token
+    // word of its own: see the callers), the remote ones are only addresses
+    // in the other process, which the kernel checks, and the counts are the
+    // slices' lengths.
     let n = unsafe {
-        libc::process_vm_writev(
+        call(
             pid as libc::pid_t,
             local.as_ptr(),
             local.len() as libc::c_ulong,

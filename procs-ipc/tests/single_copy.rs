@@ -20,6 +20,21 @@ fn message(n: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// SIGKILLs `pid` from a thread of its own, `delay` from now (spinning, so
+/// that the moment is precise).
+fn kill_after(pid: i32, delay: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    })
+}
+
 fn single_copy() -> PipeBuilder {
     PipeBuilder::new().large_messages(LargeMessages::SingleCopy)
 }
@@ -122,17 +137,7 @@ fn a_writer_killed_during_the_copy_leaves_disconnected_and_no_torn_message() {
         writer.start().unwrap();
         let pid = writer.pid().unwrap();
         // The killer lands somewhere in the first messages' copies.
-        let delay = Duration::from_micros(trial * 211 % 12_000);
-        let killer = std::thread::spawn(move || {
-            let until = Instant::now() + delay;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        });
+        let killer = kill_after(pid, Duration::from_micros(trial * 211 % 12_000));
         let mut buf = vec![0u8; LEN];
         loop {
             match rx.recv_bytes_into(&mut buf) {
@@ -169,17 +174,7 @@ fn a_reader_killed_during_the_copy_leaves_the_writer_disconnected() {
         });
         reader.start().unwrap();
         let pid = reader.pid().unwrap();
-        let delay = Duration::from_micros(trial * 307 % 12_000);
-        let killer = std::thread::spawn(move || {
-            let until = Instant::now() + delay;
-            while Instant::now() < until {
-                std::hint::spin_loop();
-            }
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        });
+        let killer = kill_after(pid, Duration::from_micros(trial * 307 % 12_000));
         let started = Instant::now();
         loop {
             match tx.send_bytes(&m) {
