@@ -38,9 +38,12 @@
 
 mod buffers;
 mod error;
+mod handler;
 mod imap;
+mod map_job;
 mod pool;
 mod result;
+mod scheduler;
 mod task;
 mod wire;
 mod worker;
