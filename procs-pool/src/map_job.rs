@@ -37,6 +37,76 @@ fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes * 4).max(1)
 }
 
+/// Python's keyword arguments of `map_async` and `starmap_async`: a chunk
+/// size, a `callback` (given the whole list of results) and an
+/// `error_callback`, for [`Pool::map_async_with`](crate::Pool::map_async_with)
+/// and [`Pool::starmap_async_with`](crate::Pool::starmap_async_with).
+///
+/// [`MapOptions::new`] is Python's defaults: a chunk size of items / (4 x
+/// processes), rounded up, and no callbacks. Callbacks run as
+/// [`Callbacks`] do: on the pool's handler thread, before the result is
+/// ready.
+///
+/// ```
+/// use procs_pool::{MapOptions, Pool};
+///
+/// let pool = Pool::new(2)?;
+/// let options = MapOptions::new()
+///     .chunksize(1)
+///     .error_callback(|e| eprintln!("the map failed: {e}"));
+/// let squares = pool.map_async_with(|x: u32| x * x, 0..4, options)?;
+/// assert_eq!(squares.get()?, vec![0, 1, 4, 9]);
+/// # Ok::<(), procs_pool::Error>(())
+/// ```
+pub struct MapOptions<R> {
+    pub(crate) chunksize: Option<usize>,
+    pub(crate) callbacks: Callbacks<Vec<R>>,
+}
+
+impl<R> Default for MapOptions<R> {
+    fn default() -> Self {
+        MapOptions {
+            chunksize: None,
+            callbacks: Callbacks::new(),
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for MapOptions<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapOptions")
+            .field("chunksize", &self.chunksize)
+            .field("callbacks", &self.callbacks)
+            .finish()
+    }
+}
+
+impl<R> MapOptions<R> {
+    /// Python's defaults: its chunk size, no callbacks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `n` items per task (at least 1: a map with a chunk size of zero
+    /// fails with [`Error::Invalid`]).
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = Some(n);
+        self
+    }
+
+    /// Called with the whole list of results when the map succeeds.
+    pub fn callback(mut self, f: impl FnOnce(&Vec<R>) + Send + 'static) -> Self {
+        self.callbacks = self.callbacks.callback(f);
+        self
+    }
+
+    /// Called with the error when the map fails.
+    pub fn error_callback(mut self, f: impl FnOnce(&Error) + Send + 'static) -> Self {
+        self.callbacks = self.callbacks.error_callback(f);
+        self
+    }
+}
+
 /// A map over `items`. An iterator that tells its exact length (a
 /// range, a vector's) is read chunk by chunk as the chunks go out;
 /// another is collected first, as Python's map does with a generator.

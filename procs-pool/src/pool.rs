@@ -18,7 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 use crate::imap::IMap;
-use crate::map_job::map_job;
+use crate::map_job::{MapOptions, map_job};
 use crate::result::{AsyncResult, Callbacks, Slot};
 use crate::scheduler::{Config, NewTask, Shared};
 use crate::task::{
@@ -239,8 +239,9 @@ impl Pool {
         self.apply_async_with(f, arg, Callbacks::new())
     }
 
-    /// [`apply_async`](Self::apply_async) with a callback and an error
-    /// callback.
+    /// [`apply_async`](Self::apply_async) with Python's keyword arguments
+    /// in `callbacks`: a callback and an error callback (an apply has no
+    /// other options).
     pub fn apply_async_with<A, R>(
         &self,
         f: fn(A) -> R,
@@ -342,22 +343,41 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async_with(f, items, None, Callbacks::new())
+        self.map_async_with(f, items, MapOptions::new())
     }
 
-    /// [`map_async`](Self::map_async) with a chunk size (`None`: Python's
-    /// default), a callback (given the whole list) and an error callback.
+    /// [`map_async`](Self::map_async) with Python's keyword arguments in
+    /// `options`: a chunk size, a callback (given the whole list) and an
+    /// error callback.
+    ///
+    /// ```
+    /// use procs_pool::{MapOptions, Pool};
+    /// use std::sync::mpsc;
+    ///
+    /// let pool = Pool::new(2)?;
+    /// let (tx, rx) = mpsc::channel();
+    /// let options = MapOptions::new()
+    ///     .chunksize(10)
+    ///     .callback(move |squares: &Vec<u64>| tx.send(squares.len()).unwrap());
+    /// let squares = pool.map_async_with(|x: u64| x * x, 0..100, options)?;
+    /// assert_eq!(squares.get()?[9], 81);
+    /// assert_eq!(rx.recv().unwrap(), 100);
+    /// # Ok::<(), procs_pool::Error>(())
+    /// ```
     pub fn map_async_with<A, R>(
         &self,
         f: fn(A) -> R,
         items: impl IntoIterator<Item = A>,
-        chunksize: Option<usize>,
-        callbacks: Callbacks<Vec<R>>,
+        options: MapOptions<R>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let MapOptions {
+            chunksize,
+            callbacks,
+        } = options;
         map_job(
             &self.shared,
             call_chunk::<A, R>,
@@ -418,23 +438,27 @@ impl Pool {
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.starmap_async_with(f, items, None, Callbacks::new())
+        self.starmap_async_with(f, items, MapOptions::new())
     }
 
-    /// [`starmap_async`](Self::starmap_async) with a chunk size and
-    /// callbacks.
+    /// [`starmap_async`](Self::starmap_async) with Python's keyword
+    /// arguments in `options`: a chunk size, a callback and an error
+    /// callback.
     pub fn starmap_async_with<F, T, R>(
         &self,
         f: F,
         items: impl IntoIterator<Item = T>,
-        chunksize: Option<usize>,
-        callbacks: Callbacks<Vec<R>>,
+        options: MapOptions<R>,
     ) -> Result<AsyncResult<Vec<R>>>
     where
         F: StarFn<T, R>,
         T: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
+        let MapOptions {
+            chunksize,
+            callbacks,
+        } = options;
         self.star_job(f, items, chunksize, callbacks, false)
     }
 
