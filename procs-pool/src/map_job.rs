@@ -1,6 +1,6 @@
-//! One `map` (and `starmap`): its chunks go to the workers as they are
-//! encoded, and their outputs are decoded straight to their places in
-//! the result.
+//! One `map` (and `starmap`): its [`MapOptions`], its chunks going to the
+//! workers as they are encoded, and their outputs decoded straight to
+//! their places in the result.
 //!
 //! A map of `total` items in chunks of `chunksize` has `total.div_ceil(
 //! chunksize)` chunks; chunk `i` carries items `i * chunksize ..` (the

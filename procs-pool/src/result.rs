@@ -189,7 +189,9 @@ impl<T> Slot<T> {
 }
 
 /// What to call when a result is ready, Python's `callback` and
-/// `error_callback`.
+/// `error_callback`: the options of
+/// [`Pool::apply_async_with`](crate::Pool::apply_async_with) (a map's are
+/// in [`MapOptions`](crate::MapOptions)).
 ///
 /// Callbacks run on the pool's handler thread, before the result becomes
 /// ready: keep them short (a long one holds up the delivery of other

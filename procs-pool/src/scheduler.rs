@@ -12,8 +12,8 @@
 //! worker that holds nothing, which is reading). So the handler thread,
 //! which also sends, never waits on a worker that waits on it. A worker
 //! holds at most [`DEPTH_SLOW`] tasks when its tasks take long and
-//! [`DEPTH_FAST`] when they are short, and no more than its
-//! `maxtasksperchild`.
+//! [`DEPTH_FAST`] when they are short, and is sent no more than its
+//! `maxtasksperchild` tasks in its life.
 //!
 //! Everything here is under the one lock of [`Shared::lock`]; outcomes are
 //! delivered to their [`Job`]s outside it.
@@ -33,7 +33,7 @@ use crate::task::{Body, Frame, Reply};
 use crate::worker::{Init, WorkerMain};
 
 /// The capacity of each worker's task pipe and result pipe.
-pub(crate) const PIPE_CAPACITY: usize = 256 * 1024;
+const PIPE_CAPACITY: usize = 256 * 1024;
 
 /// Tasks a worker may hold at once when its tasks take long (one running,
 /// one ready), and when they are short (so it never waits for the pool).
