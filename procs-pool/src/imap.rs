@@ -1,14 +1,24 @@
-//! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`.
+//! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`, and the
+//! [`StreamJob`] its chunks come back to.
+//!
+//! An imap keeps at most [`AHEAD_PER_WORKER`] chunks per worker sent and
+//! not taken back, so its memory stays bounded whatever its input's
+//! length. Chunks are decoded by the iterator that takes them, not by the
+//! pool's handler thread. While an imap may still send chunks, the pool
+//! keeps its workers after `close`.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::buffers::Buffers;
 use crate::error::{Error, Result};
-use crate::pool::{NewTask, Shared};
-use crate::result::StreamJob;
-use crate::task::{Frame, encode_chunk};
+use crate::result::{caught, lock, spin_for};
+use crate::scheduler::{Arrival, Job, NewTask, Shared};
+use crate::task::{Frame, decode_chunk, encode_chunk};
 
 /// How many chunks an imap keeps ahead of its consumer, per worker.
 const AHEAD_PER_WORKER: usize = 4;
@@ -240,6 +250,100 @@ impl<I, R> Drop for IMap<I, R> {
         if !self.input_done {
             self.input_done = true;
             self.shared.stream(false);
+        }
+    }
+}
+
+/// A chunk of an imap that came back: its index, its values or its error,
+/// and how many items it carried.
+pub(crate) type Part<R> = (usize, Result<Vec<R>>, usize);
+
+/// The chunks of an `imap` that have come back and not been taken. They
+/// are decoded by the iterator that takes them, not by the handler thread.
+pub(crate) struct StreamJob<R> {
+    ready: Mutex<StreamInner>,
+    /// Chunks delivered so far: waiters watch it before they sleep.
+    delivered: AtomicUsize,
+    arrived: Condvar,
+    buffers: Arc<Buffers>,
+    _values: std::marker::PhantomData<fn() -> R>,
+}
+
+struct StreamInner {
+    parts: VecDeque<Arrival>,
+    sleepers: usize,
+}
+
+impl<R: DeserializeOwned> StreamJob<R> {
+    pub(crate) fn new(buffers: Arc<Buffers>) -> StreamJob<R> {
+        StreamJob {
+            ready: Mutex::new(StreamInner {
+                parts: VecDeque::new(),
+                sleepers: 0,
+            }),
+            delivered: AtomicUsize::new(0),
+            arrived: Condvar::new(),
+            buffers,
+            _values: std::marker::PhantomData,
+        }
+    }
+
+    /// Waits for a chunk until `deadline` (`None`: for as long as it
+    /// takes): chunk `index` if given, else the first to come. Returns
+    /// `(index, values or error, items)`, or `None` if the deadline passed
+    /// first (the chunk stays to be taken later).
+    pub(crate) fn take(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Part<R>> {
+        let (index, items, outcome) = self.take_raw(index, deadline)?;
+        let values = outcome.and_then(|bytes| {
+            let values = caught(|| decode_chunk::<R>(&bytes, items));
+            self.buffers.give(bytes);
+            values
+        });
+        Some((index, values, items))
+    }
+
+    fn take_raw(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Arrival> {
+        let find = |parts: &VecDeque<Arrival>| match index {
+            None => (!parts.is_empty()).then_some(0),
+            Some(i) => parts.iter().position(|(j, _, _)| *j == i),
+        };
+        let seen = self.delivered.load(Ordering::Acquire);
+        let mut ready = lock(&self.ready);
+        if find(&ready.parts).is_none() {
+            drop(ready);
+            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, deadline);
+            ready = lock(&self.ready);
+        }
+        loop {
+            if let Some(part) = find(&ready.parts).and_then(|at| ready.parts.remove(at)) {
+                return Some(part);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return None;
+            }
+            ready.sleepers += 1;
+            ready = match deadline {
+                None => self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    self.arrived
+                        .wait_timeout(ready, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            ready.sleepers -= 1;
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send> Job for StreamJob<R> {
+    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
+        let mut ready = lock(&self.ready);
+        ready.parts.push_back((index, items, outcome));
+        self.delivered.fetch_add(1, Ordering::Release);
+        if ready.sleepers > 0 {
+            self.arrived.notify_all();
         }
     }
 }

@@ -1,25 +1,23 @@
-//! Results: [`AsyncResult`], the callbacks, and the jobs that turn the
-//! workers' outputs into values.
+//! Results: [`AsyncResult`], its [`Callbacks`], and the [`Slot`] where a
+//! result lands (an `apply`'s whole job).
+//!
+//! A slot is set once: its callbacks run first (outside its lock, on the
+//! thread that delivers the result), then the value is in and every
+//! waiter wakes. `events` counts what waiters wait for (the value set, or
+//! work for them: see [`Drive`]); it changes under the slot's lock, and a
+//! waiter reads it before it looks, so no wake is lost. Waiters spin
+//! briefly before they sleep, and a result notifies only if some sleep.
 
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::buffers::Buffers;
 use crate::error::{Error, Result};
-use crate::task::{decode_chunk, decode_chunk_into, decode_one};
-
-/// What the pool does with the outcome of one of a job's tasks.
-pub(crate) trait Job: Send + Sync {
-    /// Task `index` of the job, which carried `items` arguments, ended with
-    /// `outcome`: the worker's output (a buffer to give back to the pool's
-    /// [`Buffers`] once read), or why there is none.
-    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>);
-}
+use crate::scheduler::Job;
+use crate::task::decode_one;
 
 /// Work a result's waiters do themselves: a map's outputs are decoded by
 /// the thread that waits for the map (or asks whether it is ready), not
@@ -30,7 +28,7 @@ pub(crate) trait Drive: Send + Sync {
     fn drive(&self);
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks leaves consistent data (callbacks
     // run outside them): go on.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -50,7 +48,7 @@ const SPIN: Duration = Duration::from_micros(30);
 
 /// Watches `ready` for at most [`SPIN`] (or until `deadline`), yielding
 /// the processor between looks; whether it became true.
-fn spin_for(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+pub(crate) fn spin_for(ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
     let start = Instant::now();
     let until = deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
     for i in 0u32.. {
@@ -128,7 +126,7 @@ impl<T> Slot<T> {
     }
 
     /// Tells waiters there is work for them.
-    fn poke(&self) {
+    pub(crate) fn poke(&self) {
         let s = lock(&self.inner);
         self.events.fetch_add(1, Ordering::Release);
         if s.sleepers > 0 {
@@ -137,7 +135,7 @@ impl<T> Slot<T> {
     }
 
     /// Waits until `events` is no longer `seen`, or `deadline`.
-    fn wait_event(&self, seen: u64, deadline: Option<Instant>) {
+    pub(crate) fn wait_event(&self, seen: u64, deadline: Option<Instant>) {
         if spin_for(|| self.events.load(Ordering::Acquire) != seen, deadline) {
             return;
         }
@@ -159,6 +157,11 @@ impl<T> Slot<T> {
             };
             s.sleepers -= 1;
         }
+    }
+
+    /// What [`events`](Self::events) counts so far.
+    pub(crate) fn events(&self) -> u64 {
+        self.events.load(Ordering::Acquire)
     }
 
     fn state(&self) -> MutexGuard<'_, SlotInner<T>> {
@@ -186,7 +189,9 @@ impl<T> Slot<T> {
 }
 
 /// What to call when a result is ready, Python's `callback` and
-/// `error_callback`.
+/// `error_callback`: the options of
+/// [`Pool::apply_async_with`](crate::Pool::apply_async_with) (a map's are
+/// in [`MapOptions`](crate::MapOptions)).
 ///
 /// Callbacks run on the pool's handler thread, before the result becomes
 /// ready: keep them short (a long one holds up the delivery of other
@@ -216,10 +221,6 @@ pub struct Callbacks<T> {
 type OnSuccess<T> = Box<dyn FnOnce(&T) + Send>;
 type OnError = Box<dyn FnOnce(&Error) + Send>;
 
-/// A chunk of an imap that came back: its index, its values or its error,
-/// and how many items it carried.
-pub(crate) type Part<R> = (usize, Result<Vec<R>>, usize);
-
 impl<T> Default for Callbacks<T> {
     fn default() -> Self {
         Callbacks {
@@ -245,7 +246,7 @@ impl<T> Callbacks<T> {
     }
 
     /// Whether there is a callback.
-    fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.on_success.is_some() || self.on_error.is_some()
     }
 
@@ -405,312 +406,12 @@ impl<R: DeserializeOwned + Send> Job for Slot<R> {
 /// Runs a decode, whose `Deserialize` is user code: a panic in it is the
 /// result's [`Error::Serde`], not the end of the thread that decodes (the
 /// pool's handler thread, for an apply or a map with callbacks).
-fn caught<T>(decode: impl FnOnce() -> std::result::Result<T, String>) -> Result<T> {
+pub(crate) fn caught<T>(decode: impl FnOnce() -> std::result::Result<T, String>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(decode)) {
         Ok(r) => r.map_err(Error::Serde),
         Err(payload) => Err(Error::Serde(format!(
             "the result's Deserialize panicked: {}",
             procs_core::panic_message(&*payload)
         ))),
-    }
-}
-
-/// A task's outcome as it came: its index, its item count, its output.
-type Arrival = (usize, usize, Result<Vec<u8>>);
-
-/// One `map`: its chunks' values, in order.
-///
-/// The handler thread only files each output in `inbox`; the map's waiter
-/// decodes them into place (see [`Drive`]). With callbacks, which Python
-/// runs on its result thread, the handler thread decodes.
-pub(crate) struct MapJob<R> {
-    pub slot: Arc<Slot<Vec<R>>>,
-    inbox: Mutex<Inbox>,
-    /// Taken only by the thread that holds `Inbox::decoding`, so no thread
-    /// ever waits for it (the values' `Deserialize`, user code, runs while
-    /// it is held).
-    parts: Mutex<MapParts<R>>,
-    eager: bool,
-    buffers: Arc<Buffers>,
-}
-
-/// The outputs of a map waiting to be decoded, and whether a thread is at
-/// it: one decoder at a time, and the others (the handler thread that
-/// filed an output, another waiter, or the decoder itself, from inside a
-/// `Deserialize` that looks at its result) leave the work to it instead of
-/// waiting. Both are decided under this one lock, so the decoder sees
-/// every output filed before it lets go.
-struct Inbox {
-    arrivals: Vec<Arrival>,
-    decoding: bool,
-}
-
-/// The values of a map, decoded straight to their places in the result:
-/// chunk `i` fills `out`'s spare capacity from `i * chunksize`.
-struct MapParts<R> {
-    /// Capacity for every value; its length stays 0 until all are in.
-    out: Vec<R>,
-    /// How many values the map has (the capacity may be more).
-    total: usize,
-    chunksize: usize,
-    filled: Vec<bool>,
-    missing: usize,
-    done: bool,
-}
-
-impl<R> Drop for MapParts<R> {
-    fn drop(&mut self) {
-        // A map that failed or was dropped half-way: drop the values that
-        // came (the vector's length is 0, so it drops none of them).
-        let (chunksize, total) = (self.chunksize, self.total);
-        let spare = self.out.spare_capacity_mut();
-        for (i, _) in self.filled.iter().enumerate().filter(|(_, f)| **f) {
-            let start = i * chunksize;
-            for v in &mut spare[start..(start + chunksize).min(total)] {
-                // SAFETY: chunk i was filled: `decode_chunk_into` initialized
-                // every one of its values, and none was moved out (the
-                // vector's length was never set).
-                unsafe { v.assume_init_drop() };
-            }
-        }
-    }
-}
-
-impl<R> MapJob<R> {
-    pub(crate) fn new(
-        items: usize,
-        chunksize: usize,
-        callbacks: Callbacks<Vec<R>>,
-        buffers: Arc<Buffers>,
-    ) -> MapJob<R> {
-        let chunks = items.div_ceil(chunksize.max(1));
-        MapJob {
-            eager: callbacks.any(),
-            slot: Slot::new(callbacks),
-            inbox: Mutex::new(Inbox {
-                arrivals: Vec::new(),
-                decoding: false,
-            }),
-            buffers,
-            parts: Mutex::new(MapParts {
-                out: Vec::with_capacity(items),
-                total: items,
-                chunksize,
-                filled: vec![false; chunks],
-                missing: chunks,
-                done: false,
-            }),
-        }
-    }
-
-    /// Ends the job with `value` (the first error, or every value).
-    pub(crate) fn finish(&self, value: Result<Vec<R>>) {
-        self.slot.finish(value);
-    }
-
-    /// Waits until something happens to the map (an output came, or it
-    /// ended) or `deadline`; `seen` is [`MapJob::events`] before looking.
-    pub(crate) fn wait_event(&self, seen: u64, deadline: Option<Instant>) {
-        self.slot.wait_event(seen, deadline);
-    }
-
-    pub(crate) fn events(&self) -> u64 {
-        self.slot.events.load(Ordering::Acquire)
-    }
-}
-
-impl<R: DeserializeOwned + Send> Job for MapJob<R> {
-    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
-        lock(&self.inbox).arrivals.push((index, items, outcome));
-        if self.eager {
-            self.drive();
-        } else {
-            self.slot.poke();
-        }
-    }
-}
-
-impl<R: DeserializeOwned + Send> Drive for MapJob<R> {
-    fn drive(&self) {
-        let mut arrivals = {
-            let mut inbox = lock(&self.inbox);
-            if inbox.decoding || inbox.arrivals.is_empty() {
-                // Nothing to do, or the decoder takes it before it stops.
-                return;
-            }
-            inbox.decoding = true;
-            std::mem::take(&mut inbox.arrivals)
-        };
-        // Uncontended: this thread is the decoder.
-        let mut p = lock(&self.parts);
-        let mut end = None;
-        loop {
-            for (index, items, outcome) in arrivals {
-                if end.is_none() {
-                    end = self.place(&mut p, index, items, outcome);
-                } else if let Ok(bytes) = outcome {
-                    self.buffers.give(bytes);
-                }
-            }
-            let mut inbox = lock(&self.inbox);
-            if inbox.arrivals.is_empty() {
-                inbox.decoding = false;
-                break;
-            }
-            arrivals = std::mem::take(&mut inbox.arrivals);
-        }
-        drop(p);
-        if let Some(value) = end {
-            self.finish(value);
-        }
-    }
-}
-
-impl<R: DeserializeOwned + Send> MapJob<R> {
-    /// Decodes one output into its place; the map's value if it ended.
-    fn place(
-        &self,
-        p: &mut MapParts<R>,
-        index: usize,
-        items: usize,
-        outcome: Result<Vec<u8>>,
-    ) -> Option<Result<Vec<R>>> {
-        if p.done {
-            if let Ok(bytes) = outcome {
-                self.buffers.give(bytes);
-            }
-            return None;
-        }
-        let start = index.saturating_mul(p.chunksize);
-        let fits = p.filled.get(index) == Some(&false)
-            && items <= p.chunksize
-            && start.saturating_add(items) <= p.total;
-        let placed = outcome.and_then(|bytes| {
-            let placed = if fits {
-                let dst = &mut p.out.spare_capacity_mut()[start..start + items];
-                caught(|| decode_chunk_into(&bytes, dst))
-            } else {
-                Err(Error::Serde(format!("chunk {index} does not fit its map")))
-            };
-            self.buffers.give(bytes);
-            placed
-        });
-        match placed {
-            // The first failure ends the map (Python's map raises it);
-            // the other chunks still run, their values are dropped.
-            Err(e) => {
-                p.done = true;
-                Some(Err(e))
-            }
-            Ok(()) => {
-                p.filled[index] = true;
-                p.missing -= 1;
-                if p.missing == 0 {
-                    p.done = true;
-                    let total = p.total;
-                    p.filled.clear();
-                    let mut out = std::mem::take(&mut p.out);
-                    // SAFETY: every chunk was filled, and the chunks
-                    // (i * chunksize, `items` each, the last one short)
-                    // cover 0..total, so every value is initialized; the
-                    // fill marks are cleared so `MapParts::drop` drops
-                    // none of them again.
-                    unsafe { out.set_len(total) };
-                    Some(Ok(out))
-                } else {
-                    None
-                }
-            }
-        }
-    }
-}
-
-/// The chunks of an `imap` that have come back and not been taken. They
-/// are decoded by the iterator that takes them, not by the handler thread.
-pub(crate) struct StreamJob<R> {
-    ready: Mutex<StreamInner>,
-    /// Chunks delivered so far: waiters watch it before they sleep.
-    delivered: AtomicUsize,
-    arrived: Condvar,
-    buffers: Arc<Buffers>,
-    _values: std::marker::PhantomData<fn() -> R>,
-}
-
-struct StreamInner {
-    parts: VecDeque<Arrival>,
-    sleepers: usize,
-}
-
-impl<R: DeserializeOwned> StreamJob<R> {
-    pub(crate) fn new(buffers: Arc<Buffers>) -> StreamJob<R> {
-        StreamJob {
-            ready: Mutex::new(StreamInner {
-                parts: VecDeque::new(),
-                sleepers: 0,
-            }),
-            delivered: AtomicUsize::new(0),
-            arrived: Condvar::new(),
-            buffers,
-            _values: std::marker::PhantomData,
-        }
-    }
-
-    /// Waits for a chunk until `deadline` (`None`: for as long as it
-    /// takes): chunk `index` if given, else the first to come. Returns
-    /// `(index, values or error, items)`, or `None` if the deadline passed
-    /// first (the chunk stays to be taken later).
-    pub(crate) fn take(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Part<R>> {
-        let (index, items, outcome) = self.take_raw(index, deadline)?;
-        let values = outcome.and_then(|bytes| {
-            let values = caught(|| decode_chunk::<R>(&bytes, items));
-            self.buffers.give(bytes);
-            values
-        });
-        Some((index, values, items))
-    }
-
-    fn take_raw(&self, index: Option<usize>, deadline: Option<Instant>) -> Option<Arrival> {
-        let find = |parts: &VecDeque<Arrival>| match index {
-            None => (!parts.is_empty()).then_some(0),
-            Some(i) => parts.iter().position(|(j, _, _)| *j == i),
-        };
-        let seen = self.delivered.load(Ordering::Acquire);
-        let mut ready = lock(&self.ready);
-        if find(&ready.parts).is_none() {
-            drop(ready);
-            spin_for(|| self.delivered.load(Ordering::Acquire) != seen, deadline);
-            ready = lock(&self.ready);
-        }
-        loop {
-            if let Some(part) = find(&ready.parts).and_then(|at| ready.parts.remove(at)) {
-                return Some(part);
-            }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return None;
-            }
-            ready.sleepers += 1;
-            ready = match deadline {
-                None => self.arrived.wait(ready).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    self.arrived
-                        .wait_timeout(ready, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            ready.sleepers -= 1;
-        }
-    }
-}
-
-impl<R: DeserializeOwned + Send> Job for StreamJob<R> {
-    fn deliver(&self, index: usize, items: usize, outcome: Result<Vec<u8>>) {
-        let mut ready = lock(&self.ready);
-        ready.parts.push_back((index, items, outcome));
-        self.delivered.fetch_add(1, Ordering::Release);
-        if ready.sleepers > 0 {
-            self.arrived.notify_all();
-        }
     }
 }

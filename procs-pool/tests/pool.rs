@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use procs_pool::{Callbacks, Error, Pool};
+use procs_pool::{Callbacks, Error, MapOptions, Pool};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -495,8 +495,8 @@ fn callbacks_and_error_callbacks() {
         .map_async_with(
             square,
             0..100,
-            Some(7),
-            Callbacks::new()
+            MapOptions::new()
+                .chunksize(7)
                 .callback(move |v: &Vec<u64>| tx.send(Ok(v.iter().sum::<u64>())).unwrap()),
         )
         .unwrap();
@@ -567,7 +567,7 @@ fn async_maps_become_ready_without_a_get() {
     // Its chunks are decoded by whoever looks at the result: `ready` and
     // `successful` look, so a map nobody gets still ends.
     let r = pool
-        .map_async_with(square, 0..N, Some(100), Callbacks::new())
+        .map_async_with(square, 0..N, MapOptions::new().chunksize(100))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !r.ready() {
@@ -587,7 +587,7 @@ fn a_map_waits_its_turn_behind_another_job() {
     // Slow tasks hold both workers; a map submitted meanwhile encodes its
     // chunks as the workers free up, and both end with every value.
     let slow = pool
-        .map_async_with(sleep_ms, vec![20; 8], Some(1), Callbacks::new())
+        .map_async_with(sleep_ms, vec![20; 8], MapOptions::new().chunksize(1))
         .unwrap();
     let quick = pool.map_with_chunksize(square, 0..10_000, 10).unwrap();
     assert_eq!(quick, (0..10_000).map(|x| x * x).collect::<Vec<_>>());

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use procs_pool::{AsyncResult, Callbacks, Error, Pool};
+use procs_pool::{AsyncResult, Error, MapOptions, Pool};
 use serde::{Deserialize, Deserializer, Serialize};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -52,8 +52,9 @@ fn a_result_whose_deserialize_panics_fails_alone_and_the_pool_goes_on() {
         .map_async_with(
             fragile,
             0..100,
-            Some(10),
-            Callbacks::new().error_callback(move |e: &Error| tx.send(e.clone()).unwrap()),
+            MapOptions::new()
+                .chunksize(10)
+                .error_callback(move |e: &Error| tx.send(e.clone()).unwrap()),
         )
         .unwrap();
     match r.get_timeout(WAIT) {
@@ -139,7 +140,7 @@ fn a_deserialize_that_looks_at_its_own_map_does_not_deadlock_it() {
         let pool = Pool::new(2).unwrap();
         let items = [(g.clone(), 0), (g.clone(), 1)];
         let map = Arc::new(
-            pool.map_async_with(gated_peeks, items, Some(1), Callbacks::new())
+            pool.map_async_with(gated_peeks, items, MapOptions::new().chunksize(1))
                 .unwrap(),
         );
         PEEK.with(|p| *p.borrow_mut() = Some((map.clone(), g)));
