@@ -44,20 +44,28 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[cfg(not(loom))]
+mod auth;
 pub mod doorbell;
 mod error;
 pub mod frame;
+#[cfg(not(loom))]
+mod listener;
 pub mod owners;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
 mod queue;
 pub mod ring;
+#[cfg(not(loom))]
+mod socket;
 pub mod sync;
 #[cfg(not(loom))]
 mod wait;
 
 pub use error::{Error, PutError, Result};
+#[cfg(not(loom))]
+pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener};
 #[cfg(not(loom))]
 pub use pipe::{Connection, DEFAULT_CAPACITY, PipeBuilder, Receiver, Sender, pipe, pipe_one_way};
 #[cfg(not(loom))]
@@ -65,5 +73,7 @@ pub use queue::{
     DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueBuilder, QueueReceiver, QueueSender,
     SimpleQueue,
 };
+#[cfg(not(loom))]
+pub use socket::MAX_MESSAGE;
 #[cfg(not(loom))]
 pub use wait::{Wait, wait};

@@ -21,6 +21,7 @@ use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
 use crate::owners::{DeathWatch, Holders, Owners};
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
+use crate::socket::SocketEnd;
 use crate::sync::SharedBytes;
 use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
@@ -386,8 +387,72 @@ impl PipeBuilder {
 /// connection is not `Sync`: one thread uses it at a time.
 #[derive(Debug)]
 pub struct Connection<T> {
-    end: End,
+    end: Link,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// What carries a connection's messages: a pipe's rings, or a socket (a
+/// connection of a [`Listener`](crate::Listener) or a
+/// [`Client`](crate::Client)).
+#[derive(Debug)]
+enum Link {
+    Ring(End),
+    Socket(SocketEnd),
+}
+
+/// Each call of a connection, to the transport that carries it.
+macro_rules! to_transport {
+    ($(fn $name:ident $(<$g:ident $(: $b:path)?>)? (&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Link {
+            $(
+                fn $name $(<$g $(: $b)?>)? (&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Link::Ring(e) => e.$name($($arg),*),
+                        Link::Socket(s) => s.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+to_transport! {
+    fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()>;
+    fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize>;
+    fn send_pod<P: Pod>(&self, items: &[P], deadline: Option<Instant>) -> Result<()>;
+    fn recv_pod<P: Pod>(&self, deadline: Option<Instant>) -> Result<Vec<P>>;
+    fn recv_pod_into<P: Pod>(&self, items: &mut [P], deadline: Option<Instant>) -> Result<usize>;
+    fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T>;
+}
+
+impl Link {
+    fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        match self {
+            Link::Ring(e) => e.send(value, deadline),
+            Link::Socket(s) => s.send(value, deadline),
+        }
+    }
+
+    fn poll(&self, timeout: Duration) -> Result<bool> {
+        match self {
+            Link::Ring(e) => e.poll(timeout),
+            Link::Socket(s) => s.poll(deadline(Some(timeout))),
+        }
+    }
+
+    fn release(&self) {
+        match self {
+            Link::Ring(e) => e.release(),
+            Link::Socket(s) => s.release(),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        match self {
+            Link::Ring(e) => e.closed.get(),
+            Link::Socket(s) => s.is_closed(),
+        }
+    }
 }
 
 /// The sending end of a one-way pipe.
@@ -401,7 +466,15 @@ pub struct Receiver<T>(Connection<T>);
 impl<T> Connection<T> {
     fn wrap(end: End) -> Self {
         Connection {
-            end,
+            end: Link::Ring(end),
+            _t: PhantomData,
+        }
+    }
+
+    /// The connection carried by a connected, authenticated socket.
+    pub(crate) fn from_socket(socket: SocketEnd) -> Self {
+        Connection {
+            end: Link::Socket(socket),
             _t: PhantomData,
         }
     }
@@ -505,7 +578,7 @@ impl<T> Connection<T> {
     sending!();
     receiving!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.end
     }
 
@@ -517,7 +590,7 @@ impl<T> Connection<T> {
 
     /// Whether this end was closed here.
     pub fn closed(&self) -> bool {
-        self.end.closed.get()
+        self.end.closed()
     }
 }
 
@@ -542,7 +615,10 @@ impl Readable for End {
 
 impl<T> crate::wait::sealed::Sealed for Connection<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::Ring(&self.end))
+        Ok(match &self.end {
+            Link::Ring(e) => crate::wait::Source::Ring(e),
+            Link::Socket(s) => crate::wait::Source::Fd(s.fd()),
+        })
     }
 }
 
@@ -550,7 +626,7 @@ impl<T> crate::wait::Wait for Connection<T> {}
 
 impl<T> crate::wait::sealed::Sealed for Receiver<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::Ring(&self.0.end))
+        crate::wait::sealed::Sealed::source(&self.0)
     }
 }
 
@@ -559,7 +635,7 @@ impl<T> crate::wait::Wait for Receiver<T> {}
 impl<T> Sender<T> {
     sending!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.0.end
     }
 
@@ -572,7 +648,7 @@ impl<T> Sender<T> {
 impl<T> Receiver<T> {
     receiving!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.0.end
     }
 
