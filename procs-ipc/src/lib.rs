@@ -51,6 +51,8 @@ mod error;
 pub mod frame;
 #[cfg(not(loom))]
 mod listener;
+#[cfg(not(loom))]
+mod notify;
 pub mod owners;
 #[cfg(not(loom))]
 mod pipe;

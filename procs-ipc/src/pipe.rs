@@ -11,17 +11,21 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
+use nix::sys::eventfd::EventFd;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
+use crate::notify::{self, Note};
 use crate::owners::{DeathWatch, Holders, Owners};
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::socket::SocketEnd;
+use crate::sync::AtomicU32;
 use crate::sync::SharedBytes;
 use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
@@ -37,6 +41,8 @@ pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
 struct PipeCtl {
     owners: [Owners; 2],
     rings: [RingCtl; 2],
+    /// The state of each ring's note (its reader's `fileno`).
+    notes: [AtomicU32; 2],
 }
 
 /// The memory of one pipe, shared by its ends in this process.
@@ -45,6 +51,9 @@ struct Shared {
     seg: Segment,
     capacity: usize,
     data_offset: usize,
+    /// Each ring's note descriptor, made with the pipe so that children
+    /// inherit it.
+    note_fds: Vec<EventFd>,
 }
 
 impl Shared {
@@ -60,10 +69,14 @@ impl Shared {
             .and_then(|d| d.checked_add(data_offset))
             .ok_or(Error::Invalid("a pipe's capacity overflows"))?;
         let seg = Segment::create(size)?;
+        let note_fds = (0..rings)
+            .map(|_| notify::new_fd())
+            .collect::<Result<_>>()?;
         let shared = Shared {
             seg,
             capacity,
             data_offset,
+            note_fds,
         };
         for ring in &shared.ctl().rings[..rings] {
             ring.init(capacity as u64);
@@ -94,6 +107,14 @@ impl Shared {
             )
         };
         Ring::new(&self.ctl().rings[i], bytes)
+    }
+
+    #[inline]
+    fn note(&self, i: usize) -> Note<'_> {
+        Note {
+            state: &self.ctl().notes[i],
+            fd: &self.note_fds[i],
+        }
     }
 }
 
@@ -164,9 +185,11 @@ impl End {
         let Some(ring) = self.send_ring else {
             return Err(Error::Invalid("this end only receives"));
         };
+        let note = self.shared.note(ring);
         self.shared
             .ring(ring)
             .hinted(&self.send_hints)
+            .notified(&|| note.published())
             .send(bytes, deadline, &self.peer())
     }
 
@@ -175,10 +198,27 @@ impl End {
         let Some(ring) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
-        self.shared
+        let r = self
+            .shared
             .ring(ring)
             .hinted(&self.recv_hints)
-            .recv(sink, deadline, &self.peer())
+            .recv(sink, deadline, &self.peer());
+        let gone = matches!(r, Err(Error::Disconnected));
+        self.shared
+            .note(ring)
+            .settle(|| gone || self.shared.ring(ring).recv_ready(&self.peer()));
+        r
+    }
+
+    /// The descriptor that polls readable when a receive would not block.
+    fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        self.open()?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
+        let note = self.shared.note(ring);
+        note.arm(|| self.shared.ring(ring).recv_ready(&self.peer()));
+        Ok(self.shared.note_fds[ring].as_fd())
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
@@ -251,9 +291,15 @@ impl End {
         let Some(ring) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
-        self.shared
+        let r = self
+            .shared
             .ring(ring)
-            .poll(deadline(Some(timeout)), &self.peer())
+            .poll(deadline(Some(timeout)), &self.peer());
+        if let Ok(true) = r {
+            // Perhaps for a death no close announced: the descriptor says so.
+            self.shared.note(ring).settle(|| true);
+        }
+        r
     }
 
     /// Lets go of this end in this process: a child it is being handed to
@@ -274,6 +320,13 @@ impl End {
         owners.release(std::process::id() as i32);
         for ring in [self.send_ring, self.recv_ring].into_iter().flatten() {
             self.shared.ctl().rings[ring].wake_both();
+        }
+        // The reader's descriptor turns readable once this side is closed
+        // everywhere (after the bell's fence: see `notify`).
+        if let Some(ring) = self.send_ring
+            && owners.closed()
+        {
+            self.shared.note(ring).signal();
         }
     }
 }
@@ -453,6 +506,14 @@ impl Link {
             Link::Socket(s) => s.is_closed(),
         }
     }
+
+    fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        match self {
+            Link::Ring(e) => e.fileno(),
+            Link::Socket(s) if s.is_closed() => Err(Error::Closed),
+            Link::Socket(s) => Ok(s.fd()),
+        }
+    }
 }
 
 /// The sending end of a one-way pipe.
@@ -570,6 +631,44 @@ macro_rules! receiving {
         /// (Python's `poll`): a message is waiting, or the other end is gone.
         pub fn poll(&self, timeout: Duration) -> Result<bool> {
             self.inner().poll(timeout)
+        }
+
+        /// A descriptor that polls readable (level-triggered, for `poll`,
+        /// epoll, mio or tokio) exactly when a receive would not block: a
+        /// message waits, or the other end was closed (Python's `fileno`).
+        /// For a pipe it is an eventfd made with the pipe, which the
+        /// sending side signals only once this was called (before that a
+        /// send costs one load more); for a connection of a
+        /// [`Listener`](crate::Listener) or a [`Client`](crate::Client), the
+        /// socket. It is only to wait on: receive with this end's methods.
+        /// A writer killed without closing signals nothing: a receive or a
+        /// [`poll`](Self::poll) notices the death (within 20 ms) and then
+        /// makes it readable; watch the writer's process too if that
+        /// matters. A closed end is [`Error::Closed`].
+        ///
+        /// ```
+        /// use std::os::fd::AsRawFd;
+        /// use procs_ipc::pipe;
+        ///
+        /// fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        ///     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        ///     // SAFETY: one valid pollfd, for the length of the call.
+        ///     unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        /// }
+        ///
+        /// let (a, b) = pipe::<u32>()?;
+        /// let fd = a.fileno()?;
+        /// assert!(!readable(fd));
+        /// b.send(&7)?;
+        /// assert!(readable(fd));
+        /// assert_eq!(a.recv()?, 7);
+        /// assert!(!readable(fd));
+        /// b.close();
+        /// assert!(readable(fd));
+        /// # Ok::<(), procs_ipc::Error>(())
+        /// ```
+        pub fn fileno(&self) -> Result<BorrowedFd<'_>> {
+            self.inner().fileno()
         }
     };
 }

@@ -239,6 +239,8 @@ pub struct Ring<'a, B: Bytes> {
     cap: u64,
     streams: bool,
     hints: Option<&'a Hints>,
+    /// Called by the writer after each publish (see [`Ring::notified`]).
+    notify: Option<&'a dyn Fn()>,
     /// The control block's capacity disagrees with the data: every call is
     /// `Corrupt`.
     corrupt: bool,
@@ -258,6 +260,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             cap,
             streams: true,
             hints: None,
+            notify: None,
             corrupt,
         }
     }
@@ -268,6 +271,15 @@ impl<'a, B: Bytes> Ring<'a, B> {
     #[inline]
     pub fn hinted(mut self, hints: &'a Hints) -> Self {
         self.hints = Some(hints);
+        self
+    }
+
+    /// The same ring, calling `notify` each time the writer publishes
+    /// bytes, right after it rings the data bell (so after that bell's
+    /// SeqCst fence): a pipe end's descriptor for `poll` is signaled there.
+    #[inline]
+    pub fn notified(mut self, notify: &'a dyn Fn()) -> Self {
+        self.notify = Some(notify);
         self
     }
 
@@ -492,6 +504,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
         // Release: the frame's bytes are seen by a reader that sees `head`.
         self.ctl.head.0.store(head, Ordering::Release);
         self.ctl.data_bell.0.ring();
+        if let Some(notify) = self.notify {
+            notify();
+        }
     }
 
     /// Waits until `need` bytes are free at `head`; returns the room.
