@@ -8,6 +8,12 @@
 //!   (Python's `multiprocessing.connection.wait`).
 //! - [`Queue`], [`JoinableQueue`], [`SimpleQueue`]: many producers and many
 //!   consumers, with `maxsize`, timeouts and non-blocking variants.
+//! - [`Listener`] and [`Client`]: the same [`Connection`] between processes
+//!   that share no ancestor's pipe, over a Unix socket or TCP, once both
+//!   sides proved they hold the same authkey (Python's
+//!   `multiprocessing.connection`); the socket carries its messages.
+//! - [`Connection::fileno`]: a descriptor readable exactly when a receive
+//!   would not block, for `poll`, epoll, mio or tokio.
 //!
 //! Data moves through a ring in shared memory: one copy in, one copy out, no
 //! system call while the other side keeps up (a side that must wait spins
@@ -37,6 +43,22 @@
 //! assert!(matches!(parent.recv(), Err(Error::Disconnected)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! | Python | procs-ipc |
+//! |---|---|
+//! | `a, b = Pipe()`, `r, w = Pipe(duplex=False)` | [`pipe`], [`pipe_one_way`] |
+//! | `conn.send(obj)`, `conn.recv()` | [`send`](Connection::send), [`recv`](Connection::recv), [`recv_timeout`](Connection::recv_timeout) |
+//! | `send_bytes`, `recv_bytes`, `recv_bytes_into` | [`send_bytes`](Connection::send_bytes), [`recv_bytes`](Connection::recv_bytes), [`recv_bytes_into`](Connection::recv_bytes_into) |
+//! | `conn.poll(timeout)`, `conn.close()` | [`poll`](Connection::poll), [`close`](Connection::close) |
+//! | `conn.fileno()` | [`fileno`](Connection::fileno) |
+//! | `multiprocessing.connection.wait(objects, timeout)` | [`wait`] |
+//! | `multiprocessing.connection.Listener(address, authkey=key)` | [`Listener::bind`]; [`accept`](Listener::accept), [`address`](Listener::address), [`last_accepted`](Listener::last_accepted), [`close`](Listener::close) |
+//! | `multiprocessing.connection.Client(address, authkey=key)` | [`Client::connect`] |
+//! | `AuthenticationError` | [`Error::Authentication`] |
+//! | `EOFError`, `BrokenPipeError` | [`Error::Disconnected`] |
+//! | `Queue(maxsize)`, `put`, `get`, `put_nowait`, `get_nowait` | [`Queue`]: [`put`](Queue::put), [`get`](Queue::get), [`try_put`](Queue::try_put), [`try_get`](Queue::try_get) |
+//! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue`] |
+//! | `SimpleQueue` | [`SimpleQueue`] |
 //!
 //! The modules [`ring`], [`frame`], [`doorbell`], [`owners`] and [`sync`]
 //! are the building blocks, public for tests, fuzzing and primitives of
@@ -75,7 +97,5 @@ pub use queue::{
     DEFAULT_QUEUE_CAPACITY, JoinableQueue, Queue, QueueBuilder, QueueReceiver, QueueSender,
     SimpleQueue,
 };
-#[cfg(not(loom))]
-pub use socket::MAX_MESSAGE;
 #[cfg(not(loom))]
 pub use wait::{Wait, wait};

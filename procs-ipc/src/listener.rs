@@ -69,6 +69,12 @@ impl From<PathBuf> for Address {
     }
 }
 
+impl From<&PathBuf> for Address {
+    fn from(p: &PathBuf) -> Self {
+        Address::Unix(p.clone())
+    }
+}
+
 impl From<&Path> for Address {
     fn from(p: &Path) -> Self {
         Address::Unix(p.to_path_buf())

@@ -37,7 +37,7 @@ use crate::ring::Sink;
 
 /// The largest message a socket connection carries, as a pipe's: larger ones
 /// are [`Error::TooLarge`], sent or received.
-pub const MAX_MESSAGE: usize = Header::MAX_LEN as usize;
+pub(crate) const MAX_MESSAGE: usize = Header::MAX_LEN as usize;
 
 /// Payloads up to this size go out in one system call with their length.
 const JOINED: usize = 16 * 1024;
