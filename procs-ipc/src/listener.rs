@@ -138,6 +138,12 @@ enum Socket {
 /// Unix listener is removed when it closes or drops (but not when it is
 /// moved into a child: the child removes it).
 ///
+/// The connections it gives are carried by their socket: the peer receives
+/// [`Error::Disconnected`] once every process that holds the socket closed
+/// it or died. Unlike a pipe's end, which records the processes that took
+/// it, a socket is an inherited descriptor: a child forked while this
+/// process holds a connection holds the socket too, until it exits.
+///
 /// ```
 /// use procs_ipc::{Client, Connection, Listener};
 ///

@@ -52,7 +52,11 @@ fn join_ok(mut p: Reaper) {
 
 /// A child listens on `address`, tells the parent where, accepts one
 /// client, and answers every number with its double and every string with
-/// itself reversed, until the client goes; the parent is the client.
+/// itself reversed, until told to stop; the parent is the client.
+///
+/// (The child stops on a message, not on the end of the stream: under
+/// `cargo test` another test's child, forked meanwhile, holds a copy of
+/// this process's socket until it exits, as any inherited descriptor.)
 fn exchange_with_a_child_listener(address: Address) {
     let (tell, told) = pipe::<Address>().unwrap();
     let p = start(move || {
@@ -60,10 +64,9 @@ fn exchange_with_a_child_listener(address: Address) {
         tell.send(l.address()).unwrap();
         let c: Connection<(u64, String)> = l.accept().unwrap();
         loop {
-            match c.recv() {
-                Ok((n, s)) => c.send(&(2 * n, s.chars().rev().collect())).unwrap(),
-                Err(Error::Disconnected) => break,
-                Err(e) => panic!("{e}"),
+            match c.recv().unwrap() {
+                (u64::MAX, _) => break,
+                (n, s) => c.send(&(2 * n, s.chars().rev().collect())).unwrap(),
             }
         }
     });
@@ -82,6 +85,7 @@ fn exchange_with_a_child_listener(address: Address) {
     c.send(&(1, big.clone())).unwrap();
     let (_, back) = c.recv_timeout(LONG).unwrap();
     assert_eq!(back, big.chars().rev().collect::<String>());
+    c.send(&(u64::MAX, String::new())).unwrap();
     drop(c);
     join_ok(p);
 }
@@ -331,9 +335,12 @@ fn a_socket_connection_has_the_pipe_methods() {
     let at = l.address().clone();
     let p = start(move || {
         let c: Connection<String> = Client::connect(&at, b"key").unwrap();
-        // Echo every message as bytes until the listener closes.
-        while let Ok(b) = c.recv_bytes() {
-            c.send_bytes(&b).unwrap();
+        // Echo every message as bytes until told to stop.
+        loop {
+            match c.recv_bytes().unwrap() {
+                b if b == b"quit" => break,
+                b => c.send_bytes(&b).unwrap(),
+            }
         }
     });
     let c: Connection<String> = l.accept().unwrap();
@@ -367,6 +374,7 @@ fn a_socket_connection_has_the_pipe_methods() {
     c.send_bytes(b"x").unwrap();
     assert_eq!(procs_ipc::wait(&[&c], Some(LONG)).unwrap(), vec![0]);
     assert_eq!(c.recv_bytes().unwrap(), b"x");
+    c.send_bytes(b"quit").unwrap();
     c.close();
     assert!(c.closed());
     assert!(matches!(c.recv_bytes(), Err(Error::Closed)));
@@ -401,4 +409,76 @@ fn a_listener_moved_into_a_child_keeps_its_file_until_the_child_drops_it() {
     assert_eq!(c.recv_timeout(LONG).unwrap(), 5);
     join_ok(p);
     assert!(dir.is_empty());
+}
+
+/// What an authenticated peer writes raw on the socket, and what the
+/// receive that meets it must say.
+fn raw_after_handshake(
+    bytes: Vec<u8>,
+    then_close: bool,
+    check: fn(&Error) -> bool,
+    again: fn(&Error) -> bool,
+) {
+    let mut l = Listener::bind(tcp_any(), b"key").unwrap();
+    let at = l.address().clone();
+    let (done, wait_done) = pipe::<()>().unwrap();
+    let p = start(move || {
+        let c: Connection<u8> = Client::connect(&at, b"key").unwrap();
+        // The connection's own socket, written without its framing.
+        let mut raw = TcpStream::from(c.fileno().unwrap().try_clone_to_owned().unwrap());
+        raw.write_all(&bytes).unwrap();
+        if then_close {
+            drop(raw);
+            drop(c);
+        } else {
+            let _ = wait_done.recv_timeout(LONG);
+        }
+    });
+    let c: Connection<u8> = l.accept().unwrap();
+    let e = c.recv_bytes().expect_err("refused");
+    assert!(check(&e), "{e:?}");
+    let e = c.recv_bytes().expect_err("refused again");
+    assert!(again(&e), "{e:?}");
+    let _ = done.send(&());
+    join_ok(p);
+}
+
+#[test]
+fn lengths_that_lie_after_the_handshake_are_refused_before_anything_is_allocated() {
+    let long = |len: u64| {
+        let mut v = (-1i32).to_be_bytes().to_vec();
+        v.extend_from_slice(&len.to_be_bytes());
+        v
+    };
+    // More than the limit: refused from the length alone, and the stream
+    // cannot be followed after it.
+    raw_after_handshake(
+        long(1 << 62),
+        false,
+        |e| matches!(e, Error::TooLarge { len, .. } if *len as u64 == 1 << 62),
+        |e| matches!(e, Error::Corrupt(_)),
+    );
+    // Lengths no writer sends.
+    raw_after_handshake(
+        (-5i32).to_be_bytes().to_vec(),
+        false,
+        |e| matches!(e, Error::Corrupt(_)),
+        |e| matches!(e, Error::Corrupt(_)),
+    );
+    raw_after_handshake(
+        long(10),
+        false,
+        |e| matches!(e, Error::Corrupt(_)),
+        |e| matches!(e, Error::Corrupt(_)),
+    );
+    // A gigabyte promised, ten bytes given, and the peer gone: nothing
+    // torn is delivered, and nothing near a gigabyte was allocated.
+    let mut lie = (1u32 << 30).to_be_bytes().to_vec();
+    lie.extend_from_slice(b"0123456789");
+    raw_after_handshake(
+        lie,
+        true,
+        |e| matches!(e, Error::Disconnected),
+        |e| matches!(e, Error::Disconnected),
+    );
 }
