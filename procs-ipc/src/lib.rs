@@ -60,7 +60,7 @@
 //! | `JoinableQueue`: `task_done`, `join` | [`JoinableQueue`] |
 //! | `SimpleQueue` | [`SimpleQueue`] |
 //!
-//! The modules [`ring`], [`frame`], [`doorbell`], [`owners`] and [`sync`]
+//! The modules [`ring`], [`frame`], [`doorbell`], [`notify`], [`owners`] and [`sync`]
 //! are the building blocks, public for tests, fuzzing and primitives of
 //! your own.
 
@@ -73,8 +73,7 @@ mod error;
 pub mod frame;
 #[cfg(not(loom))]
 mod listener;
-#[cfg(not(loom))]
-mod notify;
+pub mod notify;
 pub mod owners;
 #[cfg(not(loom))]
 mod pipe;

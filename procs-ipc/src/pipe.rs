@@ -25,7 +25,7 @@ use crate::notify::{self, Note};
 use crate::owners::{DeathWatch, Holders, Owners};
 use crate::ring::{Hints, Peer, Ring, RingCtl, Sink};
 use crate::socket::SocketEnd;
-use crate::sync::AtomicU32;
+use crate::sync::AtomicU64;
 use crate::sync::SharedBytes;
 use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
@@ -42,7 +42,7 @@ struct PipeCtl {
     owners: [Owners; 2],
     rings: [RingCtl; 2],
     /// The state of each ring's note (its reader's `fileno`).
-    notes: [AtomicU32; 2],
+    notes: [AtomicU64; 2],
 }
 
 /// The memory of one pipe, shared by its ends in this process.
@@ -110,10 +110,10 @@ impl Shared {
     }
 
     #[inline]
-    fn note(&self, i: usize) -> Note<'_> {
+    fn note(&self, i: usize) -> Note<'_, EventFd> {
         Note {
             state: &self.ctl().notes[i],
-            fd: &self.note_fds[i],
+            counter: &self.note_fds[i],
         }
     }
 }
@@ -189,7 +189,7 @@ impl End {
         self.shared
             .ring(ring)
             .hinted(&self.send_hints)
-            .notified(&|| note.published())
+            .notified(&|head| note.published(head))
             .send(bytes, deadline, &self.peer())
     }
 
@@ -204,9 +204,10 @@ impl End {
             .hinted(&self.recv_hints)
             .recv(sink, deadline, &self.peer());
         let gone = matches!(r, Err(Error::Disconnected));
-        self.shared
-            .note(ring)
-            .settle(|| gone || self.shared.ring(ring).recv_ready(&self.peer()));
+        let tail = self.shared.ctl().rings[ring].read_position();
+        self.shared.note(ring).settle(tail, || {
+            gone || self.shared.ring(ring).recv_ready(&self.peer())
+        });
         r
     }
 
@@ -216,8 +217,10 @@ impl End {
         let Some(ring) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
-        let note = self.shared.note(ring);
-        note.arm(|| self.shared.ring(ring).recv_ready(&self.peer()));
+        let tail = self.shared.ctl().rings[ring].read_position();
+        self.shared
+            .note(ring)
+            .arm(tail, || self.shared.ring(ring).recv_ready(&self.peer()));
         Ok(self.shared.note_fds[ring].as_fd())
     }
 
@@ -297,7 +300,8 @@ impl End {
             .poll(deadline(Some(timeout)), &self.peer());
         if let Ok(true) = r {
             // Perhaps for a death no close announced: the descriptor says so.
-            self.shared.note(ring).settle(|| true);
+            let tail = self.shared.ctl().rings[ring].read_position();
+            self.shared.note(ring).settle(tail, || true);
         }
         r
     }

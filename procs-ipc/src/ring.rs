@@ -240,7 +240,7 @@ pub struct Ring<'a, B: Bytes> {
     streams: bool,
     hints: Option<&'a Hints>,
     /// Called by the writer after each publish (see [`Ring::notified`]).
-    notify: Option<&'a dyn Fn()>,
+    notify: Option<&'a dyn Fn(u64)>,
     /// The control block's capacity disagrees with the data: every call is
     /// `Corrupt`.
     corrupt: bool,
@@ -274,11 +274,12 @@ impl<'a, B: Bytes> Ring<'a, B> {
         self
     }
 
-    /// The same ring, calling `notify` each time the writer publishes
-    /// bytes, right after it rings the data bell (so after that bell's
-    /// SeqCst fence): a pipe end's descriptor for `poll` is signaled there.
+    /// The same ring, calling `notify` with the new `head` each time the
+    /// writer publishes bytes, right after it rings the data bell (so after
+    /// that bell's SeqCst fence): a pipe end's descriptor for `poll` is
+    /// signaled there (see [`notify`](crate::notify)).
     #[inline]
-    pub fn notified(mut self, notify: &'a dyn Fn()) -> Self {
+    pub fn notified(mut self, notify: &'a dyn Fn(u64)) -> Self {
         self.notify = Some(notify);
         self
     }
@@ -505,7 +506,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
         self.ctl.head.0.store(head, Ordering::Release);
         self.ctl.data_bell.0.ring();
         if let Some(notify) = self.notify {
-            notify();
+            notify(head);
         }
     }
 
