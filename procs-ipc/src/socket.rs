@@ -312,8 +312,7 @@ impl SocketEnd {
                 match usize::try_from(len) {
                     Ok(len) if len <= MAX_MESSAGE => len,
                     _ => {
-                        self.state
-                            .set(State::Broken("a message longer than the limit was refused"));
+                        self.broken("a message longer than the limit was refused");
                         return Err(Error::TooLarge {
                             len: usize::try_from(len).unwrap_or(usize::MAX),
                             max: MAX_MESSAGE,
@@ -358,8 +357,12 @@ impl SocketEnd {
         }
     }
 
+    /// The stream cannot be followed any more: later receives say why, and
+    /// its reading side is shut, so that the socket polls readable (a
+    /// receive would not block: it fails at once).
     fn broken(&self, why: &'static str) -> Error {
         self.state.set(State::Broken(why));
+        let _ = nix::sys::socket::shutdown(self.fd.as_raw_fd(), nix::sys::socket::Shutdown::Read);
         Error::Corrupt(why)
     }
 

@@ -437,6 +437,15 @@ fn raw_after_handshake(
     let c: Connection<u8> = l.accept().unwrap();
     let e = c.recv_bytes().expect_err("refused");
     assert!(check(&e), "{e:?}");
+    // A receive would not block (it fails at once): the socket says so.
+    let mut set = [nix::poll::PollFd::new(
+        c.fileno().unwrap(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(
+        nix::poll::poll(&mut set, nix::poll::PollTimeout::ZERO).unwrap(),
+        1
+    );
     let e = c.recv_bytes().expect_err("refused again");
     assert!(again(&e), "{e:?}");
     let _ = done.send(&());
