@@ -303,6 +303,26 @@ impl Listener {
         Ok(Connection::from_socket(SocketEnd::new(fd)))
     }
 
+    /// The listening socket, readable when a client waits to be accepted
+    /// (for [`wait`](crate::wait), `poll` or an event loop); a closed
+    /// listener's is [`Error::Closed`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procs_ipc::{Listener, wait};
+    ///
+    /// let l = Listener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>()?, b"k")?;
+    /// let fd = l.fileno()?;
+    /// assert!(wait(&[&fd], Some(Duration::ZERO))?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        match self.socket.as_ref().ok_or(Error::Closed)? {
+            Socket::Unix(l) => Ok(l.as_fd()),
+            Socket::Tcp(l) => Ok(l.as_fd()),
+        }
+    }
+
     /// Stops listening: the socket is closed and a Unix socket's file
     /// removed (as dropping does); later accepts are [`Error::Closed`].
     /// Connections already accepted go on.
@@ -324,18 +344,6 @@ impl Listener {
         }
         if let Address::Unix(path) = &self.address {
             let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-impl AsFd for Listener {
-    /// The listening socket, readable when a client waits to be accepted
-    /// (for [`wait`](crate::wait), `poll` or an event loop). A closed
-    /// listener has none: this panics.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self.socket.as_ref().expect("the listener is closed") {
-            Socket::Unix(l) => l.as_fd(),
-            Socket::Tcp(l) => l.as_fd(),
         }
     }
 }

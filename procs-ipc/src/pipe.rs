@@ -442,6 +442,11 @@ impl PipeBuilder {
 /// died (SIGKILL included), a receive returns what was completely sent and
 /// then [`Error::Disconnected`]; a death is noticed within about 20 ms. A
 /// connection is not `Sync`: one thread uses it at a time.
+///
+/// A connection made by a [`Listener`](crate::Listener) or a
+/// [`Client`](crate::Client) has the same methods, carried by its socket:
+/// the other side is gone once every process holding the socket closed it
+/// or died (the kernel tells at once).
 #[derive(Debug)]
 pub struct Connection<T> {
     end: Link,

@@ -143,6 +143,9 @@ fn wrong_key_then_right_key(address: Address) {
     join_ok(bad);
     // The listener goes on.
     let (good, good_said) = client(&at, b"right key", 41);
+    // The listening socket is readable once the client is there.
+    let fd = l.fileno().unwrap();
+    assert_eq!(procs_ipc::wait(&[&fd], Some(LONG)).unwrap(), vec![0]);
     let c = l.accept::<u32>().unwrap();
     assert_eq!(good_said.recv_timeout(LONG).unwrap(), "ok");
     let n = c.recv_timeout(LONG).unwrap();
