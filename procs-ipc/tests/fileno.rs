@@ -261,3 +261,64 @@ fn a_closed_or_sending_only_end_has_no_descriptor() {
     let (rx, _tx) = pipe_one_way::<u8>().unwrap();
     assert!(rx.fileno().is_ok());
 }
+
+#[test]
+fn epoll_sees_a_pipe_end_and_a_socket_connection_level_triggered() {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+    let (rx, tx) = pipe_one_way::<u32>().unwrap();
+    let mut l = Listener::bind(
+        Address::abstract_name(format!("procs-fileno-epoll-{}", std::process::id())),
+        b"k",
+    )
+    .unwrap();
+    let at = l.address().clone();
+    let (go, wait_go) = pipe::<u32>().unwrap();
+    let mut p = start(move || {
+        let c: Connection<u32> = Client::connect(&at, b"k").unwrap();
+        // Order 1: a message on the pipe; 2: on the socket; 0: stop.
+        while let Ok(order) = wait_go.recv() {
+            match order {
+                1 => tx.send(&10).unwrap(),
+                2 => c.send(&20).unwrap(),
+                _ => break,
+            }
+            wait_go.send(&order).unwrap();
+        }
+    });
+    let c: Connection<u32> = l.accept().unwrap();
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+    epoll
+        .add(
+            rx.fileno().unwrap(),
+            EpollEvent::new(EpollFlags::EPOLLIN, 1),
+        )
+        .unwrap();
+    epoll
+        .add(c.fileno().unwrap(), EpollEvent::new(EpollFlags::EPOLLIN, 2))
+        .unwrap();
+    let ready = |ms: u16| {
+        let mut events = [EpollEvent::empty(); 4];
+        let n = epoll.wait(&mut events, ms).unwrap();
+        let mut v: Vec<u64> = events[..n].iter().map(EpollEvent::data).collect();
+        v.sort_unstable();
+        v
+    };
+    assert!(ready(0).is_empty());
+    for order in [1, 2] {
+        go.send(&order).unwrap();
+        assert_eq!(go.recv_timeout(LONG).unwrap(), order);
+    }
+    // Level-triggered: reported on every wait until received.
+    assert_eq!(ready(SOON), vec![1, 2]);
+    assert_eq!(ready(0), vec![1, 2]);
+    assert_eq!(rx.recv().unwrap(), 10);
+    assert_eq!(ready(0), vec![2]);
+    assert_eq!(c.recv().unwrap(), 20);
+    assert!(ready(0).is_empty());
+    go.send(&0).unwrap();
+    assert_eq!(p.0.join_timeout(LONG).unwrap(), Some(0));
+    // Both writers are gone: both ready for good.
+    assert_eq!(ready(SOON), vec![1, 2]);
+    epoll.delete(rx.fileno().unwrap()).unwrap();
+    epoll.delete(c.fileno().unwrap()).unwrap();
+}
