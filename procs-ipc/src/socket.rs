@@ -429,3 +429,96 @@ impl SocketEnd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// A socket end reading what `bytes` are, then the end of the stream.
+    fn fed(bytes: &[u8]) -> SocketEnd {
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        a.set_nonblocking(true).expect("nonblocking");
+        b.write_all(bytes).expect("write");
+        drop(b);
+        SocketEnd::new(a.into())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever bytes come, each receive is a message or a typed error,
+        /// the receives end, and no more is delivered than was sent.
+        #[test]
+        fn any_bytes_give_messages_or_typed_errors(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let end = fed(&bytes);
+            let mut delivered = 0usize;
+            for _ in 0..bytes.len() + 2 {
+                let mut v = Vec::new();
+                match end.recv_into(&mut Sink::Vec(&mut v), None) {
+                    Ok(n) => {
+                        prop_assert_eq!(n, v.len());
+                        delivered += 4 + n;
+                    }
+                    Err(Error::Disconnected) | Err(Error::Corrupt(_)) | Err(Error::TooLarge { .. }) => break,
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+            prop_assert!(delivered <= bytes.len());
+        }
+
+        /// Messages sent with `send_bytes` come out whole, in order, into
+        /// vectors and into slices alike.
+        #[test]
+        fn framed_messages_come_out_whole(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8)) {
+            let (a, b) = UnixStream::pair().expect("socketpair");
+            a.set_nonblocking(true).expect("nonblocking");
+            b.set_nonblocking(true).expect("nonblocking");
+            let (rx, tx) = (SocketEnd::new(a.into()), SocketEnd::new(b.into()));
+            for m in &msgs {
+                tx.send_bytes(m, None).expect("send");
+            }
+            tx.release();
+            for (i, m) in msgs.iter().enumerate() {
+                if i % 2 == 0 {
+                    let mut v = Vec::new();
+                    prop_assert_eq!(rx.recv_into(&mut Sink::Vec(&mut v), None).expect("recv"), m.len());
+                    prop_assert_eq!(&v, m);
+                } else {
+                    let mut small = [0u8; 4];
+                    if m.len() > 4 {
+                        let too_small = matches!(
+                            rx.recv_into(&mut Sink::Slice(&mut small), None),
+                            Err(Error::BufferTooSmall { .. })
+                        );
+                        prop_assert!(too_small);
+                    }
+                    let mut buf = [0u8; 300];
+                    prop_assert_eq!(rx.recv_into(&mut Sink::Slice(&mut buf), None).expect("recv"), m.len());
+                    prop_assert_eq!(&buf[..m.len()], &m[..]);
+                }
+            }
+            let end = rx.recv_into(&mut Sink::Vec(&mut Vec::new()), None);
+            prop_assert!(matches!(end, Err(Error::Disconnected)));
+        }
+    }
+
+    #[test]
+    fn a_deadline_before_the_first_byte_is_a_timeout_and_takes_nothing() {
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        a.set_nonblocking(true).expect("nonblocking");
+        b.set_nonblocking(true).expect("nonblocking");
+        let (rx, tx) = (SocketEnd::new(a.into()), SocketEnd::new(b.into()));
+        let soon = Some(Instant::now() + std::time::Duration::from_millis(10));
+        assert!(matches!(
+            rx.recv_into(&mut Sink::Vec(&mut Vec::new()), soon),
+            Err(Error::Timeout)
+        ));
+        tx.send_bytes(b"late", None).expect("send");
+        let mut v = Vec::new();
+        assert_eq!(rx.recv_into(&mut Sink::Vec(&mut v), None).expect("recv"), 4);
+        assert_eq!(v, b"late");
+    }
+}
