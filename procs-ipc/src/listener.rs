@@ -19,8 +19,13 @@ use crate::error::{Error, Result};
 use crate::pipe::Connection;
 use crate::socket::{SocketEnd, ready};
 
-/// How long a handshake may take by default, each way: a peer that does not
-/// finish it by then is refused.
+/// How long a handshake may take by default: a peer that does not finish it
+/// by then is refused ([`Listener::set_handshake_timeout`] and
+/// [`Client::connect_timeout`] set another).
+///
+/// ```
+/// assert_eq!(procs_ipc::HANDSHAKE_TIMEOUT, std::time::Duration::from_secs(10));
+/// ```
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a [`Listener`] listens and a [`Client`] connects: a Unix socket
@@ -236,12 +241,37 @@ impl Listener {
 
     /// The address listened on (for TCP with port 0, the port chosen):
     /// what a [`Client`] connects to (Python's `Listener.address`).
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Listener};
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-address-{}", std::process::id()));
+    /// let l = Listener::bind(&name, b"key")?;
+    /// assert_eq!(l.address(), &name);
+    /// # Ok::<(), procs_ipc::Error>(())
+    /// ```
     pub fn address(&self) -> &Address {
         &self.address
     }
 
     /// The address of the last peer accepted, if the socket names it
     /// (Python's `last_accepted`; a Unix client is usually unnamed).
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Client, Connection, Listener};
+    ///
+    /// let mut l = Listener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>()?, b"key")?;
+    /// assert!(l.last_accepted().is_none());
+    /// let at = l.address().clone();
+    /// let mut child = procs_core::Process::new(move || {
+    ///     let _c: Connection<u8> = Client::connect(&at, b"key").unwrap();
+    /// });
+    /// child.start()?;
+    /// let _c: Connection<u8> = l.accept()?;
+    /// assert!(matches!(l.last_accepted(), Some(Address::Tcp(a)) if a.ip().is_loopback()));
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn last_accepted(&self) -> Option<&Address> {
         self.last_accepted.as_ref()
     }
@@ -249,6 +279,25 @@ impl Listener {
     /// Waits for a client and authenticates it: a [`Connection`] whose
     /// peer holds the authkey, or [`Error::Authentication`] (the listener
     /// stays usable).
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Client, Connection, Error, Listener};
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-accept-{}", std::process::id()));
+    /// let mut l = Listener::bind(&name, b"right")?;
+    /// let mut child = procs_core::Process::new(move || {
+    ///     assert!(Client::connect::<u8>(&name, b"wrong").is_err());
+    ///     let c: Connection<u8> = Client::connect(&name, b"right").unwrap();
+    ///     c.send(&1).unwrap();
+    /// });
+    /// child.start()?;
+    /// assert!(matches!(l.accept::<u8>(), Err(Error::Authentication(_))));
+    /// let c: Connection<u8> = l.accept()?;
+    /// assert_eq!(c.recv()?, 1);
+    /// child.join()?;
+    /// assert_eq!(child.exitcode(), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn accept<T>(&mut self) -> Result<Connection<T>> {
         self.accept_until(None)
     }
@@ -383,6 +432,23 @@ impl Client {
     /// Connects to `address` and authenticates with `authkey`, within
     /// [`HANDSHAKE_TIMEOUT`]. A listener with another key is
     /// [`Error::Authentication`]; nobody listening is [`Error::Io`].
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Client, Connection, Listener};
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-connect-{}", std::process::id()));
+    /// let mut l = Listener::bind(&name, b"key")?;
+    /// let mut child = procs_core::Process::new(move || {
+    ///     let c: Connection<String> = l.accept().unwrap();
+    ///     c.send(&c.recv().unwrap().to_uppercase()).unwrap();
+    /// });
+    /// child.start()?;
+    /// let c: Connection<String> = Client::connect(&name, b"key")?;
+    /// c.send(&"shout".to_string())?;
+    /// assert_eq!(c.recv()?, "SHOUT");
+    /// child.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect<T>(
         address: impl Into<Address>,
         authkey: impl AsRef<[u8]>,

@@ -107,6 +107,32 @@ impl Counter for nix::sys::eventfd::EventFd {
 }
 
 /// One ring's note: its state in shared memory, and its counter.
+///
+/// ```
+/// use std::cell::Cell;
+/// use procs_ipc::notify::{Counter, Note};
+/// use procs_ipc::sync::AtomicU64;
+///
+/// struct Count(Cell<u64>);
+/// impl Counter for Count {
+///     fn add(&self) { self.0.set(self.0.get() + 1) }
+///     fn take(&self) { self.0.set(0) }
+/// }
+///
+/// let (state, count) = (AtomicU64::new(0), Count(Cell::new(0)));
+/// let note = Note { state: &state, counter: &count };
+/// let (mut head, mut tail) = (0u64, 0u64);
+/// note.arm(tail, || head > tail); // nothing waits: no signal
+/// assert_eq!(count.0.get(), 0);
+/// head = 8;
+/// note.published(head); // a message past where the reader armed
+/// assert_eq!(count.0.get(), 1);
+/// note.published(head); // signaled already: once is enough
+/// assert_eq!(count.0.get(), 1);
+/// tail = 8; // the reader took it
+/// note.settle(tail, || head > tail);
+/// assert_eq!(count.0.get(), 0);
+/// ```
 pub struct Note<'a, C: Counter + ?Sized> {
     /// The state word (IDLE, ARMED at a position, SIGNALED).
     pub state: &'a AtomicU64,
