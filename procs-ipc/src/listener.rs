@@ -143,6 +143,10 @@ enum Socket {
 /// Unix listener is removed when it closes or drops (but not when it is
 /// moved into a child: the child removes it).
 ///
+/// The handshake proves both sides hold the key; it neither encrypts nor
+/// signs the messages that follow (as Python's): over TCP, keep to networks
+/// you trust.
+///
 /// The connections it gives are carried by their socket: the peer receives
 /// [`Error::Disconnected`] once every process that holds the socket closed
 /// it or died. Unlike a pipe's end, which records the processes that took
