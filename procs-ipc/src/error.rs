@@ -52,6 +52,11 @@ pub enum Error {
     /// this library wrote (a length that lies, a broken header).
     #[error("the channel's shared memory is corrupt: {0}")]
     Corrupt(&'static str),
+    /// The peer of a [`Listener`](crate::Listener) or a
+    /// [`Client`](crate::Client) did not prove it holds the same authkey,
+    /// or did not follow the handshake (Python's `AuthenticationError`).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     /// The handle was closed by this process.
     #[error("the handle is closed")]
     Closed,

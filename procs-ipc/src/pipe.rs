@@ -11,18 +11,22 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
+use nix::sys::eventfd::EventFd;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::doorbell::Doorbell;
 use crate::error::{Error, Result};
+use crate::notify::{self, Note};
 use crate::owners::{DeathWatch, Holders, Owners};
-use crate::ring::SharedBytes;
-use crate::ring::{Hints, Peer, Received, Ring, RingCtl, Sink};
+use crate::ring::{Hints, Peer, Received, Ring, RingCtl, SharedBytes, Sink};
 use crate::single_copy::{self, Dest, LargeMessages, Offer, Sent, Token};
+use crate::socket::SocketEnd;
+use crate::sync::AtomicU64;
 use crate::wait::{PeerWatch, Readable};
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
@@ -39,6 +43,8 @@ struct PipeCtl {
     rings: [RingCtl; 2],
     /// Each ring's offers of large messages in one copy.
     offers: [Offer; 2],
+    /// The state of each ring's note (its reader's `fileno`).
+    notes: [AtomicU64; 2],
 }
 
 /// The memory of one pipe, shared by its ends in this process.
@@ -52,6 +58,9 @@ struct Shared {
     /// their own, 128 bytes apart on x86-64, past the segment's 64-byte
     /// header).
     ctl_offset: usize,
+    /// Each ring's note descriptor, made with the pipe so that children
+    /// inherit it.
+    note_fds: Vec<EventFd>,
 }
 
 impl Shared {
@@ -70,11 +79,15 @@ impl Shared {
             .ok_or(Error::Invalid("a pipe's capacity overflows"))?;
         let seg = Segment::create(size)?;
         let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<PipeCtl>());
+        let note_fds = (0..rings)
+            .map(|_| notify::new_fd())
+            .collect::<Result<_>>()?;
         let shared = Shared {
             seg,
             capacity,
             data_offset,
             ctl_offset,
+            note_fds,
         };
         for ring in &shared.ctl().rings[..rings] {
             ring.init(capacity as u64);
@@ -106,6 +119,14 @@ impl Shared {
             )
         };
         Ring::new(&self.ctl().rings[i], bytes)
+    }
+
+    #[inline]
+    fn note(&self, i: usize) -> Note<'_, EventFd> {
+        Note {
+            state: &self.ctl().notes[i],
+            counter: &self.note_fds[i],
+        }
     }
 }
 
@@ -187,7 +208,13 @@ impl End {
         let Some(i) = self.send_ring else {
             return Err(Error::Invalid("this end only receives"));
         };
-        let ring = self.shared.ring(i).hinted(&self.send_hints);
+        let note = self.shared.note(i);
+        let notify = |head| note.published(head);
+        let ring = self
+            .shared
+            .ring(i)
+            .hinted(&self.send_hints)
+            .notified(&notify);
         let peer = self.peer();
         if bytes.len() >= single_copy::MIN_LEN && self.offers_single_copy() {
             let offer = &self.shared.ctl().offers[i];
@@ -215,6 +242,18 @@ impl End {
         let Some(i) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
+        let r = self.receive(i, sink, deadline);
+        let gone = matches!(r, Err(Error::Disconnected));
+        let tail = self.shared.ctl().rings[i].read_position();
+        self.shared.note(i).settle(tail, || {
+            gone || self.shared.ring(i).recv_ready(&self.peer())
+        });
+        r
+    }
+
+    /// Receives from ring `i` into `sink`: a message in the ring, or one
+    /// offered for single copy.
+    fn receive(&self, i: usize, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         let ring = self.shared.ring(i).hinted(&self.recv_hints);
         let peer = self.peer();
         loop {
@@ -242,6 +281,19 @@ impl End {
                 }
             }
         }
+    }
+
+    /// The descriptor that polls readable when a receive would not block.
+    fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        self.open()?;
+        let Some(ring) = self.recv_ring else {
+            return Err(Error::Invalid("this end only sends"));
+        };
+        let tail = self.shared.ctl().rings[ring].read_position();
+        self.shared
+            .note(ring)
+            .arm(tail, || self.shared.ring(ring).recv_ready(&self.peer()));
+        Ok(self.shared.note_fds[ring].as_fd())
     }
 
     fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
@@ -314,9 +366,16 @@ impl End {
         let Some(ring) = self.recv_ring else {
             return Err(Error::Invalid("this end only sends"));
         };
-        self.shared
+        let r = self
+            .shared
             .ring(ring)
-            .poll(deadline(Some(timeout)), &self.peer())
+            .poll(deadline(Some(timeout)), &self.peer());
+        if let Ok(true) = r {
+            // Perhaps for a death no close announced: the descriptor says so.
+            let tail = self.shared.ctl().rings[ring].read_position();
+            self.shared.note(ring).settle(tail, || true);
+        }
+        r
     }
 
     /// Lets go of this end in this process: a child it is being handed to
@@ -337,6 +396,13 @@ impl End {
         owners.release(std::process::id() as i32);
         for ring in [self.send_ring, self.recv_ring].into_iter().flatten() {
             self.shared.ctl().rings[ring].wake_both();
+        }
+        // The reader's descriptor turns readable once this side is closed
+        // everywhere (after the bell's fence: see `notify`).
+        if let Some(ring) = self.send_ring
+            && owners.closed()
+        {
+            self.shared.note(ring).signal();
         }
     }
 }
@@ -477,10 +543,87 @@ impl PipeBuilder {
 /// died (SIGKILL included), a receive returns what was completely sent and
 /// then [`Error::Disconnected`]; a death is noticed within about 20 ms. A
 /// connection is not `Sync`: one thread uses it at a time.
+///
+/// A connection made by a [`Listener`](crate::Listener) or a
+/// [`Client`](crate::Client) has the same methods, carried by its socket:
+/// the other side is gone once every process holding the socket closed it
+/// or died (the kernel tells at once).
 #[derive(Debug)]
 pub struct Connection<T> {
-    end: End,
+    end: Link,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// What carries a connection's messages: a pipe's rings, or a socket (a
+/// connection of a [`Listener`](crate::Listener) or a
+/// [`Client`](crate::Client)).
+#[derive(Debug)]
+enum Link {
+    Ring(End),
+    Socket(SocketEnd),
+}
+
+/// Each call of a connection, to the transport that carries it.
+macro_rules! to_transport {
+    ($(fn $name:ident $(<$g:ident $(: $b:path)?>)? (&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        impl Link {
+            $(
+                fn $name $(<$g $(: $b)?>)? (&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Link::Ring(e) => e.$name($($arg),*),
+                        Link::Socket(s) => s.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+to_transport! {
+    fn send_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()>;
+    fn recv_into(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize>;
+    fn send_pod<P: Pod>(&self, items: &[P], deadline: Option<Instant>) -> Result<()>;
+    fn recv_pod<P: Pod>(&self, deadline: Option<Instant>) -> Result<Vec<P>>;
+    fn recv_pod_into<P: Pod>(&self, items: &mut [P], deadline: Option<Instant>) -> Result<usize>;
+    fn recv<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T>;
+}
+
+impl Link {
+    fn send<T: Serialize + ?Sized>(&self, value: &T, deadline: Option<Instant>) -> Result<()> {
+        match self {
+            Link::Ring(e) => e.send(value, deadline),
+            Link::Socket(s) => s.send(value, deadline),
+        }
+    }
+
+    fn poll(&self, timeout: Duration) -> Result<bool> {
+        match self {
+            Link::Ring(e) => e.poll(timeout),
+            Link::Socket(s) => s.poll(deadline(Some(timeout))),
+        }
+    }
+
+    fn release(&self) {
+        match self {
+            Link::Ring(e) => e.release(),
+            Link::Socket(s) => s.release(),
+        }
+    }
+
+    fn closed(&self) -> bool {
+        match self {
+            Link::Ring(e) => e.closed.get(),
+            Link::Socket(s) => s.is_closed(),
+        }
+    }
+
+    fn fileno(&self) -> Result<BorrowedFd<'_>> {
+        match self {
+            Link::Ring(e) => e.fileno(),
+            Link::Socket(s) if s.is_closed() => Err(Error::Closed),
+            Link::Socket(s) => Ok(s.fd()),
+        }
+    }
 }
 
 /// The sending end of a one-way pipe.
@@ -494,7 +637,15 @@ pub struct Receiver<T>(Connection<T>);
 impl<T> Connection<T> {
     fn wrap(end: End) -> Self {
         Connection {
-            end,
+            end: Link::Ring(end),
+            _t: PhantomData,
+        }
+    }
+
+    /// The connection carried by a connected, authenticated socket.
+    pub(crate) fn from_socket(socket: SocketEnd) -> Self {
+        Connection {
+            end: Link::Socket(socket),
             _t: PhantomData,
         }
     }
@@ -591,6 +742,44 @@ macro_rules! receiving {
         pub fn poll(&self, timeout: Duration) -> Result<bool> {
             self.inner().poll(timeout)
         }
+
+        /// A descriptor that polls readable (level-triggered, for `poll`,
+        /// epoll, mio or tokio) exactly when a receive would not block: a
+        /// message waits, or the other end was closed (Python's `fileno`).
+        /// For a pipe it is an eventfd made with the pipe, which the
+        /// sending side signals only once this was called (before that a
+        /// send costs one load more); for a connection of a
+        /// [`Listener`](crate::Listener) or a [`Client`](crate::Client), the
+        /// socket. It is only to wait on: receive with this end's methods.
+        /// A writer killed without closing signals nothing: a receive or a
+        /// [`poll`](Self::poll) notices the death (within 20 ms) and then
+        /// makes it readable; watch the writer's process too if that
+        /// matters. A closed end is [`Error::Closed`].
+        ///
+        /// ```
+        /// use std::os::fd::AsRawFd;
+        /// use procs_ipc::pipe;
+        ///
+        /// fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        ///     let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        ///     // SAFETY: one valid pollfd, for the length of the call.
+        ///     unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        /// }
+        ///
+        /// let (a, b) = pipe::<u32>()?;
+        /// let fd = a.fileno()?;
+        /// assert!(!readable(fd));
+        /// b.send(&7)?;
+        /// assert!(readable(fd));
+        /// assert_eq!(a.recv()?, 7);
+        /// assert!(!readable(fd));
+        /// b.close();
+        /// assert!(readable(fd));
+        /// # Ok::<(), procs_ipc::Error>(())
+        /// ```
+        pub fn fileno(&self) -> Result<BorrowedFd<'_>> {
+            self.inner().fileno()
+        }
     };
 }
 
@@ -598,7 +787,7 @@ impl<T> Connection<T> {
     sending!();
     receiving!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.end
     }
 
@@ -610,7 +799,7 @@ impl<T> Connection<T> {
 
     /// Whether this end was closed here.
     pub fn closed(&self) -> bool {
-        self.end.closed.get()
+        self.end.closed()
     }
 }
 
@@ -635,7 +824,10 @@ impl Readable for End {
 
 impl<T> crate::wait::sealed::Sealed for Connection<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::Ring(&self.end))
+        Ok(match &self.end {
+            Link::Ring(e) => crate::wait::Source::Ring(e),
+            Link::Socket(s) => crate::wait::Source::Fd(s.fd()),
+        })
     }
 }
 
@@ -643,7 +835,7 @@ impl<T> crate::wait::Wait for Connection<T> {}
 
 impl<T> crate::wait::sealed::Sealed for Receiver<T> {
     fn source(&self) -> Result<crate::wait::Source<'_>> {
-        Ok(crate::wait::Source::Ring(&self.0.end))
+        crate::wait::sealed::Sealed::source(&self.0)
     }
 }
 
@@ -652,7 +844,7 @@ impl<T> crate::wait::Wait for Receiver<T> {}
 impl<T> Sender<T> {
     sending!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.0.end
     }
 
@@ -665,7 +857,7 @@ impl<T> Sender<T> {
 impl<T> Receiver<T> {
     receiving!();
 
-    fn inner(&self) -> &End {
+    fn inner(&self) -> &Link {
         &self.0.end
     }
 

@@ -213,6 +213,8 @@ pub struct Ring<'a, B: Bytes> {
     cap: u64,
     streams: bool,
     hints: Option<&'a Hints>,
+    /// Called by the writer after each publish (see [`Ring::notified`]).
+    notify: Option<&'a dyn Fn(u64)>,
     /// The control block's capacity disagrees with the data: every call is
     /// `Corrupt`.
     corrupt: bool,
@@ -232,6 +234,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             cap,
             streams: true,
             hints: None,
+            notify: None,
             corrupt,
         }
     }
@@ -242,6 +245,16 @@ impl<'a, B: Bytes> Ring<'a, B> {
     #[inline]
     pub fn hinted(mut self, hints: &'a Hints) -> Self {
         self.hints = Some(hints);
+        self
+    }
+
+    /// The same ring, calling `notify` with the new `head` each time the
+    /// writer publishes bytes, right after it rings the data bell (so after
+    /// that bell's SeqCst fence): a pipe end's descriptor for `poll` is
+    /// signaled there (see [`notify`](crate::notify)).
+    #[inline]
+    pub fn notified(mut self, notify: &'a dyn Fn(u64)) -> Self {
+        self.notify = Some(notify);
         self
     }
 

@@ -195,6 +195,9 @@ impl<B: Bytes> Ring<'_, B> {
         // Release: the frame's bytes are seen by a reader that sees `head`.
         self.ctl.head.store(head, Ordering::Release);
         self.ctl.data_bell.ring();
+        if let Some(notify) = self.notify {
+            notify(head);
+        }
     }
 
     /// Waits until `need` bytes are free at `head`; returns the room.
