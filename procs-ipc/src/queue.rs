@@ -426,7 +426,8 @@ impl<T> Queue<T> {
             return Err(Error::Timeout);
         }
         let r = self.put_locked(bytes, deadline, joinable);
-        ctl.put_lock.0.unlock();
+        // SAFETY: this thread took put_lock above and has not released it.
+        unsafe { ctl.put_lock.0.unlock() };
         r
     }
 
@@ -589,7 +590,8 @@ impl<T> Queue<T> {
             let gets = ctl.gets.0.load(Ordering::Relaxed);
             ctl.gets.0.store(gets.wrapping_add(1), Ordering::Release);
         }
-        ctl.get_lock.0.unlock();
+        // SAFETY: this thread took get_lock above and has not released it.
+        unsafe { ctl.get_lock.0.unlock() };
         if got.is_ok() && ctl.maxsize.load(Ordering::Relaxed) > 0 {
             ctl.slots_bell.ring();
         }

@@ -98,7 +98,9 @@ impl ConditionLock for Lock {
         deadline: Option<Instant>,
     ) -> (bool, Acquired) {
         assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
-        cv.wait(self.raw(), deadline)
+        // SAFETY: `guard` is a guard of this lock (asserted), which this
+        // thread holds while the guard lives.
+        unsafe { cv.wait(self.raw(), deadline) }
     }
 }
 
@@ -116,7 +118,9 @@ impl ConditionLock for RLock {
         deadline: Option<Instant>,
     ) -> (bool, Acquired) {
         assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
-        cv.wait_rlock(self.raw(), deadline)
+        // SAFETY: `guard` is a guard of this lock (asserted), which this
+        // thread holds while the guard lives.
+        unsafe { cv.wait_rlock(self.raw(), deadline) }
     }
 }
 

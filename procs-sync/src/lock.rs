@@ -55,10 +55,12 @@ impl Lock {
         })
     }
 
+    #[inline]
     pub(crate) fn raw(&self) -> &RawLock {
         self.raw.get()
     }
 
+    #[inline]
     fn guard(&self) -> LockGuard<'_> {
         LockGuard {
             lock: self,
@@ -68,6 +70,7 @@ impl Lock {
 
     /// Takes the lock, waiting as long as it takes. `Err(OwnerDied)` means
     /// the lock is held, taken over from a holder that died.
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, OwnerDied<LockGuard<'_>>> {
         let how = self
             .raw()
@@ -78,6 +81,7 @@ impl Lock {
 
     /// Takes the lock if it is free now. Does not check whether a holder
     /// died: use [`lock_timeout`](Lock::lock_timeout) for that.
+    #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         if self.raw().try_lock() {
             Ok(self.guard())
@@ -109,7 +113,11 @@ impl<'a> LockGuard<'a> {
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.lock.raw().unlock();
+        // SAFETY: a guard is made only when this thread took the lock with
+        // `RawLock::lock`; it is not Send, so this is that thread, and only
+        // this drop releases that hold.
+        unsafe { self.lock.raw().unlock() };
     }
 }

@@ -173,7 +173,10 @@ macro_rules! locked_guard {
 
         impl<T: Pod> Drop for $guard<'_, T> {
             fn drop(&mut self) {
-                self.cells.lock().unlock();
+                // SAFETY: a guard is made only when this thread took the
+                // lock with `RawLock::lock`; it is not Send, so this is that
+                // thread, and only this drop releases that hold.
+                unsafe { self.cells.lock().unlock() };
             }
         }
 
