@@ -36,11 +36,15 @@ pub use error::{Error, OwnerDied, Result, TryLockError};
 #[cfg(not(loom))]
 mod barrier;
 #[cfg(not(loom))]
+mod cells;
+#[cfg(not(loom))]
 mod condition;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
 mod lock;
+#[cfg(not(loom))]
+mod rawvalue;
 #[cfg(not(loom))]
 mod rlock;
 #[cfg(not(loom))]
@@ -55,11 +59,13 @@ mod value;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionLock};
+pub use condition::{Condition, ConditionLock, Holds};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use rawvalue::{RawArray, RawValue};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
@@ -67,4 +73,4 @@ pub use segment::Segment;
 #[cfg(not(loom))]
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 #[cfg(not(loom))]
-pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use value::{Array, ArrayGuard, Value, ValueGuard};
