@@ -275,6 +275,69 @@ impl<L: ConditionLock> Condition<L> {
         Ok(guard)
     }
 
+    /// Waits while `condition` holds, giving it the guard (std's
+    /// `Condvar::wait_while`): with the guard of a [`Value`](crate::Value)
+    /// or [`Array`](crate::Array) over this condition's lock, the condition
+    /// reads the data it guards.
+    ///
+    /// ```
+    /// use procs_sync::{Condition, Value};
+    ///
+    /// let items = Value::new(0u32)?;
+    /// let cond = Condition::with_lock(items.get_lock().clone())?;
+    /// let (i, c) = (items.clone(), cond.clone());
+    /// let mut producer = procs_core::Process::new(move || {
+    ///     *i.lock().unwrap() = 3;
+    ///     c.notify_all().unwrap();
+    /// });
+    /// producer.start()?;
+    /// let g = cond.wait_while(items.lock().unwrap(), |g| **g == 0).unwrap();
+    /// assert_eq!(*g, 3);
+    /// drop(g);
+    /// producer.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_while<G: Holds<L>>(
+        &self,
+        mut guard: G,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> Relocked<G> {
+        while condition(&mut guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`wait_while`](Condition::wait_while), for at most `timeout`; the
+    /// flag is `false` if the time ran out with `condition` still true.
+    pub fn wait_timeout_while<G: Holds<L>>(
+        &self,
+        mut guard: G,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> Relocked<(G, bool)> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if !condition(&mut guard) {
+                return Ok((guard, true));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok((guard, false));
+            }
+            let (_, how) = self.lock.wait_on(guard.held(), self.raw.get(), deadline);
+            guard = match OwnerDied::check(how, guard) {
+                Ok(g) => g,
+                Err(died) => {
+                    let holder = died.holder();
+                    let mut g = died.into_inner();
+                    let met = !condition(&mut g);
+                    return Err(OwnerDied::new((g, met), holder));
+                }
+            };
+        }
+    }
+
     /// Waits at most `timeout` for `predicate`; the flag is its last value
     /// (Python's `wait_for(predicate, timeout)`).
     pub fn wait_for_timeout<G: Holds<L>>(
