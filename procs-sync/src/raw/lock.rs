@@ -290,17 +290,28 @@ impl RawLock {
         }
     }
 
-    /// Spins while the lock is held and nobody sleeps, for a bounded time;
-    /// returns the last state seen.
+    /// Spins while the lock is held and nobody sleeps, for a bounded time
+    /// ([`SPIN_LIMIT`] pauses); returns the last state seen. The looks back
+    /// off (1, 2, 4, 8, then 16 pauses apart, as crossbeam's `Backoff`):
+    /// each look pulls the word's cache line from the holder's core, and a
+    /// holder that can release and retake the lock in peace goes faster.
+    /// Measured on 2 loaded cores (lock_contended, 40 runs each, five
+    /// times): a look after every pause ran at 7 M ops/s at worst and 9 to
+    /// 10 at the tenth percentile; backing off, 17 and 18 to 20.
     fn spin(&self) -> u32 {
-        let mut spins = SPIN_LIMIT;
+        let mut left = SPIN_LIMIT;
+        let mut step = 1;
         loop {
             let state = self.word.load(Ordering::Relaxed);
-            if state & ID == 0 || state & CONTENDED != 0 || spins == 0 {
+            if state & ID == 0 || state & CONTENDED != 0 || left == 0 {
                 return state;
             }
-            spin_loop();
-            spins -= 1;
+            let pauses = step.min(left);
+            for _ in 0..pauses {
+                spin_loop();
+            }
+            left -= pauses;
+            step = (step * 2).min(16);
         }
     }
 
