@@ -287,7 +287,9 @@ impl<L: ConditionLock> Condition<L> {
     /// let cond = Condition::with_lock(items.get_lock().clone())?;
     /// let (i, c) = (items.clone(), cond.clone());
     /// let mut producer = procs_core::Process::new(move || {
-    ///     *i.lock().unwrap() = 3;
+    ///     let mut g = i.lock().unwrap();
+    ///     *g = 3;
+    ///     // Under the lock, which `g` holds: without it, an error.
     ///     c.notify_all().unwrap();
     /// });
     /// producer.start()?;
