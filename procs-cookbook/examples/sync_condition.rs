@@ -74,7 +74,7 @@ impl Consumer {
         items.pop();
         println!("Consumer notify : consumed 1 item");
         println!("Consumer notify : items to consume are {}", items.len());
-        self.condition.notify_one();
+        self.condition.notify_one().unwrap();
         drop(guard);
     }
 }
@@ -109,7 +109,7 @@ impl Producer {
         }
         items.append(1);
         println!("Producer notify : total items producted {}", items.len());
-        self.condition.notify_one();
+        self.condition.notify_one().unwrap();
         drop(guard);
     }
 }

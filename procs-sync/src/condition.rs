@@ -4,10 +4,11 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::error::{OwnerDied, Result};
+use crate::error::{Error, OwnerDied, Result, TryLockError};
 use crate::lock::{Lock, LockGuard};
 use crate::raw::condvar::RawCondvar;
 use crate::raw::lock::Acquired;
+use crate::raw::sync::current_tid;
 use crate::rlock::{RLock, RLockGuard};
 use crate::segment::Kind;
 use crate::shared::Shared;
@@ -28,7 +29,7 @@ use crate::shared::Shared;
 /// let mut producer = procs_core::Process::new(move || {
 ///     let _g = c.lock().unwrap();
 ///     *i.lock().unwrap() = 3;
-///     c.notify_all();
+///     c.notify_all().unwrap();
 /// });
 /// producer.start()?;
 /// let guard = cond.lock().unwrap();
@@ -45,10 +46,11 @@ pub struct Condition<L: ConditionLock = Lock> {
 
 type Relocked<T> = Result<T, OwnerDied<T>>;
 
-/// A lock a [`Condition`] can be bound to: [`Lock`] or [`RLock`].
+/// A lock a [`Condition`], a [`Value`](crate::Value) or an
+/// [`Array`](crate::Array) can be bound to: [`Lock`] or [`RLock`].
 pub trait ConditionLock: Clone + fmt::Debug + sealed::Sealed {
     /// What holding the lock is: [`LockGuard`] or [`RLockGuard`].
-    type Guard<'a>
+    type Guard<'a>: Holds<Self>
     where
         Self: 'a;
 
@@ -56,18 +58,51 @@ pub trait ConditionLock: Clone + fmt::Debug + sealed::Sealed {
     #[doc(hidden)]
     fn take(&self) -> Relocked<Self::Guard<'_>>;
 
-    /// Releases the lock, which `guard` proves the calling thread holds,
-    /// waits on `cv` until notified or `deadline`, and takes the lock back.
+    /// Takes the lock, waiting at most `timeout`.
+    #[doc(hidden)]
+    fn take_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Self::Guard<'_>, TryLockError<Self::Guard<'_>>>;
+
+    /// Whether the calling thread may notify a condition over this lock.
+    #[doc(hidden)]
+    fn held_for_caller(&self) -> bool;
+
+    /// The lock's holder (0: free), for error messages.
+    #[doc(hidden)]
+    fn holder(&self) -> u32;
+
+    /// Releases the lock, which `held` (the lock a guard holds) proves the
+    /// calling thread holds, waits on `cv` until notified or `deadline`,
+    /// and takes the lock back.
     ///
     /// # Panics
-    /// If `guard` holds another lock.
+    /// If `held` is another lock.
     #[doc(hidden)]
-    fn wait_on(
-        &self,
-        guard: &Self::Guard<'_>,
-        cv: &RawCondvar,
-        deadline: Option<Instant>,
-    ) -> (bool, Acquired);
+    fn wait_on(&self, held: &Self, cv: &RawCondvar, deadline: Option<Instant>) -> (bool, Acquired);
+}
+
+/// A guard that holds a lock `L`: `L`'s own guard, or the guard of a
+/// [`Value`](crate::Value) or [`Array`](crate::Array) over `L`. A
+/// [`Condition`] over `L` waits with any of them, so that a condition can be
+/// built over a value's lock and wait with the value's guard.
+pub trait Holds<L: ConditionLock>: sealed::SealedGuard {
+    /// The lock held.
+    #[doc(hidden)]
+    fn held(&self) -> &L;
+}
+
+impl Holds<Lock> for LockGuard<'_> {
+    fn held(&self) -> &Lock {
+        self.lock()
+    }
+}
+
+impl Holds<RLock> for RLockGuard<'_> {
+    fn held(&self) -> &RLock {
+        self.lock()
+    }
 }
 
 /// Panics unless a condition's wait got a guard of the condition's lock.
@@ -78,10 +113,15 @@ fn assert_holds(same: bool) {
     );
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::Lock {}
     impl Sealed for crate::RLock {}
+
+    /// Only this crate's guards prove that a lock is held.
+    pub trait SealedGuard {}
+    impl SealedGuard for crate::LockGuard<'_> {}
+    impl SealedGuard for crate::RLockGuard<'_> {}
 }
 
 impl ConditionLock for Lock {
@@ -91,14 +131,27 @@ impl ConditionLock for Lock {
         self.lock()
     }
 
-    fn wait_on(
+    fn take_timeout(
         &self,
-        guard: &LockGuard<'_>,
-        cv: &RawCondvar,
-        deadline: Option<Instant>,
-    ) -> (bool, Acquired) {
-        assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
-        cv.wait(self.raw(), deadline)
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
+        self.lock_timeout(timeout)
+    }
+
+    fn held_for_caller(&self) -> bool {
+        Lock::held_for_caller(self)
+    }
+
+    fn holder(&self) -> u32 {
+        self.raw().holder()
+    }
+
+    fn wait_on(&self, held: &Lock, cv: &RawCondvar, deadline: Option<Instant>) -> (bool, Acquired) {
+        assert_holds(std::ptr::eq(held.raw(), self.raw()));
+        // SAFETY: `held` is the lock of a live guard (the `Holds` contract,
+        // sealed to this crate's guards), so this thread holds it; it is
+        // this lock (asserted).
+        unsafe { cv.wait(self.raw(), deadline) }
     }
 }
 
@@ -109,14 +162,32 @@ impl ConditionLock for RLock {
         self.lock()
     }
 
+    fn take_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, TryLockError<RLockGuard<'_>>> {
+        self.lock_timeout(timeout)
+    }
+
+    fn held_for_caller(&self) -> bool {
+        self.depth() > 0
+    }
+
+    fn holder(&self) -> u32 {
+        self.raw().holder()
+    }
+
     fn wait_on(
         &self,
-        guard: &RLockGuard<'_>,
+        held: &RLock,
         cv: &RawCondvar,
         deadline: Option<Instant>,
     ) -> (bool, Acquired) {
-        assert_holds(std::ptr::eq(guard.lock().raw(), self.raw()));
-        cv.wait_rlock(self.raw(), deadline)
+        assert_holds(std::ptr::eq(held.raw(), self.raw()));
+        // SAFETY: `held` is the lock of a live guard (the `Holds` contract,
+        // sealed to this crate's guards), so this thread holds it; it is
+        // this lock (asserted).
+        unsafe { cv.wait_rlock(self.raw(), deadline) }
     }
 }
 
@@ -170,10 +241,13 @@ impl<L: ConditionLock> Condition<L> {
     /// condition variable's): check the condition, or use
     /// [`wait_for`](Condition::wait_for).
     ///
+    /// `guard` is the lock's own guard, or the guard of a
+    /// [`Value`](crate::Value) or [`Array`](crate::Array) over it.
+    ///
     /// # Panics
     /// If `guard` holds another lock than this condition's.
-    pub fn wait<'a>(&self, guard: L::Guard<'a>) -> Relocked<L::Guard<'a>> {
-        let (_, how) = self.lock.wait_on(&guard, self.raw.get(), None);
+    pub fn wait<G: Holds<L>>(&self, guard: G) -> Relocked<G> {
+        let (_, how) = self.lock.wait_on(guard.held(), self.raw.get(), None);
         OwnerDied::check(how, guard)
     }
 
@@ -182,37 +256,98 @@ impl<L: ConditionLock> Condition<L> {
     ///
     /// # Panics
     /// If `guard` holds another lock than this condition's.
-    pub fn wait_timeout<'a>(
-        &self,
-        guard: L::Guard<'a>,
-        timeout: Duration,
-    ) -> Relocked<(L::Guard<'a>, bool)> {
+    pub fn wait_timeout<G: Holds<L>>(&self, guard: G, timeout: Duration) -> Relocked<(G, bool)> {
         let deadline = Instant::now().checked_add(timeout);
-        let (notified, how) = self.lock.wait_on(&guard, self.raw.get(), deadline);
+        let (notified, how) = self.lock.wait_on(guard.held(), self.raw.get(), deadline);
         OwnerDied::check(how, (guard, notified))
     }
 
     /// Waits until `predicate` is true, checking it under the lock before
     /// each wait.
-    pub fn wait_for<'a>(
+    pub fn wait_for<G: Holds<L>>(
         &self,
-        mut guard: L::Guard<'a>,
+        mut guard: G,
         mut predicate: impl FnMut() -> bool,
-    ) -> Relocked<L::Guard<'a>> {
+    ) -> Relocked<G> {
         while !predicate() {
             guard = self.wait(guard)?;
         }
         Ok(guard)
     }
 
+    /// Waits while `condition` holds, giving it the guard (std's
+    /// `Condvar::wait_while`): with the guard of a [`Value`](crate::Value)
+    /// or [`Array`](crate::Array) over this condition's lock, the condition
+    /// reads the data it guards.
+    ///
+    /// ```
+    /// use procs_sync::{Condition, Value};
+    ///
+    /// let items = Value::new(0u32)?;
+    /// let cond = Condition::with_lock(items.get_lock().clone())?;
+    /// let (i, c) = (items.clone(), cond.clone());
+    /// let mut producer = procs_core::Process::new(move || {
+    ///     let mut g = i.lock().unwrap();
+    ///     *g = 3;
+    ///     // Under the lock, which `g` holds: without it, an error.
+    ///     c.notify_all().unwrap();
+    /// });
+    /// producer.start()?;
+    /// let g = cond.wait_while(items.lock().unwrap(), |g| **g == 0).unwrap();
+    /// assert_eq!(*g, 3);
+    /// drop(g);
+    /// producer.join()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_while<G: Holds<L>>(
+        &self,
+        mut guard: G,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> Relocked<G> {
+        while condition(&mut guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`wait_while`](Condition::wait_while), for at most `timeout`; the
+    /// flag is `false` if the time ran out with `condition` still true.
+    pub fn wait_timeout_while<G: Holds<L>>(
+        &self,
+        mut guard: G,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut G) -> bool,
+    ) -> Relocked<(G, bool)> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if !condition(&mut guard) {
+                return Ok((guard, true));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok((guard, false));
+            }
+            let (_, how) = self.lock.wait_on(guard.held(), self.raw.get(), deadline);
+            guard = match OwnerDied::check(how, guard) {
+                Ok(g) => g,
+                Err(died) => {
+                    let holder = died.holder();
+                    let mut g = died.into_inner();
+                    let met = !condition(&mut g);
+                    return Err(OwnerDied::new((g, met), holder));
+                }
+            };
+        }
+    }
+
     /// Waits at most `timeout` for `predicate`; the flag is its last value
     /// (Python's `wait_for(predicate, timeout)`).
-    pub fn wait_for_timeout<'a>(
+    pub fn wait_for_timeout<G: Holds<L>>(
         &self,
-        mut guard: L::Guard<'a>,
+        mut guard: G,
         timeout: Duration,
         mut predicate: impl FnMut() -> bool,
-    ) -> Relocked<(L::Guard<'a>, bool)> {
+    ) -> Relocked<(G, bool)> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             if predicate() {
@@ -222,7 +357,7 @@ impl<L: ConditionLock> Condition<L> {
             if left == Some(Duration::ZERO) {
                 return Ok((guard, false));
             }
-            let (_, how) = self.lock.wait_on(&guard, self.raw.get(), deadline);
+            let (_, how) = self.lock.wait_on(guard.held(), self.raw.get(), deadline);
             guard = match OwnerDied::check(how, guard) {
                 Ok(g) => g,
                 Err(died) => {
@@ -235,20 +370,50 @@ impl<L: ConditionLock> Condition<L> {
         }
     }
 
-    /// Wakes up to `n` waiters (Python's `notify(n)`). Call it holding the
-    /// lock, as in Python, so that a waiter cannot miss it between checking
-    /// its condition and sleeping.
-    pub fn notify(&self, n: u32) {
+    /// Wakes up to `n` waiters (Python's `notify(n)`). The calling thread
+    /// must hold the lock, as in Python, so that a waiter cannot miss the
+    /// notification between checking its condition and sleeping:
+    /// [`Error::NotifyWithoutLock`] otherwise (Python's `RuntimeError`). A
+    /// [`Lock`] taken with [`acquire`](Lock::acquire) counts as held by
+    /// every thread, since any may release it.
+    ///
+    /// ```
+    /// use procs_sync::{Condition, Error};
+    ///
+    /// let cond = Condition::new()?;
+    /// assert!(matches!(cond.notify(1), Err(Error::NotifyWithoutLock { .. })));
+    /// let guard = cond.lock().unwrap();
+    /// cond.notify(1)?;
+    /// drop(guard);
+    /// # Ok::<(), procs_sync::Error>(())
+    /// ```
+    pub fn notify(&self, n: u32) -> Result<()> {
+        self.check_held()?;
         self.raw.get().notify(n);
+        Ok(())
     }
 
-    /// Wakes one waiter.
-    pub fn notify_one(&self) {
-        self.notify(1);
+    /// Wakes one waiter; the calling thread holds the lock.
+    pub fn notify_one(&self) -> Result<()> {
+        self.notify(1)
     }
 
-    /// Wakes every waiter.
-    pub fn notify_all(&self) {
+    /// Wakes every waiter (Python's `notify_all()`); the calling thread
+    /// holds the lock.
+    pub fn notify_all(&self) -> Result<()> {
+        self.check_held()?;
         self.raw.get().notify_all();
+        Ok(())
+    }
+
+    fn check_held(&self) -> Result<()> {
+        if self.lock.held_for_caller() {
+            Ok(())
+        } else {
+            Err(Error::NotifyWithoutLock {
+                holder: self.lock.holder(),
+                caller: current_tid(),
+            })
+        }
     }
 }

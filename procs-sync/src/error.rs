@@ -81,6 +81,31 @@ pub enum Error {
         /// The thread that tried.
         caller: u32,
     },
+    /// A lock was released that nobody holds (Python's `ValueError: lock
+    /// released too many times`, `RuntimeError: release unlocked lock`).
+    #[error("cannot release a lock that is not held")]
+    NotLocked,
+    /// A lock held through a guard was released with `release`: only the
+    /// guard releases it, when it drops (take the lock with `acquire` to
+    /// release it from anywhere).
+    #[error(
+        "cannot release a lock that thread {holder} holds through a guard; dropping the guard releases it"
+    )]
+    Guarded {
+        /// The thread holding it.
+        holder: u32,
+    },
+    /// A condition was notified by a thread that does not hold its lock
+    /// (Python's `RuntimeError: cannot notify on un-acquired lock`).
+    #[error(
+        "cannot notify a condition without holding its lock (held by {holder}, 0: nobody; caller {caller})"
+    )]
+    NotifyWithoutLock {
+        /// The lock's holder (0: nobody).
+        holder: u32,
+        /// The thread that tried.
+        caller: u32,
+    },
     /// A bounded semaphore was released more often than acquired
     /// (Python's `ValueError: Semaphore released too many times`).
     #[error("semaphore released too many times (its bound is {bound})")]

@@ -12,6 +12,26 @@
 //! the next taker, which is told through [`OwnerDied`]. Every algorithm is
 //! model-checked with loom (`RUSTFLAGS="--cfg loom"`).
 //!
+//! # Python to procs-sync
+//!
+//! | Python | procs-sync |
+//! |---|---|
+//! | `Lock()`, `with lock:` | [`Lock::new()?`](Lock::new), [`lock.lock()`](Lock::lock) (a guard) |
+//! | `lock.acquire()`, `acquire(timeout=t)`, `acquire(False)` | [`acquire`](Lock::acquire), [`acquire_timeout(t)`](Lock::acquire_timeout), [`try_acquire`](Lock::try_acquire) (no guard; also [`lock_timeout`](Lock::lock_timeout), [`try_lock`](Lock::try_lock) with one) |
+//! | `lock.release()`, from any process; `ValueError` on an unheld lock | [`release`](Lock::release); [`Error::NotLocked`] (and [`Error::Guarded`] for a guard's hold) |
+//! | `RLock()`, `acquire()`, `release()` | [`RLock::new()?`](RLock::new), guards, or [`acquire`](RLock::acquire) / [`release`](RLock::release) ([`Error::NotOwner`] from another thread) |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore`], [`BoundedSemaphore`]: `acquire`, `acquire_timeout`, `try_acquire`, `release` |
+//! | `Event()` | [`Event`]: `set`, `clear`, `is_set`, `wait`, `wait_timeout` |
+//! | `Condition()`, `Condition(lock)` | [`Condition::with_lock(RLock::new()?)`](Condition::with_lock), [`Condition::new()`](Condition::new) (over a [`Lock`]) |
+//! | `cond.wait()`, `wait(t)`, `wait_for(pred, t)` | [`wait`](Condition::wait), [`wait_timeout`](Condition::wait_timeout), [`wait_for`](Condition::wait_for), [`wait_for_timeout`](Condition::wait_for_timeout), and std's [`wait_while`](Condition::wait_while) |
+//! | `cond.notify(n)`, `notify_all()`; `RuntimeError` without the lock | [`notify(n)`](Condition::notify), [`notify_all`](Condition::notify_all); [`Error::NotifyWithoutLock`] |
+//! | `Barrier(n, action, timeout)` | [`Barrier`]: `wait`, `abort`, `reset`, `broken`, `n_waiting` |
+//! | `Value('d', 0.0)`, `Array('i', 10)` | [`Value::new(0.0f64)?`](Value::new), [`Array::<i32>::new(10)?`](Array::new) (a [`Lock`] of their own) |
+//! | `Value(t, x, lock=lock)`, `Array(t, xs, lock=lock)` | [`Value::with_lock(x, lock)`](Value::with_lock), [`Array::with_lock(xs, lock)`](Array::with_lock) (a [`Lock`] or an [`RLock`]) |
+//! | `v.get_lock()`, `v.value` | [`get_lock`](Value::get_lock), [`get`](Value::get) / [`set`](Value::set), or `*v.lock()?` |
+//! | `Value(t, x, lock=False)`, `RawValue`, `RawArray` | [`RawValue`], [`RawArray`] |
+//! | `shared_memory.SharedMemory(name, create, size)` | [`Segment::create_named`], [`Segment::open`], [`Segment::create`] |
+//!
 //! ```
 //! use procs_sync::Lock;
 //!
@@ -36,6 +56,8 @@ pub use error::{Error, OwnerDied, Result, TryLockError};
 #[cfg(not(loom))]
 mod barrier;
 #[cfg(not(loom))]
+mod cells;
+#[cfg(not(loom))]
 mod condition;
 #[cfg(not(loom))]
 mod event;
@@ -43,6 +65,8 @@ mod event;
 mod item;
 #[cfg(not(loom))]
 mod lock;
+#[cfg(not(loom))]
+mod rawvalue;
 #[cfg(not(loom))]
 mod rlock;
 #[cfg(not(loom))]
@@ -61,13 +85,15 @@ mod value;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionLock};
+pub use condition::{Condition, ConditionLock, Holds};
 #[cfg(not(loom))]
 pub use event::Event;
 #[cfg(not(loom))]
 pub use item::Item;
 #[cfg(not(loom))]
 pub use lock::{Lock, LockGuard};
+#[cfg(not(loom))]
+pub use rawvalue::{RawArray, RawValue};
 #[cfg(not(loom))]
 pub use rlock::{RLock, RLockGuard};
 #[cfg(not(loom))]
@@ -79,4 +105,4 @@ pub use shareable_list::{Iter, ShareableList};
 #[cfg(not(loom))]
 pub use shm_manager::SharedMemoryManager;
 #[cfg(not(loom))]
-pub use value::{Array, ArrayGuard, RawArray, RawValue, Value, ValueGuard};
+pub use value::{Array, ArrayGuard, Value, ValueGuard};

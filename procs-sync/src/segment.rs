@@ -374,6 +374,7 @@ impl Segment {
     /// A pointer to the first byte of the data, 64-byte aligned. Other
     /// processes may write the data at any time: access it with atomics or
     /// volatile copies, not through references.
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         // SAFETY: HEADER is within the mapping, which is at least HEADER bytes.
         unsafe { self.map.as_mut_ptr().add(HEADER) }

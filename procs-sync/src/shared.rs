@@ -3,6 +3,7 @@
 //! child.
 
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -34,13 +35,24 @@ unsafe impl SharedState for crate::raw::barrier::RawBarrier {}
 
 pub(crate) struct Shared<R: SharedState> {
     seg: Arc<Segment>,
+    /// The state at the start of the segment's data, kept here so that
+    /// reaching it is one load, not two (the lock's fast path counts).
+    state: NonNull<R>,
     _state: PhantomData<R>,
 }
+
+// SAFETY: `state` points into the mapping that `seg` keeps alive, and `R`
+// is only reached through shared references and is Sync (SharedState); the
+// segment handle is Send and Sync.
+unsafe impl<R: SharedState> Send for Shared<R> {}
+// SAFETY: as above.
+unsafe impl<R: SharedState> Sync for Shared<R> {}
 
 impl<R: SharedState> Clone for Shared<R> {
     fn clone(&self) -> Self {
         Shared {
             seg: Arc::clone(&self.seg),
+            state: self.state,
             _state: PhantomData,
         }
     }
@@ -60,8 +72,11 @@ impl<R: SharedState> Shared<R> {
             .checked_add(extra)
             .ok_or(crate::Error::Invalid("size overflows"))?;
         let seg = Segment::create_anonymous(kind, size)?;
+        let state = NonNull::new(seg.as_ptr().cast::<R>())
+            .ok_or(crate::Error::Invalid("a mapping at address 0"))?;
         Ok(Shared {
             seg: Arc::new(seg),
+            state,
             _state: PhantomData,
         })
     }
@@ -74,12 +89,12 @@ impl<R: SharedState> Shared<R> {
     /// The raw state.
     #[inline]
     pub fn get(&self) -> &R {
-        // SAFETY: the segment's data is at least size_of::<R>() bytes,
-        // 64-byte aligned (more than any atomic needs), zero-filled at
-        // creation and mapped for as long as `self.seg` lives; `R` is valid
-        // for any bytes and only used through shared references (the
-        // SharedState contract).
-        unsafe { &*self.seg.as_ptr().cast::<R>() }
+        // SAFETY: `state` is the start of the segment's data, which is at
+        // least size_of::<R>() bytes, 64-byte aligned (more than any atomic
+        // needs), zero-filled at creation and mapped for as long as
+        // `self.seg` lives; `R` is valid for any bytes and only used through
+        // shared references (the SharedState contract).
+        unsafe { self.state.as_ref() }
     }
 
     /// The extra bytes, for the data a primitive protects.

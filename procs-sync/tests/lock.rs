@@ -209,3 +209,164 @@ fn rlock_is_taken_over_when_holder_is_killed() {
     drop(g);
     assert!(!lock.is_locked());
 }
+
+#[test]
+fn a_lock_acquired_in_the_parent_is_released_by_a_child_500_times() {
+    // The parent acquires; the child releases each hold. Every acquire
+    // after the first waits for a release made by another process, so the
+    // sleep and wake-up between processes are exercised each round.
+    const ROUNDS: u32 = 500;
+    let lock = Lock::new().unwrap();
+    let l = lock.clone();
+    let mut child = start(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for _ in 0..ROUNDS {
+            loop {
+                match l.release() {
+                    Ok(()) => break,
+                    Err(Error::NotLocked) if Instant::now() < deadline => std::thread::yield_now(),
+                    Err(_) => std::process::exit(2),
+                }
+            }
+        }
+    });
+    for round in 0..ROUNDS {
+        lock.acquire_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+    assert_eq!(child.0.join().unwrap(), 0);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn a_child_waiting_on_an_acquired_lock_gets_it_when_another_child_releases_it() {
+    let lock = Lock::new().unwrap();
+    lock.acquire().unwrap();
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let waiting = lock.clone();
+    let mut waiter = start(move || {
+        let mut w = ready_w;
+        w.write_all(b"waiting\n").unwrap();
+        match waiting.lock_timeout(Duration::from_secs(30)) {
+            Ok(_) => {}
+            Err(_) => std::process::exit(2),
+        }
+    });
+    assert_eq!(read_line(&mut ready_r), "waiting");
+    // Give the waiter time to fall asleep on the futex (not needed for
+    // correctness: it takes the lock whenever it comes).
+    std::thread::sleep(Duration::from_millis(20));
+    let releasing = lock.clone();
+    let mut releaser = start(move || {
+        if releasing.release().is_err() {
+            std::process::exit(3);
+        }
+    });
+    assert_eq!(releaser.0.join().unwrap(), 0);
+    assert_eq!(waiter.0.join().unwrap(), 0);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn releasing_a_free_lock_is_an_error() {
+    let lock = Lock::new().unwrap();
+    assert!(matches!(lock.release(), Err(Error::NotLocked)));
+    lock.acquire().unwrap();
+    lock.release().unwrap();
+    let err = lock.release().unwrap_err();
+    assert!(matches!(err, Error::NotLocked));
+    assert_eq!(err.to_string(), "cannot release a lock that is not held");
+}
+
+#[test]
+fn release_refuses_a_lock_held_through_a_guard_in_another_process() {
+    let lock = Lock::new().unwrap();
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let (release_r, mut release_w) = std::io::pipe().unwrap();
+    let held = lock.clone();
+    let mut child = start(move || {
+        let _g = held.lock().unwrap();
+        let mut w = ready_w;
+        w.write_all(b"held\n").unwrap();
+        let mut r = release_r;
+        let _ = read_line(&mut r);
+    });
+    assert_eq!(read_line(&mut ready_r), "held");
+    let pid = child.0.pid().unwrap() as u32;
+    assert!(matches!(lock.release(), Err(Error::Guarded { holder }) if holder == pid));
+    assert!(lock.is_locked(), "a refused release left the lock held");
+    release_w.write_all(b"go\n").unwrap();
+    assert_eq!(child.0.join().unwrap(), 0);
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn try_acquire_and_acquire_timeout_fail_while_another_process_holds_it() {
+    let lock = Lock::new().unwrap();
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let (release_r, mut release_w) = std::io::pipe().unwrap();
+    let held = lock.clone();
+    let mut child = start(move || {
+        held.acquire().unwrap();
+        let mut w = ready_w;
+        w.write_all(b"held\n").unwrap();
+        let mut r = release_r;
+        let _ = read_line(&mut r);
+    });
+    assert_eq!(read_line(&mut ready_r), "held");
+    assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
+    assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+    let t = Instant::now();
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_millis(50)),
+        Err(TryLockError::Timeout)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    // The child's hold outlives its thread's wish to keep it: released here.
+    lock.release().unwrap();
+    lock.try_acquire().unwrap();
+    lock.release().unwrap();
+    release_w.write_all(b"go\n").unwrap();
+    assert_eq!(child.0.join().unwrap(), 0);
+}
+
+#[test]
+fn an_acquired_lock_is_taken_over_when_its_process_is_killed() {
+    let lock = Lock::new().unwrap();
+    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
+    let held = lock.clone();
+    let mut holder = start(move || {
+        held.acquire().unwrap();
+        let mut w = ready_w;
+        w.write_all(b"held\n").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    assert_eq!(read_line(&mut ready_r), "held");
+    holder.0.kill().unwrap();
+    assert_eq!(holder.0.join().unwrap(), -9);
+    let pid = holder.0.pid().unwrap() as u32;
+    match lock.acquire_timeout(Duration::from_secs(10)) {
+        Err(TryLockError::OwnerDied(died)) => assert_eq!(died.holder(), pid),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    // Taken over with `acquire`: released with `release`.
+    lock.release().unwrap();
+    assert!(!lock.is_locked());
+}
+
+#[test]
+fn an_acquired_lock_outlives_the_thread_that_took_it() {
+    // The hold belongs to the process: a thread that acquired and ended
+    // leaves the lock held (no takeover), for another thread to release.
+    let lock = Lock::new().unwrap();
+    let l = lock.clone();
+    std::thread::spawn(move || l.acquire().unwrap())
+        .join()
+        .unwrap();
+    assert!(matches!(
+        lock.lock_timeout(Duration::from_millis(100)),
+        Err(TryLockError::Timeout)
+    ));
+    lock.release().unwrap();
+    drop(lock.lock().unwrap());
+}

@@ -103,15 +103,18 @@ fn condvar_notify_under_the_lock_is_never_lost() {
             l.lock(None);
             // SAFETY: read under the lock.
             while !r.with(|p| unsafe { *p }) {
-                c.wait(&l, None);
+                // SAFETY: this thread holds the lock.
+                unsafe { c.wait(&l, None) };
             }
-            l.unlock();
+            // SAFETY: this thread holds the lock.
+            unsafe { l.unlock() };
         });
         lock.lock(None);
         // SAFETY: written under the lock.
         ready.with_mut(|p| unsafe { *p = true });
         cv.notify(1);
-        lock.unlock();
+        // SAFETY: this thread holds the lock.
+        unsafe { lock.unlock() };
         waiter.join().unwrap();
     });
 }
@@ -128,7 +131,8 @@ fn condvar_over_an_rlock_releases_every_level_and_restores_them() {
             l.lock(None);
             // SAFETY: read under the lock.
             while !r.with(|p| unsafe { *p }) {
-                c.wait_rlock(&l, None);
+                // SAFETY: this thread holds the lock.
+                unsafe { c.wait_rlock(&l, None) };
                 assert_eq!(l.depth(), 2);
             }
             l.unlock().unwrap();

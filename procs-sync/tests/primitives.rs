@@ -138,7 +138,7 @@ fn condition_carries_a_thousand_items_through_a_bounded_buffer() {
             b.lock().unwrap()[slot] = item;
             st[1] += 1;
             drop(st);
-            c.notify_all();
+            c.notify_all().unwrap();
             drop(g);
         }
     });
@@ -154,7 +154,7 @@ fn condition_carries_a_thousand_items_through_a_bounded_buffer() {
         st[0] = (st[0] + 1) % CAP as u64;
         st[1] -= 1;
         drop(st);
-        cond.notify_all();
+        cond.notify_all().unwrap();
         drop(g);
     }
     assert_eq!(producer.0.join().unwrap(), 0);
@@ -176,7 +176,7 @@ fn condition_over_an_rlock_releases_every_level_while_waiting() {
             std::process::exit(2);
         };
         f.set(1);
-        c.notify_all();
+        c.notify_all().unwrap();
         drop(g);
     });
     let (inner, ok) = cond

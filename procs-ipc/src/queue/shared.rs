@@ -14,7 +14,7 @@ use crate::wait::PeerWatch;
 use crossbeam_utils::CachePadded;
 use procs_sync::Segment;
 use procs_sync::raw::liveness;
-use procs_sync::raw::lock::{Acquired, RawLock};
+use procs_sync::raw::lock::{Acquired, RawGuard, RawLock};
 
 #[repr(C)]
 #[derive(Debug, Default)]
@@ -84,13 +84,7 @@ impl Counted {
 }
 
 /// A side's lock held; released when dropped, by unwinding too.
-pub(super) struct Held<'a>(&'a RawLock);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.unlock();
-    }
-}
+pub(super) type Held<'a> = RawGuard<'a>;
 
 /// A queue's memory and this process's part in it.
 #[derive(Debug)]
@@ -262,17 +256,15 @@ impl Inner {
         deadline: Option<Instant>,
         repair: impl FnOnce(),
     ) -> Result<Held<'a>> {
-        match lock.lock(deadline) {
-            // (An explicit branch: an error built eagerly is dropped on
-            // every call.)
-            None => Err(Error::Timeout),
-            Some(Acquired::Clean) => Ok(Held(lock)),
-            Some(Acquired::OwnerDied { .. }) => {
-                let held = Held(lock);
-                repair();
-                Ok(held)
-            }
+        // (An explicit branch: an error built eagerly is dropped on every
+        // call.)
+        let Some(held) = lock.lock_guard(deadline) else {
+            return Err(Error::Timeout);
+        };
+        if let Acquired::OwnerDied { .. } = held.acquired() {
+            repair();
         }
+        Ok(held)
     }
 
     /// For a process waiting on the count of items got: when the

@@ -28,12 +28,16 @@ impl RawCondvar {
         }
     }
 
-    /// Releases `lock` (which the caller holds), waits for a notification
-    /// or `deadline`, and takes `lock` again. Returns whether it was
-    /// notified (`false`: timed out) and how the lock was retaken.
-    pub fn wait(&self, lock: &RawLock, deadline: Option<Instant>) -> (bool, Acquired) {
+    /// Releases `lock`, waits for a notification or `deadline`, and takes
+    /// `lock` again. Returns whether it was notified (`false`: timed out)
+    /// and how the lock was retaken.
+    ///
+    /// # Safety
+    /// The calling thread holds `lock` (taken with [`RawLock::lock`]).
+    pub unsafe fn wait(&self, lock: &RawLock, deadline: Option<Instant>) -> (bool, Acquired) {
         let seen = self.notifier.current();
-        lock.unlock();
+        // SAFETY: the caller holds the lock (this function's contract).
+        unsafe { lock.unlock() };
         let notified = self.notifier.wait(seen, deadline);
         let how = lock
             .lock(None)
@@ -45,9 +49,17 @@ impl RawCondvar {
     /// the caller holds is released for the wait and taken back after it
     /// (Python's `Condition` over an `RLock`), so that another thread can
     /// take the lock meanwhile however deep the caller held it.
-    pub fn wait_rlock(&self, lock: &RawRLock, deadline: Option<Instant>) -> (bool, Acquired) {
+    ///
+    /// # Safety
+    /// The calling thread holds `lock`.
+    pub unsafe fn wait_rlock(
+        &self,
+        lock: &RawRLock,
+        deadline: Option<Instant>,
+    ) -> (bool, Acquired) {
         let seen = self.notifier.current();
-        let depth = lock.release_save();
+        // SAFETY: the caller holds the lock (this function's contract).
+        let depth = unsafe { lock.release_save() };
         let notified = self.notifier.wait(seen, deadline);
         (notified, lock.acquire_restore(depth))
     }

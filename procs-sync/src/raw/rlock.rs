@@ -67,7 +67,9 @@ impl RawRLock {
         let n = self.count.load(Ordering::Relaxed);
         if n <= 1 {
             self.count.store(0, Ordering::Relaxed);
-            self.lock.unlock();
+            // SAFETY: the word holds this thread's tid (checked above), so
+            // this thread holds the lock.
+            unsafe { self.lock.unlock() };
         } else {
             self.count.store(n - 1, Ordering::Relaxed);
         }
@@ -84,13 +86,16 @@ impl RawRLock {
     }
 
     /// Releases every level the calling thread holds and returns how many
-    /// (Python's `_release_save`), for a condition variable's wait; the
-    /// caller holds the lock. [`acquire_restore`](RawRLock::acquire_restore)
-    /// takes them back.
-    pub fn release_save(&self) -> u32 {
+    /// (Python's `_release_save`), for a condition variable's wait.
+    /// [`acquire_restore`](RawRLock::acquire_restore) takes them back.
+    ///
+    /// # Safety
+    /// The calling thread holds the lock.
+    pub unsafe fn release_save(&self) -> u32 {
         let n = self.count.load(Ordering::Relaxed);
         self.count.store(0, Ordering::Relaxed);
-        self.lock.unlock();
+        // SAFETY: the caller holds the lock (this function's contract).
+        unsafe { self.lock.unlock() };
         n
     }
 

@@ -3,9 +3,9 @@
 //!
 //! Normally these are std's atomics, the shared futex and the thread's tid.
 //! Under `--cfg loom` they are loom's model: threads stand in for processes
-//! (the memory is the same), a futex wait is a yield that may return
-//! spuriously or time out, a wake is nothing (waiters re-check), and every
-//! holder is alive. The algorithms are written once and checked there.
+//! (the memory is the same), the futex is a FIFO wait queue under a loom
+//! mutex whose `wake(word, n)` wakes exactly `n` sleepers, a timed wait may
+//! be woken and still time out, and every holder is alive. The algorithms are written once and checked there.
 
 #[cfg(not(loom))]
 mod imp {
@@ -37,7 +37,7 @@ mod imp {
         crate::sys::futex::wake(word, n);
     }
 
-    pub use crate::sys::thread::{boot_ticks_now, current_tid, holder_alive};
+    pub use crate::sys::thread::{boot_ticks_now, current_pid, current_tid, holder_alive};
 
     /// Waiters wake up now and then to check that a lock's holder lives.
     pub const HOLDER_CHECKS: bool = true;
@@ -56,53 +56,105 @@ mod imp {
         loom::thread::yield_now();
     }
 
-    /// The futex in the model: one mutex and condition variable stand for
-    /// the kernel's wait queue. The value check and the sleep happen under
-    /// the mutex, as the kernel does them under its bucket lock, so a wake
-    /// that comes between a waiter's check and its sleep is never lost, and a
-    /// wake-up the algorithm forgets to make shows up as a loom deadlock.
-    /// A wait with a deadline times out at once (the real call may too).
+    /// The futex in the model: a loom mutex and condition variable stand
+    /// for the kernel's wait queue, which is kept as the kernel keeps it: a
+    /// FIFO of sleepers, each on one or more words. The value check and the
+    /// enqueueing happen under the mutex, as the kernel does them under its
+    /// bucket lock, so a wake that comes between a waiter's check and its
+    /// sleep is never lost; `wake(word, n)` wakes exactly the first `n`
+    /// sleepers on `word`, so a wake-up the algorithm forgets to make, or a
+    /// wake-up consumed by a waiter that then leaves without passing it on,
+    /// shows up as a loom deadlock.
+    ///
+    /// A wait with a deadline that has passed returns `false` at once (as
+    /// the real call does). One with a deadline still ahead sleeps for one
+    /// yield, the model's "a while", in the queue: a wake in that window
+    /// picks it, as the kernel may, and then it returns `false` all the
+    /// same: the worst case of a real timed wait, woken just before its
+    /// time ran out. Tests use deadlines far ahead (or already past), so
+    /// that the model does not depend on the clock.
     pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-        let guard = FUTEX.0.lock().unwrap();
-        // The kernel compares with the latest value of the word; a loom load
-        // may return an older one, a read-modify-write may not.
-        if word.fetch_add(0, Ordering::SeqCst) != expected {
-            return true;
-        }
-        if deadline.is_some() {
-            return false;
-        }
-        drop(FUTEX.1.wait(guard).unwrap());
-        true
+        sleep_on(&[(word, expected)], deadline)
     }
 
     /// As `wait`, on several words: sleeps while every word holds its
-    /// expected value.
+    /// expected value, and a wake on any of them wakes it.
     pub fn wait_any(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> bool {
-        let guard = FUTEX.0.lock().unwrap();
+        sleep_on(words, deadline)
+    }
+
+    fn sleep_on(words: &[(&AtomicU32, u32)], deadline: Option<Instant>) -> bool {
+        let mut q = FUTEX.0.lock().unwrap();
+        // The kernel compares with the latest value of the word; a loom load
+        // may return an older one, a read-modify-write may not.
         if words
             .iter()
             .any(|(w, expected)| w.fetch_add(0, Ordering::SeqCst) != *expected)
         {
             return true;
         }
-        if deadline.is_some() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
-        drop(FUTEX.1.wait(guard).unwrap());
-        true
+        let ticket = q.next;
+        q.next += 1;
+        let addrs = words.iter().map(|(w, _)| address(w)).collect();
+        q.sleepers.push((addrs, ticket));
+        if deadline.is_none() {
+            loop {
+                if let Some(i) = q.woken.iter().position(|t| *t == ticket) {
+                    q.woken.swap_remove(i);
+                    return true;
+                }
+                q = FUTEX.1.wait(q).unwrap();
+            }
+        }
+        drop(q);
+        loom::thread::yield_now();
+        let mut q = FUTEX.0.lock().unwrap();
+        if let Some(i) = q.woken.iter().position(|t| *t == ticket) {
+            q.woken.swap_remove(i);
+        } else if let Some(i) = q.sleepers.iter().position(|(_, t)| *t == ticket) {
+            q.sleepers.remove(i);
+        }
+        false
     }
 
-    /// Wakes every sleeper of the model (waking more than asked is allowed:
-    /// a woken waiter re-checks).
-    pub fn wake(_word: &AtomicU32, _n: u32) {
-        let _guard = FUTEX.0.lock().unwrap();
-        FUTEX.1.notify_all();
+    /// Wakes the first `n` sleepers on `word`, in the order they slept.
+    pub fn wake(word: &AtomicU32, n: u32) {
+        let mut q = FUTEX.0.lock().unwrap();
+        let addr = address(word);
+        let (mut left, mut i) = (n, 0);
+        while left > 0 && i < q.sleepers.len() {
+            if q.sleepers[i].0.contains(&addr) {
+                let (_, ticket) = q.sleepers.remove(i);
+                q.woken.push(ticket);
+                left -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        if left < n {
+            FUTEX.1.notify_all();
+        }
+    }
+
+    fn address(word: &AtomicU32) -> usize {
+        word as *const AtomicU32 as usize
+    }
+
+    /// The model's wait queue: who sleeps on which words (by address), in
+    /// order, and who has been woken and not yet run.
+    #[derive(Default)]
+    struct Queue {
+        next: u64,
+        sleepers: Vec<(Vec<usize>, u64)>,
+        woken: Vec<u64>,
     }
 
     loom::lazy_static! {
-        static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-            (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+        static ref FUTEX: (loom::sync::Mutex<Queue>, loom::sync::Condvar) =
+            (loom::sync::Mutex::new(Queue::default()), loom::sync::Condvar::new());
     }
 
     /// Loom cannot model a holder's death: waiters sleep until woken.
@@ -121,6 +173,12 @@ mod imp {
             }
             t.get()
         })
+    }
+
+    /// Threads stand in for processes in the model: a thread's process id
+    /// is its own.
+    pub fn current_pid() -> u32 {
+        current_tid()
     }
 
     /// No clock in the model.

@@ -6,7 +6,7 @@
 //! child of a fork, whose one thread has a new tid.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
@@ -23,10 +23,35 @@ pub fn current_tid() -> u32 {
     fetch_tid()
 }
 
-/// Clears the cached tid in the child of a fork, whose thread has a new tid.
+/// The calling process's id, from a cache (no system call after the first
+/// in this process).
+#[inline]
+pub fn current_pid() -> u32 {
+    // Relaxed: the value is this process's own, written by this process.
+    let pid = PID.load(Ordering::Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    fetch_pid()
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+#[cold]
+fn fetch_pid() -> u32 {
+    register_at_fork();
+    let pid = std::process::id();
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+/// Clears the cached tid and pid in the child of a fork, whose thread and
+/// process have new ids.
 extern "C" fn forget_tid_in_child() {
-    // Async-signal-safe: a store into this thread's own TLS slot.
+    // Async-signal-safe: a store into this thread's own TLS slot, and an
+    // atomic store.
     TID.with(|t| t.set(0));
+    PID.store(0, Ordering::Relaxed);
 }
 
 static AT_FORK_REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -119,12 +144,15 @@ mod tests {
     #[test]
     fn a_forked_child_sees_its_own_tid() {
         let parent = current_tid();
+        assert_eq!(current_pid(), std::process::id());
         // SAFETY: the child only calls gettid-backed code and _exit.
         match unsafe { libc::fork() } {
             0 => {
                 // SAFETY: gettid has no preconditions.
                 let real = unsafe { libc::gettid() } as u32;
-                let ok = current_tid() == real && current_tid() != parent;
+                let ok = current_tid() == real
+                    && current_tid() != parent
+                    && current_pid() == std::process::id();
                 // SAFETY: ends the child at once.
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) }
             }
