@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::scheduler::{Mode, Shared, Task};
 use crate::task::{Body, Frame, Reply};
 
-/// How often the handler thread looks for workers that died.
-const CHECK_EVERY: Duration = Duration::from_millis(20);
+/// How often the handler thread looks for workers that died: the
+/// workspace's one interval of liveness checks.
+use procs_ipc::ring::CHECK_EVERY;
 
 /// How long `terminate` gives the workers, all together, to end after
 /// SIGTERM before SIGKILL.

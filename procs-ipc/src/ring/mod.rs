@@ -52,8 +52,9 @@ pub use bytes::LoomBytes;
 pub use bytes::SharedBytes;
 
 /// How often a sleeping side checks that the other side lives: the bound on
-/// how long a death goes unnoticed.
-pub const CHECK_EVERY: Duration = Duration::from_millis(20);
+/// how long a death goes unnoticed (procs-sync's, the one interval of every
+/// liveness check in the workspace).
+pub use procs_sync::raw::lock::CHECK_EVERY;
 
 /// How long a side spins before it sleeps: a round trip between cores takes
 /// well under a microsecond, and a peer that is this late is better slept on.

@@ -8,14 +8,10 @@ pub fn start_ticks(pid: i32) -> Option<u64> {
     if pid <= 0 {
         return None;
     }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
+    match crate::sys::thread::task_stat(pid as u32)? {
+        (false, start) => start,
+        (true, _) => None,
     }
-    // Field 22 of stat; the state above was field 3.
-    fields.nth(18)?.parse().ok()
 }
 
 /// Whether the process `pid` that started at `start` (from

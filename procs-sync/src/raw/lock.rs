@@ -46,6 +46,8 @@ const ID: u32 = RELEASABLE - 1;
 
 /// How long a waiter sleeps before it checks that the holder still lives:
 /// the bound on how long a dead holder blocks the others, well under 100 ms.
+/// Every wait on another process in the workspace (rings, queues, the
+/// pool's handler) looks this often.
 pub const CHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// How a lock was taken.

@@ -108,27 +108,33 @@ fn ticks_per_second() -> u64 {
     if hz > 0 { hz as u64 } else { 100 }
 }
 
-/// Whether the thread `tid`, seen holding a lock at `seen_at` (boot ticks),
-/// is still that same thread and alive. It is dead if `/proc/<tid>` is gone
-/// or a zombie; it is another thread (the tid was reused) if that task
-/// started after `seen_at`.
-pub fn holder_alive(tid: u32, seen_at: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
-        return false;
-    };
+/// What `/proc/<id>/stat` says of a task (a process, or a thread by its
+/// tid): `None` if there is no such task; otherwise whether it has ended
+/// (a zombie) and its start time in clock ticks since boot, `None` if the
+/// line does not parse. The one reader of that file in this crate.
+pub(crate) fn task_stat(id: u32) -> Option<(bool, Option<u64>)> {
+    let stat = std::fs::read_to_string(format!("/proc/{id}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold
     // anything: state is field 3, starttime field 22.
     let Some(close) = stat.rfind(')') else {
-        return true;
+        return Some((false, None));
     };
     let mut fields = stat[close + 1..].split_whitespace();
     let state = fields.next().unwrap_or("R");
-    if state == "Z" || state == "X" || state == "x" {
-        return false;
+    let ended = matches!(state, "Z" | "X" | "x");
+    Some((ended, fields.nth(18).and_then(|s| s.parse().ok())))
+}
+
+/// Whether the thread `tid`, seen holding a lock at `seen_at` (boot ticks),
+/// is still that same thread and alive. It is dead if `/proc/<tid>` is gone
+/// or a zombie; it is another thread (the tid was reused) if that task
+/// started after `seen_at`. A line that does not parse counts as alive.
+pub fn holder_alive(tid: u32, seen_at: u64) -> bool {
+    match task_stat(tid) {
+        None | Some((true, _)) => false,
+        // One tick of slack: the two clocks are read at different moments.
+        Some((false, start)) => !matches!(start, Some(start) if start > seen_at + 1),
     }
-    let start: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
-    // One tick of slack: the two clocks are read at different moments.
-    !matches!(start, Some(start) if start > seen_at + 1)
 }
 
 #[cfg(test)]
