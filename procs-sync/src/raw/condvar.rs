@@ -1,4 +1,4 @@
-//! The raw condition variable: a [`Notifier`] used with a [`RawLock`] or a
+//! The raw condition variable: a [`Doorbell`] used with a [`RawLock`] or a
 //! [`RawRLock`].
 //!
 //! A waiter reads the sequence while it holds the lock, releases the lock,
@@ -10,21 +10,21 @@
 use std::time::Instant;
 
 use super::lock::{Acquired, RawLock};
-use super::notify::Notifier;
+use super::notify::Doorbell;
 use super::rlock::RawRLock;
 
 /// A process-shared condition variable.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RawCondvar {
-    notifier: Notifier,
+    bell: Doorbell,
 }
 
 impl RawCondvar {
     /// A condition variable with no waiter.
     pub fn new() -> Self {
         RawCondvar {
-            notifier: Notifier::new(),
+            bell: Doorbell::new(),
         }
     }
 
@@ -35,10 +35,10 @@ impl RawCondvar {
     /// # Safety
     /// The calling thread holds `lock` (taken with [`RawLock::lock`]).
     pub unsafe fn wait(&self, lock: &RawLock, deadline: Option<Instant>) -> (bool, Acquired) {
-        let seen = self.notifier.current();
+        let seen = self.bell.current();
         // SAFETY: the caller holds the lock (this function's contract).
         unsafe { lock.unlock() };
-        let notified = self.notifier.wait(seen, deadline);
+        let notified = self.bell.wait(seen, deadline);
         let how = lock
             .lock(None)
             .expect("a wait without deadline only ends with the lock");
@@ -57,22 +57,22 @@ impl RawCondvar {
         lock: &RawRLock,
         deadline: Option<Instant>,
     ) -> (bool, Acquired) {
-        let seen = self.notifier.current();
+        let seen = self.bell.current();
         // SAFETY: the caller holds the lock (this function's contract).
         let depth = unsafe { lock.release_save() };
-        let notified = self.notifier.wait(seen, deadline);
+        let notified = self.bell.wait(seen, deadline);
         (notified, lock.acquire_restore(depth))
     }
 
     /// Wakes up to `n` waiters.
     pub fn notify(&self, n: u32) {
         if n > 0 {
-            self.notifier.notify(n);
+            self.bell.notify(n);
         }
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
-        self.notifier.notify_all();
+        self.bell.notify_all();
     }
 }

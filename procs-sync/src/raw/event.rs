@@ -1,8 +1,8 @@
-//! The raw event: a flag and a [`Notifier`].
+//! The raw event: a flag and a [`Doorbell`].
 //!
 //! ```text
 //! offset 0  flag: 1 when set
-//! offset 4  notifier (seq, sleepers)
+//! offset 4  bell (seq, sleepers)
 //! ```
 //!
 //! A waiter returns `true` if the flag is set, or if it was set at any time
@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use super::notify::Notifier;
+use super::notify::Doorbell;
 use crate::raw::sync::{AtomicU32, Ordering};
 
 /// A process-shared event flag.
@@ -19,7 +19,7 @@ use crate::raw::sync::{AtomicU32, Ordering};
 #[derive(Debug, Default)]
 pub struct RawEvent {
     flag: AtomicU32,
-    notifier: Notifier,
+    bell: Doorbell,
 }
 
 impl RawEvent {
@@ -27,7 +27,7 @@ impl RawEvent {
     pub fn new() -> Self {
         RawEvent {
             flag: AtomicU32::new(0),
-            notifier: Notifier::new(),
+            bell: Doorbell::new(),
         }
     }
 
@@ -39,10 +39,10 @@ impl RawEvent {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        // The notifier's bump is a release after this store: a waiter that
+        // The bell's bump is a release after this store: a waiter that
         // misses the flag has not seen the bump yet (see `wait`).
         if self.flag.swap(1, Ordering::Relaxed) == 0 {
-            self.notifier.notify_all();
+            self.bell.notify_all();
         }
     }
 
@@ -57,10 +57,10 @@ impl RawEvent {
         // Read the sequence (acquire) before the flag: a set whose flag this
         // read misses had not bumped the sequence (release) when it was read,
         // so the wait below sees the bump.
-        let seen = self.notifier.current();
+        let seen = self.bell.current();
         if self.flag.load(Ordering::Relaxed) == 1 {
             return true;
         }
-        self.notifier.wait(seen, deadline) || self.is_set()
+        self.bell.wait(seen, deadline) || self.is_set()
     }
 }

@@ -1,41 +1,54 @@
-//! The wake-up protocol shared by Event, Condition and Barrier: a sequence
-//! number that changes on every notification, and a count of sleepers, so
-//! that notifying makes a system call only when someone sleeps.
+//! The one wake-up algorithm of the workspace (Event, Condition, and
+//! procs-ipc's rings, queues and waits): a sequence number to sleep on and a
+//! count of sleepers, so that waking makes a system call only when someone
+//! sleeps.
 //!
 //! ```text
-//! offset 0  seq: bumped by every notify (wrapping)
+//! offset 0  seq: the futex word (wrapping)
 //! offset 4  sleepers: how many are in (or about to enter) a futex wait
 //! ```
 //!
-//! No lost wake-up: a waiter publishes itself in `sleepers` and then
-//! re-reads `seq`; a notifier bumps `seq` and then reads `sleepers`. A
-//! sequentially consistent fence between the write and the read on each side
-//! makes at least one of them see the other: the waiter sees the new `seq`
-//! and does not sleep, or the notifier sees the sleeper and wakes it (and the
-//! futex itself refuses to sleep on a `seq` that already changed).
+//! Two ways to wake, one handshake:
+//! - [`notify`](Doorbell::notify): bump `seq` (release), then wake if
+//!   someone sleeps; a waiter waits for `seq` to change from what it read
+//!   ([`current`](Doorbell::current), [`wait`](Doorbell::wait)): a condition
+//!   variable's "the next notification".
+//! - [`ring`](Doorbell::ring): after publishing progress in shared memory
+//!   (a release store), wake if someone sleeps (bumping `seq` only then); a
+//!   sleeper sleeps until a condition on that memory holds
+//!   ([`sleep`](Doorbell::sleep), [`sleep_any`](Doorbell::sleep_any)): a
+//!   ring's "data is there". A publish nobody waits for costs a fence.
+//!
+//! No lost wake-up: a sleeper publishes itself in `sleepers` and then reads
+//! `seq` (and its condition); a waker writes (`seq`, or its progress) and
+//! then reads `sleepers`. A sequentially consistent fence between the write
+//! and the read on each side makes at least one of them see the other: the
+//! sleeper sees the change and does not sleep, or the waker sees the
+//! sleeper and wakes it (and the futex itself refuses to sleep on a `seq`
+//! that already changed).
 
 use std::time::Instant;
 
-use crate::raw::sync::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wake};
+use crate::raw::sync::{AtomicU32, Ordering, SPIN_LIMIT, fence, spin_loop, wait, wait_any, wake};
 
-/// A sequence number to wait on for a change.
+/// A sequence number to sleep on, and who sleeps on it, in shared memory.
 #[repr(C)]
 #[derive(Debug, Default)]
-pub struct Notifier {
+pub struct Doorbell {
     seq: AtomicU32,
     sleepers: AtomicU32,
 }
 
-impl Notifier {
-    /// A notifier at sequence 0 with no sleeper.
+impl Doorbell {
+    /// A doorbell at sequence 0 with no sleeper.
     pub fn new() -> Self {
-        Notifier {
+        Doorbell {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
         }
     }
 
-    /// The sequence number now: pass it to [`wait`](Notifier::wait) to
+    /// The sequence number now: pass it to [`wait`](Doorbell::wait) to
     /// wait for the next notification.
     #[inline]
     pub fn current(&self) -> u32 {
@@ -85,5 +98,62 @@ impl Notifier {
     #[inline]
     pub fn notify_all(&self) {
         self.notify(u32::MAX);
+    }
+
+    /// Wakes the sleepers, if any. Call after publishing with a release store.
+    #[inline]
+    pub fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    fn wake_all(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        wake(&self.seq, u32::MAX);
+    }
+
+    /// Sleeps once: until a ring, `deadline`, or a spurious wake-up, unless
+    /// `ready()` already holds. Returns `ready()` as seen last.
+    pub fn sleep(&self, ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seen = self.seq.load(Ordering::Acquire);
+        let r = ready() || {
+            wait(&self.seq, seen, deadline);
+            ready()
+        };
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    /// As [`sleep`](Doorbell::sleep), on several doorbells at once: until
+    /// any of them rings, `deadline`, or a spurious wake-up, unless
+    /// `ready()` already holds. Each ring is seen as `sleep` sees it: the
+    /// sleeper is registered on every bell and fenced before it reads their
+    /// sequences and checks `ready()`.
+    pub fn sleep_any(
+        bells: &[&Doorbell],
+        ready: impl Fn() -> bool,
+        deadline: Option<Instant>,
+    ) -> bool {
+        for b in bells {
+            b.sleepers.fetch_add(1, Ordering::Relaxed);
+        }
+        fence(Ordering::SeqCst);
+        let seen: Vec<(&AtomicU32, u32)> = bells
+            .iter()
+            .map(|b| (&b.seq, b.seq.load(Ordering::Acquire)))
+            .collect();
+        let r = ready() || {
+            wait_any(&seen, deadline);
+            ready()
+        };
+        for b in bells {
+            b.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+        r
     }
 }

@@ -1,13 +1,13 @@
 //! Model checks of a sleep on several doorbells: a ring on any one of them
 //! wakes the sleeper (a wake-up that never comes is a loom deadlock).
 //!
-//! `RUSTFLAGS="--cfg loom" cargo test --release -p procs-ipc --test loom_doorbell`
+//! `RUSTFLAGS="--cfg loom" cargo test --release -p procs-sync --test loom_doorbell`
 #![cfg(loom)]
 
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use procs_ipc::doorbell::Doorbell;
+use procs_sync::raw::notify::Doorbell;
 
 /// A publisher sets flag `which` and rings its bell; the sleeper sleeps on
 /// both bells until it sees the flag.
