@@ -77,16 +77,22 @@ const DONE: u32 = 3;
 const WITHDRAWN: u32 = 4;
 const REFUSED: u32 = 5;
 const FAILED: u32 = 6;
+/// What [`Offer::state_of`] says of an offer that later ones replaced.
+const STALE: u32 = 7;
+
+/// Offers are numbered in the high 56 bits of the state word.
+const SEQ_MASK: u64 = u64::MAX >> 8;
 
 /// The control block of one direction's offers, in shared memory.
 #[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub(crate) struct Offer {
-    state: AtomicU32,
+    /// The current offer's number (high 56 bits) and its state (low 8):
+    /// one word, so that a reader's move from OFFERED to TAKEN cannot take
+    /// a later offer for the one it read.
+    state: AtomicU64,
     /// Whether the reader can copy (1) or leaves it all to the writer (0).
     reader_reads: AtomicU32,
-    /// The offer's number, also in its frame.
-    seq: AtomicU64,
     reader_pid: AtomicU32,
     reader_dst: AtomicU64,
     reader_token_at: AtomicU64,
@@ -96,6 +102,38 @@ pub(crate) struct Offer {
     /// Bytes copied, by either side.
     copied: AtomicU64,
     bell: Doorbell,
+}
+
+impl Offer {
+    /// The number of the latest offer.
+    fn seq(&self) -> u64 {
+        self.state.load(Ordering::Acquire) >> 8
+    }
+
+    /// The state of offer `seq`, or [`STALE`] if a later one replaced it.
+    fn state_of(&self, seq: u64) -> u32 {
+        let word = self.state.load(Ordering::Acquire);
+        if word >> 8 == seq & SEQ_MASK {
+            (word & 0xff) as u32
+        } else {
+            STALE
+        }
+    }
+
+    /// Offer `seq` is now in `state` (release: what was written before is
+    /// seen by whoever sees it).
+    fn set(&self, seq: u64, state: u32) {
+        self.state
+            .store((seq & SEQ_MASK) << 8 | u64::from(state), Ordering::Release);
+    }
+
+    /// Moves offer `seq` from `from` to `to`, if it is still there.
+    fn step(&self, seq: u64, from: u32, to: u32) -> bool {
+        let word = |st: u32| (seq & SEQ_MASK) << 8 | u64::from(st);
+        self.state
+            .compare_exchange(word(from), word(to), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 /// What an offer frame says.
@@ -411,15 +449,14 @@ pub(crate) fn send<B: Bytes>(
     deadline: Option<Instant>,
     peer: &dyn Peer,
 ) -> Result<Sent> {
-    let seq = offer.seq.load(Ordering::Relaxed).wrapping_add(1);
+    let seq = offer.seq().wrapping_add(1) & SEQ_MASK;
     let (token_value, token_at) = token.renew(seq);
     let len = bytes.len() as u64;
-    offer.seq.store(seq, Ordering::Relaxed);
     offer.next.store(0, Ordering::Relaxed);
     offer.copied.store(0, Ordering::Relaxed);
     // Release: the reader that sees the offer frame (published after this)
     // sees the fields above.
-    offer.state.store(OFFERED, Ordering::Release);
+    offer.set(seq, OFFERED);
     let description = Description {
         seq,
         pid: std::process::id(),
@@ -430,7 +467,7 @@ pub(crate) fn send<B: Bytes>(
     }
     .encode();
     if let Err(e) = ring.send_offer(&description, deadline, peer) {
-        offer.state.store(IDLE, Ordering::Relaxed);
+        offer.set(seq, IDLE);
         return Err(e);
     }
     // Until the reader takes it, the offer can be withdrawn: for the
@@ -438,13 +475,13 @@ pub(crate) fn send<B: Bytes>(
     // reader (then the reader is not waiting for it, and the send should
     // not wait for the reader either).
     let offered = Instant::now();
-    let answered = || offer.state.load(Ordering::Acquire) != OFFERED;
+    let answered = || offer.state_of(seq) != OFFERED;
     let mut next_check = offered + CHECK_EVERY;
     loop {
-        match offer.state.load(Ordering::Acquire) {
+        match offer.state_of(seq) {
             OFFERED => {}
             REFUSED => {
-                offer.state.store(IDLE, Ordering::Relaxed);
+                offer.set(seq, IDLE);
                 return Ok(Sent::Refused);
             }
             // Taken, and maybe copied whole by the reader already.
@@ -460,11 +497,7 @@ pub(crate) fn send<B: Bytes>(
         let dead = now >= next_check && !peer.alive();
         let unneeded = now - offered > Duration::from_micros(50) && ring.has_room_for(bytes.len());
         if expired || dead || unneeded {
-            if offer
-                .state
-                .compare_exchange(OFFERED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
+            if offer.step(seq, OFFERED, WITHDRAWN) {
                 offer.bell.ring();
                 return if dead {
                     Err(Error::Disconnected)
@@ -489,15 +522,15 @@ pub(crate) fn send<B: Bytes>(
             .bell
             .sleep(answered, Some(until.min(now + Duration::from_millis(1))));
     }
-    if offer.state.load(Ordering::Acquire) == TAKEN {
-        help(offer, token, bytes)?;
+    if offer.state_of(seq) == TAKEN {
+        help(offer, seq, token, bytes)?;
     }
     // The reader reads from `bytes` until it is done: wait for that.
-    let over = || offer.state.load(Ordering::Acquire) != TAKEN;
+    let over = || offer.state_of(seq) != TAKEN;
     wait_for(offer, over, peer)?;
-    match offer.state.load(Ordering::Acquire) {
+    match offer.state_of(seq) {
         DONE => {
-            offer.state.store(IDLE, Ordering::Relaxed);
+            offer.set(seq, IDLE);
             Ok(Sent::Copied)
         }
         REFUSED => Ok(Sent::Refused),
@@ -510,7 +543,7 @@ pub(crate) fn send<B: Bytes>(
 
 /// The writer's part of a taken offer: copies chunks into the reader, if
 /// it may, or refuses the offer if neither side may.
-fn help(offer: &Offer, token: &Token, bytes: &[u8]) -> Result<()> {
+fn help(offer: &Offer, seq: u64, token: &Token, bytes: &[u8]) -> Result<()> {
     let len = bytes.len() as u64;
     // Taken: the reader's fields are there (acquire by the caller).
     let reader = offer.reader_pid.load(Ordering::Relaxed);
@@ -524,7 +557,7 @@ fn help(offer: &Offer, token: &Token, bytes: &[u8]) -> Result<()> {
     );
     if !writes && !reader_reads {
         // The reader consumes the offer frame; the message follows it.
-        offer.state.store(REFUSED, Ordering::Release);
+        offer.set(seq, REFUSED);
         offer.bell.ring();
         return Ok(());
     }
@@ -538,8 +571,8 @@ fn help(offer: &Offer, token: &Token, bytes: &[u8]) -> Result<()> {
                     offer.copied.fetch_add(n, Ordering::Release);
                     offer.bell.ring();
                 }
-                Ok(_) => return fail(offer, Error::Disconnected),
-                Err(e) => return fail(offer, copy_error(&e)),
+                Ok(_) => return fail(offer, seq, Error::Disconnected),
+                Err(e) => return fail(offer, seq, copy_error(&e)),
             }
         }
     }
@@ -548,8 +581,8 @@ fn help(offer: &Offer, token: &Token, bytes: &[u8]) -> Result<()> {
 
 /// Marks the offer failed (the other side stops and reports it) and
 /// returns `e`.
-fn fail<T>(offer: &Offer, e: Error) -> Result<T> {
-    offer.state.store(FAILED, Ordering::Release);
+fn fail<T>(offer: &Offer, seq: u64, e: Error) -> Result<T> {
+    offer.set(seq, FAILED);
     offer.bell.ring();
     Err(e)
 }
@@ -602,22 +635,21 @@ pub(crate) fn receive<B: Bytes>(
     peer: &dyn Peer,
 ) -> Result<Option<usize>> {
     let d = Description::decode(&description[..description_len])?;
-    let current = offer.seq.load(Ordering::Acquire);
-    if d.seq != current {
-        // An earlier offer, withdrawn: the writer went on (it streamed that
-        // message, and may have offered another since).
-        let behind = current.wrapping_sub(d.seq);
-        if behind > 0 && behind < 1 << 32 {
-            ring.skip_offer(description_len);
-            return Ok(None);
-        }
-        return Err(Error::Corrupt("an offer frame that no offer was made for"));
-    }
-    match offer.state.load(Ordering::Acquire) {
+    match offer.state_of(d.seq) {
         OFFERED => {}
         WITHDRAWN => {
             ring.skip_offer(description_len);
             return Ok(None);
+        }
+        STALE => {
+            // An earlier offer, withdrawn: the writer went on (it streamed
+            // that message, and may have offered another since).
+            let behind = offer.seq().wrapping_sub(d.seq) & SEQ_MASK;
+            if behind > 0 && behind < 1 << 32 {
+                ring.skip_offer(description_len);
+                return Ok(None);
+            }
+            return Err(Error::Corrupt("an offer frame that no offer was made for"));
         }
         _ => return Err(Error::Corrupt("an offer frame whose offer is not open")),
     }
@@ -653,8 +685,15 @@ pub(crate) fn receive<B: Bytes>(
             token.allowed.set(d.pid);
             true
         }
-        // A process that is not the writer: the writer is gone.
-        Ok(n) if n >= 8 && seen != d.token => return Err(Error::Disconnected),
+        // Another token: the writer withdrew this offer (and made another),
+        // or the pid is no longer the writer's (it is gone).
+        Ok(n) if n >= 8 && seen != d.token => {
+            if offer.state_of(d.seq) != OFFERED {
+                ring.skip_offer(description_len);
+                return Ok(None);
+            }
+            return Err(Error::Disconnected);
+        }
         Ok(_) => {
             return Err(Error::Corrupt(
                 "an offer claims more bytes than its writer holds",
@@ -682,11 +721,7 @@ pub(crate) fn receive<B: Bytes>(
         .reader_reads
         .store(u32::from(reads), Ordering::Relaxed);
     // Release: the writer that sees TAKEN sees the fields above.
-    if offer
-        .state
-        .compare_exchange(OFFERED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    if !offer.step(d.seq, OFFERED, TAKEN) {
         // Withdrawn meanwhile.
         ring.skip_offer(description_len);
         return Ok(None);
@@ -702,7 +737,7 @@ pub(crate) fn receive<B: Bytes>(
                 unsafe { v.set_len(len) };
             }
             ring.skip_offer(description_len);
-            offer.state.store(DONE, Ordering::Release);
+            offer.set(d.seq, DONE);
             offer.bell.ring();
             Ok(Some(len))
         }
@@ -713,7 +748,7 @@ pub(crate) fn receive<B: Bytes>(
         }
         Err(e) => {
             ring.skip_offer(description_len);
-            fail(offer, e)
+            fail(offer, d.seq, e)
         }
     }
 }
@@ -740,15 +775,12 @@ fn take(offer: &Offer, d: &Description, dst: u64, reads: bool, peer: &dyn Peer) 
             }
         }
     }
-    let ready = || {
-        offer.copied.load(Ordering::Acquire) >= d.len
-            || offer.state.load(Ordering::Acquire) != TAKEN
-    };
+    let ready = || offer.copied.load(Ordering::Acquire) >= d.len || offer.state_of(d.seq) != TAKEN;
     wait_for(offer, ready, peer)?;
     if offer.copied.load(Ordering::Acquire) == d.len {
         return Ok(true);
     }
-    match offer.state.load(Ordering::Acquire) {
+    match offer.state_of(d.seq) {
         REFUSED => Ok(false),
         FAILED => Err(Error::Corrupt(
             "the writer's single copy failed: the offer's addresses are not the reader's",

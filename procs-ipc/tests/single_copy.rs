@@ -238,3 +238,32 @@ fn a_reader_that_may_not_read_its_writer_has_the_writer_copy_it_all() {
     }
     assert!(done_rx.recv_timeout(BOUND).unwrap());
 }
+
+#[test]
+fn offers_withdrawn_and_made_again_while_the_reader_looks_lose_nothing() {
+    // The ring has room for several messages, so the writer withdraws each
+    // offer the reader is slow to take and offers the next: the reader
+    // often finds an offer at the moment it is withdrawn or replaced.
+    const N: u32 = 400;
+    let (rx, tx) = single_copy().one_way::<()>().unwrap();
+    let _writer = start(move || {
+        for n in 0..N {
+            tx.send_bytes(&message(n, 100_000 + n as usize)).unwrap();
+        }
+    });
+    for n in 0..N {
+        // A pause of 0 to 120 us now and then: the writer's offers time out
+        // around the reader's looks.
+        let until = Instant::now() + Duration::from_micros(u64::from(n * 37 % 121));
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let got = rx
+            .recv_bytes_timeout(BOUND)
+            .unwrap_or_else(|e| panic!("message {n}: {e:?}"));
+        assert!(
+            got == message(n, 100_000 + n as usize),
+            "message {n} differs"
+        );
+    }
+}
