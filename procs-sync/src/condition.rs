@@ -38,6 +38,7 @@ use crate::shared::Shared;
 /// producer.join()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[doc(alias = "Condition()")]
 #[derive(Clone, Debug)]
 pub struct Condition<L: ConditionLock = Lock> {
     lock: L,
