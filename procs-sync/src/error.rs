@@ -192,6 +192,7 @@ impl<G> OwnerDied<G> {
     /// `guard`, as a lock was taken `how`: itself after a clean take, in an
     /// `OwnerDied` after a takeover from a dead holder.
     #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
     pub(crate) fn check(how: crate::raw::lock::Acquired, guard: G) -> Result<G, OwnerDied<G>> {
         match how {
             crate::raw::lock::Acquired::Clean => Ok(guard),

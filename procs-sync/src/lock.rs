@@ -52,6 +52,10 @@ pub struct Lock {
 #[derive(Debug)]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// The lock's word, kept beside the handle: the release right after the
+    /// take reads it without first reading the handle (a dependent load
+    /// that waits for the take's locked instruction).
+    raw: &'a RawLock,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -78,6 +82,7 @@ impl Lock {
     fn guard(&self) -> LockGuard<'_> {
         LockGuard {
             lock: self,
+            raw: self.raw(),
             _not_send: PhantomData,
         }
     }
@@ -200,6 +205,6 @@ impl Drop for LockGuard<'_> {
         // SAFETY: a guard is made only when this thread took the lock with
         // `RawLock::lock`; it is not Send, so this is that thread, and only
         // this drop releases that hold.
-        unsafe { self.lock.raw().unlock() };
+        unsafe { self.raw.unlock() };
     }
 }
