@@ -216,7 +216,13 @@ impl End {
             .hinted(&self.send_hints)
             .notified(&notify);
         let peer = self.peer();
-        if bytes.len() >= single_copy::MIN_LEN && self.offers_single_copy() {
+        // Offered only when the ring cannot take the message now, so that
+        // the receiver has to take part anyway: a message the ring can
+        // hold is sent without waiting for the receiver, as always.
+        if bytes.len() >= single_copy::MIN_LEN
+            && !ring.has_room_for(bytes.len())
+            && self.offers_single_copy()
+        {
             let offer = &self.shared.ctl().offers[i];
             match single_copy::send(&ring, offer, &self.token, bytes, deadline, &peer)? {
                 Sent::Copied => return Ok(()),

@@ -27,10 +27,11 @@
 //! Either side may be unable to copy (the kernel refuses: EPERM under a
 //! ptrace scope or seccomp, ENOSYS); the other then copies everything, and
 //! if neither can the offer is *refused* and the writer streams the message
-//! through the ring as usual. A writer whose reader has not taken the offer
-//! *withdraws* it (and streams) once the ring has room for the whole
-//! message: a message that the ring would have taken without its reader's
-//! help never waits for the reader. A side that dies: the other side's
+//! through the ring as usual. A message is offered only when the ring has
+//! no room for it (the reader has to take part anyway), and a writer whose
+//! reader has not taken the offer *withdraws* it (and streams) once the
+//! ring has room for the whole message: a message that the ring would have
+//! taken without its reader's help never waits for the reader. A side that dies: the other side's
 //! copies fail (the process is gone) or its wait sees it dead, and it gets
 //! `Disconnected`; the reader never returns a message it has not wholly.
 //!

@@ -247,6 +247,7 @@ impl<T> Queue<T> {
         }
     }
 
+    #[inline]
     fn put_bytes(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.inner.open()?;
         if !self.role.puts {
@@ -387,6 +388,7 @@ impl<T> Queue<T> {
 
     /// Takes one item's bytes out of the ring into `sink`, under the
     /// consumers' lock, and counts it; `BufferTooSmall` leaves it there.
+    #[inline]
     fn take(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         let ctl = self.ctl();
         let n = {

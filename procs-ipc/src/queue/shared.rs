@@ -234,6 +234,7 @@ impl Inner {
 
     /// Takes the producers' lock; a takeover from a producer that died
     /// finishes its count.
+    #[inline]
     pub(super) fn lock_puts(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
         let ctl = self.ctl();
         Self::lock_side(&ctl.put_lock, deadline, || {
@@ -243,6 +244,7 @@ impl Inner {
 
     /// Takes the consumers' lock; a takeover from a consumer that died
     /// finishes its count.
+    #[inline]
     pub(super) fn lock_gets(&self, deadline: Option<Instant>) -> Result<Held<'_>> {
         let ctl = self.ctl();
         Self::lock_side(&ctl.get_lock, deadline, || {
