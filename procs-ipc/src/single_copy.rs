@@ -39,10 +39,9 @@
 //! kernel pins the pages it copies; on some virtual machines that costs
 //! more than a second copy). So it is measured, once per process, on first
 //! use: two threads copying a mebibyte, each half of it, with
-//! `process_vm_readv` on this process, against two threads each copying all
-//! of it with `memcpy` (the ring's two copies, which run at once). Single
-//! copy is used when it measured faster, for messages of at least
-//! [`MIN_LEN`] bytes.
+//! `process_vm_readv` on this process, against the same mebibyte sent by
+//! one thread through a ring and received by the other. Single copy is used
+//! when it measured faster, for messages of at least [`MIN_LEN`] bytes.
 
 use std::io;
 use std::sync::atomic::AtomicU8;
@@ -338,60 +337,85 @@ pub(crate) fn faster_here() -> bool {
     }
 }
 
-/// Times a mebibyte moved by two threads at once, in one copy (each half of
-/// it through `process_vm_readv` on this process) and in two (each thread
-/// all of it with `memcpy`, as the ring's writer and reader do); the best of
-/// three of each. `None` if the kernel refuses or a thread cannot start.
+/// Times a mebibyte moved between two threads, best of three: in one copy
+/// (each thread half of it through `process_vm_readv` on this process, as
+/// the two sides of an offer do) and through a ring of this crate (one
+/// thread sends it, the other receives it: the two copies, the pieces and
+/// the cache lines that move between the cores, as a pipe's). `None` if the
+/// kernel refuses or a thread cannot start.
 fn measure() -> Option<bool> {
     const SIZE: usize = 1 << 20;
     const HALF: usize = SIZE / 2;
+    const ROUNDS: usize = 4;
     let src = vec![1u8; SIZE];
     let me = std::process::id();
     let barrier = std::sync::Barrier::new(2);
-    // Each thread copies `src[part]` into its own `dst`, in one copy or by
-    // memcpy, between two meetings at the barrier.
-    let copy = |dst: &mut [u8], part: std::ops::Range<usize>, kernel: bool| {
-        if kernel {
-            let local = [iov(
-                dst[part.clone()].as_mut_ptr() as u64,
-                part.len() as u64,
-            )];
-            let remote = [iov(src[part.clone()].as_ptr() as u64, part.len() as u64)];
-            read_from(me, &local, &remote).is_ok_and(|n| n == part.len())
-        } else {
-            dst[part.clone()].copy_from_slice(&src[part]);
-            true
-        }
+    let ctl = Box::new(crate::ring::RingCtl::new(SIZE as u64));
+    let mut ring_data = vec![0u8; SIZE];
+    let ring_at = ring_data.as_mut_ptr() as usize;
+    let ring = || {
+        // SAFETY: `ring_data` is SIZE bytes that outlive both threads (the
+        // scope ends first); the ring's protocol keeps its writer and its
+        // reader off the same bytes at once.
+        let bytes = unsafe { crate::ring::SharedBytes::new(ring_at as *mut u8, SIZE) };
+        Ring::new(&ctl, bytes)
     };
-    let rounds = |dst: &mut [u8], half: std::ops::Range<usize>| {
+    let one_copy = |dst: &mut [u8], part: std::ops::Range<usize>| {
+        let local = [iov(
+            dst[part.clone()].as_mut_ptr() as u64,
+            part.len() as u64,
+        )];
+        let remote = [iov(src[part.clone()].as_ptr() as u64, part.len() as u64)];
+        read_from(me, &local, &remote).is_ok_and(|n| n == part.len())
+    };
+    // Each thread runs ROUNDS of both ways, meeting the other at the
+    // barrier before and after each; the main thread's clock counts.
+    let rounds = |dst: &mut [u8], half: std::ops::Range<usize>, sends: bool| {
         let (mut one, mut two, mut ok) = (Duration::MAX, Duration::MAX, true);
-        for round in 0..4 {
-            for kernel in [true, false] {
-                barrier.wait();
-                let t = Instant::now();
-                ok &= copy(dst, if kernel { half.clone() } else { 0..SIZE }, kernel);
-                barrier.wait();
-                // The first round warms the pages and the caches.
-                if round > 0 {
-                    let spent = t.elapsed();
-                    if kernel {
-                        one = one.min(spent);
-                    } else {
-                        two = two.min(spent);
-                    }
-                }
+        for round in 0..ROUNDS {
+            barrier.wait();
+            let t = Instant::now();
+            ok &= one_copy(dst, half.clone());
+            barrier.wait();
+            let spent = t.elapsed();
+            barrier.wait();
+            let t = Instant::now();
+            ok &= if sends {
+                ring().send(&src, None, &Open).is_ok()
+            } else {
+                ring()
+                    .recv(&mut crate::ring::Sink::Slice(dst), None, &Open)
+                    .is_ok_and(|n| n == SIZE)
+            };
+            barrier.wait();
+            // The first round warms the pages and the caches.
+            if round > 0 {
+                one = one.min(spent);
+                two = two.min(t.elapsed());
             }
         }
         (one, two, ok)
     };
     std::thread::scope(|s| {
         let helper = std::thread::Builder::new()
-            .spawn_scoped(s, || rounds(&mut vec![0u8; SIZE], HALF..SIZE))
+            .spawn_scoped(s, || rounds(&mut vec![0u8; SIZE], HALF..SIZE, true))
             .ok()?;
-        let (one, two, ok) = rounds(&mut vec![0u8; SIZE], 0..HALF);
+        let (one, two, ok) = rounds(&mut vec![0u8; SIZE], 0..HALF, false);
         let (_, _, helper_ok) = helper.join().ok()?;
         (ok && helper_ok).then_some(one < two)
     })
+}
+
+/// The other side of the measuring ring: always there.
+struct Open;
+
+impl Peer for Open {
+    fn closed(&self) -> bool {
+        false
+    }
+    fn alive(&self) -> bool {
+        true
+    }
 }
 
 // ----- waiting -----
