@@ -27,6 +27,27 @@ impl Counter {
     }
 }
 
+/// Starts a child that takes `lock` (through a guard, or with `acquire`),
+/// says so, and keeps it until the returned pipe says "go"; returns once
+/// the child holds it.
+fn held_by_child(lock: &Lock, through_guard: bool) -> (Reaper, std::io::PipeWriter) {
+    let (mut ready_r, mut ready_w) = std::io::pipe().unwrap();
+    let (mut release_r, release_w) = std::io::pipe().unwrap();
+    let held = lock.clone();
+    let child = start(move || {
+        let _guard = if through_guard {
+            Some(held.lock().unwrap())
+        } else {
+            held.acquire().unwrap();
+            None
+        };
+        ready_w.write_all(b"held\n").unwrap();
+        let _ = read_line(&mut release_r);
+    });
+    assert_eq!(read_line(&mut ready_r), "held");
+    (child, release_w)
+}
+
 #[test]
 fn four_processes_incrementing_under_a_lock_end_at_400000() {
     let lock = Lock::new().unwrap();
@@ -53,17 +74,7 @@ fn four_processes_incrementing_under_a_lock_end_at_400000() {
 #[test]
 fn try_lock_and_lock_timeout_fail_while_another_process_holds_it() {
     let lock = Lock::new().unwrap();
-    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
-    let (release_r, mut release_w) = std::io::pipe().unwrap();
-    let held = lock.clone();
-    let mut child = start(move || {
-        let _g = held.lock().unwrap();
-        let mut w = ready_w;
-        w.write_all(b"held\n").unwrap();
-        let mut r = release_r;
-        let _ = read_line(&mut r);
-    });
-    assert_eq!(read_line(&mut ready_r), "held");
+    let (mut child, mut release_w) = held_by_child(&lock, true);
     assert!(lock.is_locked());
     assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
     let t = Instant::now();
@@ -281,17 +292,7 @@ fn releasing_a_free_lock_is_an_error() {
 #[test]
 fn release_refuses_a_lock_held_through_a_guard_in_another_process() {
     let lock = Lock::new().unwrap();
-    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
-    let (release_r, mut release_w) = std::io::pipe().unwrap();
-    let held = lock.clone();
-    let mut child = start(move || {
-        let _g = held.lock().unwrap();
-        let mut w = ready_w;
-        w.write_all(b"held\n").unwrap();
-        let mut r = release_r;
-        let _ = read_line(&mut r);
-    });
-    assert_eq!(read_line(&mut ready_r), "held");
+    let (mut child, mut release_w) = held_by_child(&lock, true);
     let pid = child.0.pid().unwrap() as u32;
     assert!(matches!(lock.release(), Err(Error::Guarded { holder }) if holder == pid));
     assert!(lock.is_locked(), "a refused release left the lock held");
@@ -303,17 +304,7 @@ fn release_refuses_a_lock_held_through_a_guard_in_another_process() {
 #[test]
 fn try_acquire_and_acquire_timeout_fail_while_another_process_holds_it() {
     let lock = Lock::new().unwrap();
-    let (mut ready_r, ready_w) = std::io::pipe().unwrap();
-    let (release_r, mut release_w) = std::io::pipe().unwrap();
-    let held = lock.clone();
-    let mut child = start(move || {
-        held.acquire().unwrap();
-        let mut w = ready_w;
-        w.write_all(b"held\n").unwrap();
-        let mut r = release_r;
-        let _ = read_line(&mut r);
-    });
-    assert_eq!(read_line(&mut ready_r), "held");
+    let (mut child, mut release_w) = held_by_child(&lock, false);
     assert!(matches!(lock.try_acquire(), Err(TryLockError::WouldBlock)));
     assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
     let t = Instant::now();
