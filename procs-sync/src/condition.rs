@@ -345,30 +345,11 @@ impl<L: ConditionLock> Condition<L> {
     /// (Python's `wait_for(predicate, timeout)`).
     pub fn wait_for_timeout<G: Holds<L>>(
         &self,
-        mut guard: G,
+        guard: G,
         timeout: Duration,
         mut predicate: impl FnMut() -> bool,
     ) -> Relocked<(G, bool)> {
-        let deadline = Instant::now().checked_add(timeout);
-        loop {
-            if predicate() {
-                return Ok((guard, true));
-            }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return Ok((guard, false));
-            }
-            let (_, how) = self.lock.wait_on(guard.held(), self.raw.get(), deadline);
-            guard = match OwnerDied::check(how, guard) {
-                Ok(g) => g,
-                Err(died) => {
-                    let holder = died.holder();
-                    let g = died.into_inner();
-                    let now = predicate();
-                    return Err(OwnerDied::new((g, now), holder));
-                }
-            };
-        }
+        self.wait_timeout_while(guard, timeout, |_| !predicate())
     }
 
     /// Wakes up to `n` waiters (Python's `notify(n)`). The calling thread
