@@ -155,6 +155,26 @@ struct End {
     token: Token,
 }
 
+/// How many `P`s `len` received bytes are: [`Error::Decode`] unless a
+/// whole number.
+pub(crate) fn whole_items<P: Pod>(len: usize) -> Result<usize> {
+    let size = std::mem::size_of::<P>().max(1);
+    if !len.is_multiple_of(size) {
+        return Err(Error::Decode(format!(
+            "{len} bytes are not a whole number of {size}-byte items"
+        )));
+    }
+    Ok(len / size)
+}
+
+/// The `P`s in `bytes`, copied out (a whole number of them, or
+/// [`Error::Decode`]).
+pub(crate) fn pod_items<P: Pod>(bytes: &[u8]) -> Result<Vec<P>> {
+    let mut out = vec![P::zeroed(); whole_items::<P>(bytes.len())?];
+    bytemuck::cast_slice_mut::<P, u8>(&mut out).copy_from_slice(bytes);
+    Ok(out)
+}
+
 /// Values that encode in this many bytes go through the stack.
 const SMALL_VALUE: usize = 48;
 
@@ -345,26 +365,12 @@ impl End {
         let mut buf = self.scratch.borrow_mut();
         buf.clear();
         let len = self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;
-        let size = std::mem::size_of::<P>().max(1);
-        if len % size != 0 {
-            return Err(Error::Decode(format!(
-                "{len} bytes are not a whole number of {size}-byte items"
-            )));
-        }
-        let mut out = vec![P::zeroed(); len / size];
-        bytemuck::cast_slice_mut::<P, u8>(&mut out).copy_from_slice(&buf[..len]);
-        Ok(out)
+        pod_items(&buf[..len])
     }
 
     fn recv_pod_into<P: Pod>(&self, items: &mut [P], deadline: Option<Instant>) -> Result<usize> {
-        let size = std::mem::size_of::<P>().max(1);
         let len = self.recv_into(&mut Sink::Slice(bytemuck::cast_slice_mut(items)), deadline)?;
-        if len % size != 0 {
-            return Err(Error::Decode(format!(
-                "{len} bytes are not a whole number of {size}-byte items"
-            )));
-        }
-        Ok(len / size)
+        whole_items::<P>(len)
     }
 
     fn poll(&self, timeout: Duration) -> Result<bool> {

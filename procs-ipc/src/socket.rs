@@ -33,6 +33,7 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::{Error, Result};
 use crate::frame::Header;
+use crate::pipe::{pod_items, whole_items};
 use crate::ring::Sink;
 
 /// The largest message a socket connection carries, as a pipe's: larger ones
@@ -393,15 +394,7 @@ impl SocketEnd {
     pub(crate) fn recv_pod<P: Pod>(&self, deadline: Option<Instant>) -> Result<Vec<P>> {
         let mut buf = self.scratch.borrow_mut();
         let len = self.recv_into(&mut Sink::Vec(&mut buf), deadline)?;
-        let size = std::mem::size_of::<P>().max(1);
-        if len % size != 0 {
-            return Err(Error::Decode(format!(
-                "{len} bytes are not a whole number of {size}-byte items"
-            )));
-        }
-        let mut out = vec![P::zeroed(); len / size];
-        bytemuck::cast_slice_mut::<P, u8>(&mut out).copy_from_slice(&buf[..len]);
-        Ok(out)
+        pod_items(&buf[..len])
     }
 
     pub(crate) fn recv_pod_into<P: Pod>(
@@ -409,14 +402,8 @@ impl SocketEnd {
         items: &mut [P],
         deadline: Option<Instant>,
     ) -> Result<usize> {
-        let size = std::mem::size_of::<P>().max(1);
         let len = self.recv_into(&mut Sink::Slice(bytemuck::cast_slice_mut(items)), deadline)?;
-        if len % size != 0 {
-            return Err(Error::Decode(format!(
-                "{len} bytes are not a whole number of {size}-byte items"
-            )));
-        }
-        Ok(len / size)
+        whole_items::<P>(len)
     }
 
     /// Whether a receive would not wait for its message to begin: bytes are
