@@ -219,6 +219,18 @@ impl Segment {
         Self::open_kind(name, None)
     }
 
+    /// The segment behind `fd`, a descriptor of a segment that another
+    /// process created and handed over (inherited across `exec`, as a
+    /// launcher hands its job's segment to the programs it starts). The
+    /// header is checked as [`open`](Segment::open) checks it.
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Segment> {
+        use std::os::fd::AsRawFd;
+        let label = format!("descriptor {}", fd.as_raw_fd());
+        let mut seg = Self::attach(File::from(fd), label, None)?;
+        seg.name = None;
+        Ok(seg)
+    }
+
     pub(crate) fn open_kind(name: &str, kind: Option<Kind>) -> Result<Segment> {
         let name = shm_name(name)?;
         let fd = shm_open(

@@ -95,8 +95,9 @@ impl<B: Bytes> Ring<'_, B> {
     }
 
     /// Whether a message of `len` bytes, streamed now, would go in whole
-    /// without the reader taking anything out: the ring has room for it.
-    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+    /// without the reader taking anything out: the ring has room for it. (A
+    /// writer that alone writes the ring may then send without waiting.)
+    pub fn has_room_for(&self, len: usize) -> bool {
         let head = self.ctl.head.load(Ordering::Relaxed);
         // Acquire: the reader is done with the bytes it freed.
         let tail = self.ctl.tail.load(Ordering::Acquire);

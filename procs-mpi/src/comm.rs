@@ -1,0 +1,476 @@
+//! The `Communicator` trait, its typed extension, and the world
+//! communicator of the shared-memory transport.
+
+use std::cell::RefCell;
+
+use bytemuck::Pod;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::request::{RecvRequest, Request, Requests};
+use crate::{ANY_SOURCE, ANY_TAG, PROC_NULL, Status};
+
+/// A group of ranks that exchange messages: MPI's communicator, with
+/// mpi4py's names.
+///
+/// The methods here move bytes; [`CommunicatorExt`] (implemented for every
+/// communicator) adds the typed forms users call: objects through serde
+/// (`send`, `recv`, ...) and plain-old-data buffers without serialization
+/// (`send_buf`, `recv_buf`, ..., mpi4py's `Send`, `Recv`). The trait is
+/// object-safe: `&dyn Communicator` works wherever a communicator does.
+///
+/// MPI's rules hold: a receive matches by source, tag and communicator
+/// (`ANY_SOURCE` and `ANY_TAG` match any); two messages from one rank to
+/// another on one communicator are received in the order they were sent
+/// when both match; `PROC_NULL` as a destination or source makes a call a
+/// no-op that completes at once.
+pub trait Communicator {
+    /// This rank's number, `0..size()`.
+    #[doc(alias = "Get_rank")]
+    fn rank(&self) -> i32;
+
+    /// The number of ranks.
+    #[doc(alias = "Get_size")]
+    fn size(&self) -> i32;
+
+    /// The name of the machine this rank runs on.
+    #[doc(alias = "Get_processor_name")]
+    fn processor_name(&self) -> String {
+        hostname()
+    }
+
+    /// Stops the whole job: every rank ends, and the launcher exits with
+    /// `code`.
+    #[doc(alias = "Abort")]
+    fn abort(&self, code: i32) -> !;
+
+    /// Sends `data` to `dest` with `tag` (standard mode: returns once the
+    /// bytes are on their way or taken; a large message waits for its
+    /// receiver).
+    fn send_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()>;
+
+    /// Sends `data` and returns only once a receive matched it.
+    fn ssend_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()>;
+
+    /// Receives a message into `buf`; the status says its length.
+    fn recv_bytes_into(&self, buf: &mut [u8], source: i32, tag: i32) -> Result<Status>;
+
+    /// Receives a message of any length.
+    fn recv_bytes(&self, source: i32, tag: i32) -> Result<(Vec<u8>, Status)>;
+
+    /// Waits for a message that a receive of `source` and `tag` would
+    /// match, and returns its status without receiving it.
+    #[doc(alias = "Probe")]
+    fn probe(&self, source: i32, tag: i32) -> Result<Status>;
+
+    /// As [`probe`](Communicator::probe), without waiting: `None` if no
+    /// such message has arrived.
+    #[doc(alias = "Iprobe")]
+    fn iprobe(&self, source: i32, tag: i32) -> Result<Option<Status>>;
+
+    /// Starts a send of `data` (synchronous if `synchronous`); the request
+    /// completes as [`send_bytes`](Communicator::send_bytes) or
+    /// [`ssend_bytes`](Communicator::ssend_bytes) would return.
+    fn isend_bytes(
+        &self,
+        data: Vec<u8>,
+        dest: i32,
+        tag: i32,
+        synchronous: bool,
+    ) -> Result<Request<'_>>;
+
+    /// Starts a receive; with `max_len`, a longer message is
+    /// [`Error::Truncate`] (and never allocated).
+    fn irecv_bytes(&self, source: i32, tag: i32, max_len: Option<usize>) -> Result<Request<'_>>;
+}
+
+/// The typed forms of every [`Communicator`]'s calls.
+///
+/// Objects go through serde (postcard); buffers of [`bytemuck::Pod`]
+/// elements go as their bytes, counted in elements by [`Status::count`].
+pub trait CommunicatorExt: Communicator {
+    /// Sends an object.
+    fn send<T: Serialize + ?Sized>(&self, obj: &T, dest: i32, tag: i32) -> Result<()> {
+        self.send_bytes(&encode(obj)?, dest, tag)
+    }
+
+    /// Sends an object and returns once a receive matched it.
+    fn ssend<T: Serialize + ?Sized>(&self, obj: &T, dest: i32, tag: i32) -> Result<()> {
+        self.ssend_bytes(&encode(obj)?, dest, tag)
+    }
+
+    /// Receives an object. From `PROC_NULL` there is no object to return:
+    /// that is [`Error::ProcNull`] (the buffer forms complete at once).
+    fn recv<T: DeserializeOwned>(&self, source: i32, tag: i32) -> Result<T> {
+        self.recv_with_status(source, tag).map(|(t, _)| t)
+    }
+
+    /// Receives an object and the status of its message.
+    fn recv_with_status<T: DeserializeOwned>(&self, source: i32, tag: i32) -> Result<(T, Status)> {
+        if source == PROC_NULL {
+            return Err(Error::ProcNull);
+        }
+        let (bytes, st) = self.recv_bytes(source, tag)?;
+        Ok((decode(&bytes, st.source)?, st))
+    }
+
+    /// Starts a send of an object.
+    fn isend<T: Serialize + ?Sized>(&self, obj: &T, dest: i32, tag: i32) -> Result<Request<'_>> {
+        self.isend_bytes(encode(obj)?, dest, tag, false)
+    }
+
+    /// Starts a synchronous send of an object.
+    fn issend<T: Serialize + ?Sized>(&self, obj: &T, dest: i32, tag: i32) -> Result<Request<'_>> {
+        self.isend_bytes(encode(obj)?, dest, tag, true)
+    }
+
+    /// Starts a receive of an object.
+    fn irecv<T: DeserializeOwned>(&self, source: i32, tag: i32) -> Result<RecvRequest<'_, T>> {
+        Ok(RecvRequest::new(self.irecv_bytes(source, tag, None)?))
+    }
+
+    /// Sends `sendobj` to `dest` and receives an object from `source` at
+    /// once, so two ranks exchanging never wait on each other.
+    fn sendrecv<S: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        sendobj: &S,
+        dest: i32,
+        sendtag: i32,
+        source: i32,
+        recvtag: i32,
+    ) -> Result<R> {
+        let req = self.isend(sendobj, dest, sendtag)?;
+        let got = self.recv(source, recvtag);
+        let sent = req.wait();
+        let got = got?;
+        sent?;
+        Ok(got)
+    }
+
+    /// Sends a buffer of plain-old-data elements.
+    #[doc(alias = "Send")]
+    fn send_buf<T: Pod>(&self, buf: &[T], dest: i32, tag: i32) -> Result<()> {
+        self.send_bytes(bytemuck::cast_slice(buf), dest, tag)
+    }
+
+    /// Sends a buffer and returns once a receive matched it.
+    #[doc(alias = "Ssend")]
+    fn ssend_buf<T: Pod>(&self, buf: &[T], dest: i32, tag: i32) -> Result<()> {
+        self.ssend_bytes(bytemuck::cast_slice(buf), dest, tag)
+    }
+
+    /// Receives into `buf`; [`Status::count`] says how many elements came.
+    /// A message longer than `buf` is [`Error::Truncate`].
+    #[doc(alias = "Recv")]
+    fn recv_buf<T: Pod>(&self, buf: &mut [T], source: i32, tag: i32) -> Result<Status> {
+        let st = self.recv_bytes_into(bytemuck::cast_slice_mut(buf), source, tag)?;
+        whole_elements::<T>(st)
+    }
+
+    /// Starts a send of a buffer (copied: the buffer is free at once).
+    #[doc(alias = "Isend")]
+    fn isend_buf<T: Pod>(&self, buf: &[T], dest: i32, tag: i32) -> Result<Request<'_>> {
+        self.isend_bytes(bytemuck::cast_slice(buf).to_vec(), dest, tag, false)
+    }
+
+    /// Starts a receive into `buf`, filled when the request completes.
+    #[doc(alias = "Irecv")]
+    fn irecv_buf<'a, T: Pod>(
+        &'a self,
+        buf: &'a mut [T],
+        source: i32,
+        tag: i32,
+    ) -> Result<Request<'a>> {
+        let bytes: &'a mut [u8] = bytemuck::cast_slice_mut(buf);
+        let req = self.irecv_bytes(source, tag, Some(bytes.len()))?;
+        Ok(req.into_buffer(bytes, std::mem::size_of::<T>()))
+    }
+
+    /// Sends `sendbuf` and receives into `recvbuf` at once.
+    #[doc(alias = "Sendrecv")]
+    fn sendrecv_buf<S: Pod, R: Pod>(
+        &self,
+        sendbuf: &[S],
+        dest: i32,
+        sendtag: i32,
+        recvbuf: &mut [R],
+        source: i32,
+        recvtag: i32,
+    ) -> Result<Status> {
+        let req = self.isend_buf(sendbuf, dest, sendtag)?;
+        let got = self.recv_buf(recvbuf, source, recvtag);
+        let sent = req.wait();
+        let got = got?;
+        sent?;
+        Ok(got)
+    }
+
+    /// Sends `buf` to `dest` and replaces its contents with a message
+    /// from `source`.
+    #[doc(alias = "Sendrecv_replace")]
+    fn sendrecv_replace<T: Pod>(
+        &self,
+        buf: &mut [T],
+        dest: i32,
+        sendtag: i32,
+        source: i32,
+        recvtag: i32,
+    ) -> Result<Status> {
+        let req = self.isend_buf(buf, dest, sendtag)?;
+        let got = self.recv_buf(buf, source, recvtag);
+        let sent = req.wait();
+        let got = got?;
+        sent?;
+        Ok(got)
+    }
+}
+
+impl<C: Communicator + ?Sized> CommunicatorExt for C {}
+
+fn encode<T: Serialize + ?Sized>(obj: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(obj).map_err(|e| Error::Encode(e.to_string()))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], source: i32) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Decode {
+        source_rank: source,
+        reason: e.to_string(),
+    })
+}
+
+fn whole_elements<T>(st: Status) -> Result<Status> {
+    let size = std::mem::size_of::<T>().max(1);
+    if !st.bytes().is_multiple_of(size) {
+        return Err(Error::Misaligned {
+            len: st.bytes(),
+            size,
+        });
+    }
+    Ok(st)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname writes at most
+    // that many bytes.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "localhost".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The world of a job on this machine: every rank, meeting in one shared
+/// segment. From [`init`](crate::init), or handed to each rank by
+/// [`run`](crate::run).
+///
+/// `Send` but not `Sync`: one thread of a rank talks through it at a time.
+pub struct World {
+    engine: RefCell<Engine>,
+    rank: i32,
+    size: i32,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl World {
+    pub(crate) fn new(engine: Engine) -> World {
+        engine.attach();
+        World {
+            rank: engine.rank as i32,
+            size: engine.size() as i32,
+            engine: RefCell::new(engine),
+        }
+    }
+
+    /// The largest message (in bytes) sent eagerly: a standard-mode send of
+    /// up to this many bytes returns without waiting for its receiver (while
+    /// the ring towards it has room); a larger one waits for a receive.
+    pub fn eager_limit(&self) -> usize {
+        self.engine.borrow().eager_limit()
+    }
+
+    /// Completes this rank's sends in flight and marks it finished (it will
+    /// send nothing more). [`run`](crate::run) calls it when the closure
+    /// returns, and dropping the world does; calls after it fail.
+    #[doc(alias = "Finalize")]
+    pub fn finalize(&self) -> Result<()> {
+        self.engine.borrow_mut().finalize()
+    }
+
+    fn dest(&self, dest: i32) -> Result<Option<usize>> {
+        if dest == PROC_NULL {
+            return Ok(None);
+        }
+        if dest < 0 || dest >= self.size {
+            return Err(Error::InvalidRank {
+                rank: dest,
+                size: self.size,
+            });
+        }
+        Ok(Some(dest as usize))
+    }
+
+    fn source(&self, source: i32) -> Result<Option<i32>> {
+        if source == PROC_NULL {
+            return Ok(None);
+        }
+        if source != ANY_SOURCE && (source < 0 || source >= self.size) {
+            return Err(Error::InvalidRank {
+                rank: source,
+                size: self.size,
+            });
+        }
+        Ok(Some(source))
+    }
+
+    fn send_tag(tag: i32) -> Result<i32> {
+        if tag < 0 {
+            return Err(Error::InvalidTag(tag));
+        }
+        Ok(tag)
+    }
+
+    fn recv_tag(tag: i32) -> Result<i32> {
+        if tag < 0 && tag != ANY_TAG {
+            return Err(Error::InvalidTag(tag));
+        }
+        Ok(tag)
+    }
+
+    fn engine(&self) -> std::cell::RefMut<'_, Engine> {
+        self.engine.borrow_mut()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.engine.get_mut().finalize();
+    }
+}
+
+impl Communicator for World {
+    fn rank(&self) -> i32 {
+        self.rank
+    }
+
+    fn size(&self) -> i32 {
+        self.size
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        let engine = self.engine.borrow();
+        engine.job.set_aborted(engine.rank, code);
+        std::process::exit(code)
+    }
+
+    fn send_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
+        let tag = Self::send_tag(tag)?;
+        match self.dest(dest)? {
+            None => Ok(()),
+            Some(d) => self.engine().send(data, d, tag, false),
+        }
+    }
+
+    fn ssend_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
+        let tag = Self::send_tag(tag)?;
+        match self.dest(dest)? {
+            None => Ok(()),
+            Some(d) => self.engine().send(data, d, tag, true),
+        }
+    }
+
+    fn recv_bytes_into(&self, buf: &mut [u8], source: i32, tag: i32) -> Result<Status> {
+        let tag = Self::recv_tag(tag)?;
+        match self.source(source)? {
+            None => Ok(Status::proc_null()),
+            Some(s) => self.engine().recv_into(buf, s, tag),
+        }
+    }
+
+    fn recv_bytes(&self, source: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
+        let tag = Self::recv_tag(tag)?;
+        match self.source(source)? {
+            None => Ok((Vec::new(), Status::proc_null())),
+            Some(s) => self.engine().recv_vec(s, tag),
+        }
+    }
+
+    fn probe(&self, source: i32, tag: i32) -> Result<Status> {
+        let tag = Self::recv_tag(tag)?;
+        match self.source(source)? {
+            None => Ok(Status::proc_null()),
+            Some(s) => self.engine().probe(s, tag),
+        }
+    }
+
+    fn iprobe(&self, source: i32, tag: i32) -> Result<Option<Status>> {
+        let tag = Self::recv_tag(tag)?;
+        match self.source(source)? {
+            None => Ok(Some(Status::proc_null())),
+            Some(s) => self.engine().iprobe(s, tag),
+        }
+    }
+
+    fn isend_bytes(
+        &self,
+        data: Vec<u8>,
+        dest: i32,
+        tag: i32,
+        synchronous: bool,
+    ) -> Result<Request<'_>> {
+        let tag = Self::send_tag(tag)?;
+        match self.dest(dest)? {
+            None => Ok(Request::completed(self, Status::proc_null())),
+            Some(d) => {
+                let id = self.engine().isend(data, d, tag, synchronous)?;
+                Ok(Request::new(self, id))
+            }
+        }
+    }
+
+    fn irecv_bytes(&self, source: i32, tag: i32, max_len: Option<usize>) -> Result<Request<'_>> {
+        let tag = Self::recv_tag(tag)?;
+        match self.source(source)? {
+            None => Ok(Request::completed(self, Status::proc_null())),
+            Some(s) => {
+                let id = self.engine().irecv(s, tag, max_len)?;
+                Ok(Request::new(self, id))
+            }
+        }
+    }
+}
+
+impl Requests for World {
+    fn wait_any(&self, ids: &[u64]) -> Result<(usize, crate::request::Completion)> {
+        self.engine().wait_any(ids)
+    }
+
+    fn test(&self, id: u64) -> Result<bool> {
+        self.engine().test(id)
+    }
+
+    fn take(&self, id: u64) -> Option<crate::request::Completion> {
+        self.engine().take(id)
+    }
+
+    fn cancel(&self, id: u64) -> bool {
+        self.engine().cancel(id)
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut e) = self.engine.try_borrow_mut() {
+            e.forget(id);
+        }
+    }
+}

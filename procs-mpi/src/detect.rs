@@ -1,0 +1,120 @@
+//! The deadlock detector, run by a blocked rank after a quiet tick.
+//!
+//! Under the job's detector lock it reads every rank's wait state, then
+//! everything that could still wake a blocked rank (bytes in a ring towards
+//! it, a send slot its receiver has answered but its sender not yet seen),
+//! then the wait states again. If every live, unfinished rank is blocked in
+//! the same epoch both times and nothing is in flight, no rank can ever run
+//! again: each gets a report of its wait-for chain and a verdict for that
+//! epoch, and its blocked call returns `Error::Deadlock`.
+//!
+//! A rank publishes "blocked" only once it has drained its rings and found
+//! nothing to do, and publishes "running" (a new epoch) before it consumes
+//! anything; a rank that computes, or polls before sleeping, is running.
+//! So a slow rank is never reported, and a message in a ring or a slot is
+//! seen either in flight or through its receiver's changed epoch.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::engine::{Call, WaitDesc};
+use crate::job::{COPYING, DONE, ENDED, FINISHED, Job, PULL, RUNNING, SLOTS};
+
+/// Looks for a deadlock among the job's ranks; on finding one, gives every
+/// blocked rank its verdict and wakes it.
+pub(crate) fn look(job: &Job) {
+    let Some(_guard) = job.detector().lock_guard(Some(Instant::now())) else {
+        // Another rank is looking.
+        return;
+    };
+    let n = job.size();
+    let first: Vec<u64> = (0..n)
+        .map(|r| job.rank(r).wait.load(Ordering::SeqCst))
+        .collect();
+    let mut blocked = Vec::new();
+    for (r, &w) in first.iter().enumerate() {
+        let life = job.rank(r).life.load(Ordering::Acquire);
+        if life & (FINISHED | ENDED) != 0 {
+            continue;
+        }
+        if life & RUNNING == 0 || w & 1 == 0 {
+            // Not started yet, or running.
+            return;
+        }
+        blocked.push(r);
+    }
+    if blocked.is_empty() {
+        return;
+    }
+    for &to in &blocked {
+        for from in (0..n).filter(|&f| f != to) {
+            let (head, tail) = job.ring_ctl(from, to).positions();
+            if head != tail {
+                return;
+            }
+        }
+    }
+    for &r in &blocked {
+        for k in 0..SLOTS {
+            let state = job.slot(r, k).state.load(Ordering::Acquire) & 0xff;
+            if matches!(state, DONE | PULL | COPYING) {
+                return;
+            }
+        }
+    }
+    for &r in &blocked {
+        let life = job.rank(r).life.load(Ordering::Acquire);
+        if job.rank(r).wait.load(Ordering::SeqCst) != first[r] || life & (FINISHED | ENDED) != 0 {
+            return;
+        }
+    }
+    for &r in &blocked {
+        job.write_report(r, &chain(job, r, &blocked));
+        job.rank(r).verdict.store(first[r], Ordering::Release);
+    }
+    job.ring_all();
+}
+
+/// What rank `r` waits in, as it published it.
+fn desc(job: &Job, r: usize) -> Option<WaitDesc> {
+    let b = job.rank(r);
+    Some(WaitDesc {
+        call: Call::from_code(b.wait_call.load(Ordering::Relaxed))?,
+        peer: b.wait_peer.load(Ordering::Relaxed) as i64 as i32,
+        tag: b.wait_tag.load(Ordering::Relaxed) as i64 as i32,
+    })
+}
+
+/// The wait-for chain from `start` until it repeats: `rank 1 waits in
+/// recv(source=5, tag=0) for rank 5; rank 5 waits in recv(source=1, tag=0)
+/// for rank 1`.
+fn chain(job: &Job, start: usize, blocked: &[usize]) -> String {
+    let mut parts = Vec::new();
+    let mut seen = Vec::new();
+    let mut r = start;
+    loop {
+        if seen.contains(&r) {
+            break;
+        }
+        if !blocked.contains(&r) {
+            parts.push(format!("rank {r} has finished"));
+            break;
+        }
+        seen.push(r);
+        let Some(w) = desc(job, r) else {
+            parts.push(format!("rank {r} waits"));
+            break;
+        };
+        if w.peer < 0 || w.peer as usize >= job.size() {
+            parts.push(format!("rank {r} waits in {} for any rank", w.describe()));
+            break;
+        }
+        parts.push(format!(
+            "rank {r} waits in {} for rank {}",
+            w.describe(),
+            w.peer
+        ));
+        r = w.peer as usize;
+    }
+    parts.join("; ")
+}

@@ -1,0 +1,369 @@
+//! Starting ranks: [`run`] forks them from inside a program, [`init`]
+//! joins the job a launcher (`procsrun`) started, or makes a world of one.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::comm::World;
+use crate::engine::Engine;
+use crate::error::{Error, RankEnd, Result};
+use crate::job::Job;
+
+/// The environment variable that carries the job segment's descriptor
+/// from the launcher to its ranks.
+pub const ENV_FD: &str = "PROCS_MPI_FD";
+/// The environment variable that carries a rank's number.
+pub const ENV_RANK: &str = "PROCS_RANK";
+/// The environment variable that carries the job's size.
+pub const ENV_SIZE: &str = "PROCS_SIZE";
+/// Set to `0` to turn deadlock detection off.
+pub const ENV_DEADLOCK: &str = "PROCS_MPI_DEADLOCK_DETECTION";
+/// Set to `0` or `1` to force large messages through the ring (two
+/// copies) or straight out of their sender (one copy) instead of the
+/// measured choice.
+pub const ENV_SINGLE_COPY: &str = "PROCS_MPI_SINGLE_COPY";
+
+fn env_flag(name: &str) -> Option<bool> {
+    match std::env::var(name).ok()?.trim() {
+        "0" | "false" | "off" | "no" => Some(false),
+        "1" | "true" | "on" | "yes" => Some(true),
+        _ => None,
+    }
+}
+
+/// How a job runs: deadlock detection, and the large-message path.
+///
+/// ```
+/// use procs_mpi::{Communicator, Config};
+///
+/// let ranks = Config::new().deadlock_detection(false).run(2, |world| world.rank())?;
+/// assert_eq!(ranks, [0, 1]);
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    detect: bool,
+    single_copy: Option<bool>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+impl Config {
+    /// The defaults, with the environment's overrides
+    /// ([`ENV_DEADLOCK`], [`ENV_SINGLE_COPY`]).
+    pub fn new() -> Config {
+        Config {
+            detect: env_flag(ENV_DEADLOCK).unwrap_or(true),
+            single_copy: env_flag(ENV_SINGLE_COPY),
+        }
+    }
+
+    /// Whether a deadlock of every live rank is reported (on by default):
+    /// each blocked call then returns [`Error::Deadlock`] within 100 ms
+    /// instead of waiting forever.
+    pub fn deadlock_detection(mut self, on: bool) -> Config {
+        self.detect = on;
+        self
+    }
+
+    /// `Some(true)`: large messages are copied straight out of the sender
+    /// (where the kernel allows it); `Some(false)`: through the ring, in
+    /// pieces; `None` (the default): whichever measured faster on this
+    /// machine.
+    pub fn single_copy(mut self, single: Option<bool>) -> Config {
+        self.single_copy = single;
+        self
+    }
+
+    fn single_copy_here(&self) -> bool {
+        self.single_copy
+            .unwrap_or_else(procs_ipc::single_copy_is_faster)
+    }
+
+    /// [`run`] with this configuration.
+    pub fn run<F, R>(&self, n: usize, f: F) -> Result<Vec<R>>
+    where
+        F: Fn(&World) -> R + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send,
+    {
+        first_failure(self.run_all(n, f)?)
+    }
+
+    /// [`run_all`] with this configuration.
+    pub fn run_all<F, R>(&self, n: usize, f: F) -> Result<Vec<Result<R>>>
+    where
+        F: Fn(&World) -> R + Send + Sync + 'static,
+        R: Serialize + DeserializeOwned + Send,
+    {
+        launch(self, n, f)
+    }
+}
+
+/// Runs `f` on `n` ranks, each a process forked from this one, and returns
+/// what each returned, in rank order.
+///
+/// A rank that panics, exits without returning or is killed makes this an
+/// [`Error::RankFailed`] naming the first such rank and how it ended; the
+/// other ranks' calls that wait on it return [`Error::RankDied`], so none
+/// of them hangs. A rank that calls `abort` stops every rank.
+///
+/// ```
+/// use procs_mpi::{Communicator, CommunicatorExt};
+///
+/// let got = procs_mpi::run(2, |world| {
+///     if world.rank() == 0 {
+///         world.send(&"hello", 1, 0).unwrap();
+///         String::new()
+///     } else {
+///         world.recv::<String>(0, 0).unwrap()
+///     }
+/// })?;
+/// assert_eq!(got[1], "hello");
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
+pub fn run<F, R>(n: usize, f: F) -> Result<Vec<R>>
+where
+    F: Fn(&World) -> R + Send + Sync + 'static,
+    R: Serialize + DeserializeOwned + Send,
+{
+    Config::new().run(n, f)
+}
+
+/// As [`run`], with each rank's own outcome: its value, or how it failed
+/// ([`Error::RankFailed`], or [`Error::Aborted`]). The outer error is for a
+/// job that could not start.
+pub fn run_all<F, R>(n: usize, f: F) -> Result<Vec<Result<R>>>
+where
+    F: Fn(&World) -> R + Send + Sync + 'static,
+    R: Serialize + DeserializeOwned + Send,
+{
+    Config::new().run_all(n, f)
+}
+
+fn first_failure<R>(all: Vec<Result<R>>) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(all.len());
+    for r in all {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// Sends `SIGKILL` through a pidfd (never to a pid another process took).
+fn kill(pidfd: &OwnedFd) {
+    // SAFETY: pidfd_send_signal takes a descriptor we own, a signal
+    // number, and a null siginfo; it touches no memory of ours.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
+
+fn launch<F, R>(cfg: &Config, n: usize, f: F) -> Result<Vec<Result<R>>>
+where
+    F: Fn(&World) -> R + Send + Sync + 'static,
+    R: Serialize + DeserializeOwned + Send,
+{
+    let job = Arc::new(Job::create(n, cfg.detect)?);
+    // Measured once here, inherited by every rank.
+    let single = cfg.single_copy_here();
+    let f = Arc::new(f);
+    let mut handles = Vec::with_capacity(n);
+    let mut pidfds = Vec::with_capacity(n);
+    for rank in 0..n {
+        let (job2, f2) = (job.clone(), f.clone());
+        let builder = procs_core::Process::builder().name(format!("rank-{rank}"));
+        let started = procs_core::spawn_with(builder, move || {
+            let world = World::new(Engine::new(job2, rank, single));
+            let value = f2(&world);
+            drop(world);
+            value
+        });
+        match started {
+            Ok(h) => {
+                pidfds.push(
+                    h.process()
+                        .sentinel()
+                        .and_then(|fd| fd.try_clone_to_owned().ok()),
+                );
+                handles.push(h);
+            }
+            Err(e) => {
+                for fd in pidfds.iter().flatten() {
+                    kill(fd);
+                }
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(Error::Job(format!("starting rank {rank}: {e}")));
+            }
+        }
+    }
+    let aborting = AtomicBool::new(false);
+    let outcomes: Vec<Result<R>> = std::thread::scope(|s| {
+        let threads: Vec<_> = handles
+            .into_iter()
+            .enumerate()
+            .map(|(rank, h)| {
+                let (job, pidfds, aborting) = (&job, &pidfds, &aborting);
+                s.spawn(move || {
+                    let r = h.join();
+                    let code = match &r {
+                        Ok(_) => 0,
+                        Err(procs_core::Error::Panicked { .. }) => 1,
+                        Err(procs_core::Error::ChildDied { exitcode, .. }) => *exitcode,
+                        Err(_) => 1,
+                    };
+                    job.record_end(rank, code);
+                    if job.aborted().is_some() && !aborting.swap(true, Ordering::AcqRel) {
+                        for fd in pidfds.iter().flatten() {
+                            kill(fd);
+                        }
+                    }
+                    (r, code)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .enumerate()
+            .map(|(rank, t)| {
+                let (r, code) = t.join().unwrap_or((
+                    Err(procs_core::Error::ChildDied {
+                        pid: 0,
+                        exitcode: 1,
+                    }),
+                    1,
+                ));
+                let rank = rank as i32;
+                if let Some((by, code)) = job.aborted()
+                    && (r.is_err() || by == rank as usize)
+                {
+                    return Err(Error::Aborted {
+                        rank: by as i32,
+                        code,
+                    });
+                }
+                r.map_err(|e| Error::RankFailed {
+                    rank,
+                    reason: match e {
+                        procs_core::Error::Panicked { message, .. } => {
+                            format!("panicked: {message}")
+                        }
+                        procs_core::Error::ChildDied { .. } => RankEnd::from_code(code).to_string(),
+                        other => other.to_string(),
+                    },
+                })
+            })
+            .collect()
+    });
+    Ok(outcomes)
+}
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// The world communicator of this process: inside `procsrun`, the job's
+/// ranks; started alone, a world of one rank (an MPI singleton). Called
+/// once per process.
+///
+/// ```
+/// use procs_mpi::Communicator;
+///
+/// let world = procs_mpi::init()?;
+/// // Run by `cargo test`, not by procsrun: a world of one.
+/// assert_eq!((world.rank(), world.size()), (0, 1));
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
+#[doc(alias = "Init")]
+pub fn init() -> Result<World> {
+    init_with(&Config::new())
+}
+
+/// [`init`] with a configuration (its deadlock setting applies to a
+/// singleton; a launcher's job has its own).
+pub fn init_with(cfg: &Config) -> Result<World> {
+    if INITIALIZED.swap(true, Ordering::AcqRel) {
+        return Err(Error::Job(
+            "procs_mpi::init was already called in this process".into(),
+        ));
+    }
+    let Ok(fd) = std::env::var(ENV_FD) else {
+        let job = Arc::new(Job::create(1, cfg.detect)?);
+        return Ok(World::new(Engine::new(job, 0, false)));
+    };
+    let bad = |what: String| Error::Job(format!("the launcher's environment: {what}"));
+    let fd: i32 = fd
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("{ENV_FD}={fd:?} is not a descriptor")))?;
+    let number = |name: &str| -> Result<usize> {
+        let v = std::env::var(name).map_err(|_| bad(format!("{name} is not set")))?;
+        v.trim()
+            .parse()
+            .map_err(|_| bad(format!("{name}={v:?} is not a number")))
+    };
+    let (rank, size) = (number(ENV_RANK)?, number(ENV_SIZE)?);
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(bad(format!("{ENV_FD}={fd} is not an open descriptor")));
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process for it alone; INITIALIZED makes sure it is taken once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let seg =
+        procs_sync::Segment::from_fd(owned).map_err(|e| bad(format!("the job segment: {e}")))?;
+    let job = Job::attach(seg)?;
+    if job.size() != size || rank >= size {
+        return Err(bad(format!(
+            "rank {rank} of {size} does not fit a job of {}",
+            job.size()
+        )));
+    }
+    let single = cfg.single_copy_here();
+    Ok(World::new(Engine::new(Arc::new(job), rank, single)))
+}
+
+/// Creates a job segment of `n` ranks for a launcher, whose descriptor it
+/// hands to each rank in [`ENV_FD`].
+#[doc(hidden)]
+pub fn launcher_segment(n: usize, detect: bool) -> Result<LauncherJob> {
+    Ok(LauncherJob {
+        job: Job::create(n, detect)?,
+    })
+}
+
+/// A launcher's view of its job.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct LauncherJob {
+    job: Job,
+}
+
+impl LauncherJob {
+    /// The segment's descriptor.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.job.segment().fd()
+    }
+
+    /// Records that `rank` ended with `code` (exit code, or minus a signal).
+    pub fn record_end(&self, rank: usize, code: i32) {
+        self.job.record_end(rank, code);
+    }
+
+    /// The rank and code of an `abort`, if one was called.
+    pub fn aborted(&self) -> Option<(usize, i32)> {
+        self.job.aborted()
+    }
+}
