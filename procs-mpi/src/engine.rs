@@ -306,6 +306,8 @@ pub(crate) struct Engine {
     frame: Vec<u8>,
     epoch: u64,
     finished: bool,
+    /// The launcher (this process's parent when it attached).
+    parent: i32,
 }
 
 // SAFETY: the raw pointers in `current`, `pulls` and `sends` point into
@@ -348,6 +350,8 @@ impl Engine {
             frame: Vec::new(),
             epoch: 0,
             finished: false,
+            // SAFETY: getppid has no preconditions.
+            parent: unsafe { libc::getppid() },
             job,
         }
     }
@@ -1175,7 +1179,8 @@ impl Engine {
 
     /// A blocking receive of a message of any length.
     pub(crate) fn recv_vec(&mut self, src: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
-        let st = self.probe(src, tag)?;
+        // A receive of unknown length: it waits as a receive does.
+        let st = self.probe_as(src, tag, Call::Recv)?;
         let mut buf = vec![0u8; st.bytes()];
         let got = self.recv_into(&mut buf, st.source, st.tag)?;
         buf.truncate(got.bytes());
@@ -1184,8 +1189,12 @@ impl Engine {
 
     /// Waits for a message matching, and says what it is without taking it.
     pub(crate) fn probe(&mut self, src: i32, tag: i32) -> Result<Status> {
+        self.probe_as(src, tag, Call::Probe)
+    }
+
+    fn probe_as(&mut self, src: i32, tag: i32, call: Call) -> Result<Status> {
         let w = WaitDesc {
-            call: Call::Probe,
+            call,
             peer: src,
             tag,
         };
@@ -1548,6 +1557,11 @@ impl Engine {
     /// Checks that the ranks `w` waits on still live, for a rank whose end
     /// no launcher recorded (pid and start time: a reused pid is not it).
     fn look_at(&self, w: &WaitDesc) {
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } == self.parent {
+            // The launcher lives: it records every end, with how.
+            return;
+        }
         let peers: Vec<usize> = if w.peer >= 0 {
             vec![w.peer as usize]
         } else {

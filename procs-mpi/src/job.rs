@@ -333,7 +333,9 @@ impl Job {
             .rank(r)
             .life
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
-                (l & ENDED == 0).then_some((l & 0xff) | end)
+                // The launcher's record replaces a rank's "vanished" guess.
+                let guessed = l & ENDED != 0 && (l >> 32) as u32 as i32 == i32::MIN;
+                (l & ENDED == 0 || guessed).then_some((l & 0xff) | end)
             });
         self.ring_all();
     }

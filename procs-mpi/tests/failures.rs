@@ -1,0 +1,320 @@
+//! Ranks that die, deadlock, abort or finish early: every waiting call
+//! returns an error naming the rank, never hangs.
+
+use std::time::{Duration, Instant};
+
+use procs_mpi::{ANY_SOURCE, Communicator, CommunicatorExt, Config, Error, RankEnd};
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn die_by_sigkill() -> ! {
+    // SAFETY: raising a signal at ourselves.
+    unsafe { libc::raise(libc::SIGKILL) };
+    unreachable!("SIGKILL is not caught")
+}
+
+fn spin_for(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[test]
+fn a_rank_killed_while_another_receives_from_it_is_reported_within_100_ms() {
+    let mut delays = Vec::new();
+    for trial in 0..20u64 {
+        let out = procs_mpi::run_all(2, move |w| {
+            if w.rank() == 0 {
+                w.recv::<()>(1, 1).unwrap();
+                // Vary the moment of death around the receiver's entry.
+                spin_for(Duration::from_micros(trial * 300));
+                w.send(&now_ns(), 1, 2).unwrap();
+                die_by_sigkill();
+            }
+            w.send(&(), 0, 1).unwrap();
+            let killed_at: u64 = w.recv(0, 2).unwrap();
+            let e = w.recv::<u64>(0, 3).unwrap_err();
+            (e.to_string(), now_ns().saturating_sub(killed_at))
+        })
+        .unwrap();
+        match &out[0] {
+            Err(Error::RankFailed { rank: 0, reason }) => {
+                assert!(reason.contains("signal 9"), "{reason}")
+            }
+            other => panic!("rank 0: {other:?}"),
+        }
+        let (msg, ns) = out[1].as_ref().unwrap();
+        assert_eq!(msg, "rank 0 was killed by signal 9 (SIGKILL)");
+        delays.push(*ns);
+    }
+    // Each death is seen (none hangs); the typical one well within 100 ms.
+    assert!(median(delays.clone()) < 100_000_000, "{delays:?}");
+    assert!(delays.iter().all(|&d| d < 2_000_000_000), "{delays:?}");
+}
+
+#[test]
+fn a_receiver_killed_under_a_send_fails_the_send() {
+    for (single, sync, len) in [
+        (true, false, 4 << 20),
+        (false, false, 4 << 20),
+        (true, true, 100),
+        (false, true, 0),
+    ] {
+        let cfg = Config::new().single_copy(Some(single));
+        let out = cfg
+            .run_all(2, move |w| {
+                if w.rank() == 1 {
+                    w.send(&(), 0, 1).unwrap();
+                    die_by_sigkill();
+                }
+                w.recv::<()>(1, 1).unwrap();
+                let data = vec![7u8; len];
+                let r = if sync {
+                    w.ssend_buf(&data, 1, 0)
+                } else {
+                    w.send_buf(&data, 1, 0)
+                };
+                match r {
+                    Err(Error::RankDied { rank: 1, how }) => how,
+                    other => panic!("send: {other:?}"),
+                }
+            })
+            .unwrap();
+        assert!(matches!(out[0], Ok(RankEnd::Signaled(9))), "{:?}", out[0]);
+    }
+}
+
+#[test]
+fn a_sender_killed_in_the_middle_of_a_large_message_fails_the_receive() {
+    for single in [true, false] {
+        let out = Config::new()
+            .single_copy(Some(single))
+            .run_all(2, |w| {
+                if w.rank() == 0 {
+                    // A thread of the sender kills it while the message moves.
+                    std::thread::spawn(|| {
+                        spin_for(Duration::from_millis(5));
+                        die_by_sigkill();
+                    });
+                    let data = vec![1u8; 256 << 20];
+                    let _ = w.send_buf(&data, 1, 0);
+                    spin_for(Duration::from_secs(5));
+                    return 0;
+                }
+                let mut buf = vec![0u8; 256 << 20];
+                match w.recv_buf(&mut buf, 0, 0) {
+                    Err(Error::RankDied { rank: 0, .. }) => 1,
+                    // The whole message made it before the kill.
+                    Ok(st) => {
+                        assert_eq!(st.count::<u8>(), 256 << 20);
+                        assert!(buf.iter().all(|&b| b == 1));
+                        2
+                    }
+                    other => panic!("recv: {other:?}"),
+                }
+            })
+            .unwrap();
+        assert!(
+            matches!(out[0], Err(Error::RankFailed { rank: 0, .. })),
+            "{:?}",
+            out[0]
+        );
+        assert!(matches!(out[1], Ok(1 | 2)), "{:?}", out[1]);
+    }
+}
+
+#[test]
+fn a_panic_or_an_exit_names_the_rank_and_how() {
+    let r = procs_mpi::run(3, |w| {
+        if w.rank() == 2 {
+            panic!("boom");
+        }
+    });
+    match r {
+        Err(Error::RankFailed { rank: 2, reason }) => assert_eq!(reason, "panicked: boom"),
+        other => panic!("{other:?}"),
+    }
+    let r = procs_mpi::run(2, |w| {
+        if w.rank() == 1 {
+            std::process::exit(4);
+        }
+        w.recv::<u8>(1, 0).map_err(|e| e.to_string())
+    });
+    match r {
+        Err(Error::RankFailed { rank: 1, reason }) => assert_eq!(reason, "exited with code 4"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_receive_from_a_rank_that_finished_fails_at_once() {
+    let out = procs_mpi::run(3, |w| match w.rank() {
+        0 => {
+            let one = w.recv::<u8>(1, 0).map_err(|e| e.to_string());
+            let any = w.recv::<u8>(ANY_SOURCE, 0).map_err(|e| e.to_string());
+            (one, any)
+        }
+        _ => (Ok(0), Ok(0)),
+    })
+    .unwrap();
+    assert_eq!(
+        out[0].0,
+        Err("rank 1 has finished: nothing it sent matches this call".into())
+    );
+    assert!(
+        out[0].1.as_ref().is_err_and(|e| e.contains("has finished")),
+        "{:?}",
+        out[0].1
+    );
+}
+
+#[test]
+fn abort_stops_every_rank() {
+    let r = procs_mpi::run(3, |w| {
+        if w.rank() == 1 {
+            w.abort(7);
+        }
+        // The others wait on rank 1, or compute: both are stopped.
+        if w.rank() == 0 {
+            let _ = w.recv::<u8>(1, 0);
+        } else {
+            spin_for(Duration::from_secs(30));
+        }
+    });
+    assert!(
+        matches!(r, Err(Error::Aborted { rank: 1, code: 7 })),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_two_cycle_is_reported_with_its_chain() {
+    let out = procs_mpi::run(9, |w| {
+        let me = w.rank();
+        let other = match me {
+            1 => 5,
+            5 => 1,
+            _ => return String::new(),
+        };
+        let start = Instant::now();
+        let e = w.recv::<i32>(other, 0).unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        e.to_string()
+    })
+    .unwrap();
+    assert_eq!(
+        out[1],
+        "deadlock: rank 1 waits in recv(source=5, tag=0) for rank 5; rank 5 waits in recv(source=1, tag=0) for rank 1"
+    );
+    assert_eq!(
+        out[5],
+        "deadlock: rank 5 waits in recv(source=1, tag=0) for rank 1; rank 1 waits in recv(source=5, tag=0) for rank 5"
+    );
+}
+
+#[test]
+fn a_three_cycle_of_synchronous_sends_is_reported_and_the_ranks_go_on() {
+    let out = procs_mpi::run(3, |w| {
+        let me = w.rank();
+        let next = (me + 1) % 3;
+        let prev = (me + 2) % 3;
+        let e = w.ssend(&me, next, 4).unwrap_err();
+        // After the report the ranks talk normally.
+        w.send(&me, next, 5).unwrap();
+        let got: i32 = w.recv(prev, 5).unwrap();
+        assert_eq!(got, prev);
+        e.to_string()
+    })
+    .unwrap();
+    assert_eq!(
+        out[0],
+        "deadlock: rank 0 waits in ssend(dest=1, tag=4) for rank 1; rank 1 waits in ssend(dest=2, tag=4) for rank 2; rank 2 waits in ssend(dest=0, tag=4) for rank 0"
+    );
+    assert!(out[1].starts_with("deadlock: rank 1 waits in ssend(dest=2, tag=4) for rank 2;"));
+}
+
+#[test]
+fn a_slow_rank_or_a_message_in_flight_is_never_a_deadlock() {
+    for trial in 0..10u64 {
+        let out = procs_mpi::run(3, move |w| match w.rank() {
+            // Waits on a rank that computes.
+            0 => w.recv::<u64>(1, 0).unwrap(),
+            1 => {
+                spin_for(Duration::from_millis(60 + trial * 10));
+                w.send(&7u64, 0, 0).unwrap();
+                // A large send waits for a receiver that computes first.
+                w.send_buf(&vec![3u8; 1 << 20], 2, 0).unwrap();
+                0
+            }
+            _ => {
+                spin_for(Duration::from_millis(80));
+                let mut buf = vec![0u8; 1 << 20];
+                w.recv_buf(&mut buf, 1, 0).unwrap();
+                buf[0] as u64
+            }
+        })
+        .unwrap();
+        assert_eq!(out, [7, 0, 3]);
+    }
+}
+
+#[test]
+fn with_detection_off_a_deadlock_is_not_reported() {
+    let out = Config::new()
+        .deadlock_detection(false)
+        .run_all(2, |w| {
+            if w.rank() == 0 {
+                std::thread::spawn(|| {
+                    spin_for(Duration::from_millis(300));
+                    die_by_sigkill();
+                });
+            }
+            w.recv::<u8>(1 - w.rank(), 0).unwrap_err().to_string()
+        })
+        .unwrap();
+    // Not a deadlock report: the wait lasted until rank 0 was killed.
+    assert_eq!(
+        out[1].as_deref().unwrap(),
+        "rank 0 was killed by signal 9 (SIGKILL)"
+    );
+}
+
+#[test]
+fn ranks_leave_no_process_and_no_shared_memory_file() {
+    let shm_before = std::fs::read_dir("/dev/shm")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let pids = procs_mpi::run(4, |w| {
+        let me = w.rank();
+        let peer = me ^ 1;
+        let got: u32 = w.sendrecv(&std::process::id(), peer, 0, peer, 0).unwrap();
+        (std::process::id(), got)
+    })
+    .unwrap();
+    for (pid, _) in &pids {
+        assert!(
+            procs_sync::raw::liveness::start_ticks(*pid as i32).is_none(),
+            "rank {pid} lives on"
+        );
+    }
+    // A job's segment is a memfd: no name anywhere.
+    let shm_after = std::fs::read_dir("/dev/shm")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(shm_after <= shm_before, "{shm_before} -> {shm_after}");
+}
