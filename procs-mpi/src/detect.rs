@@ -5,8 +5,12 @@
 //! it, a send slot its receiver has answered but its sender not yet seen),
 //! then the wait states again. If every live, unfinished rank is blocked in
 //! the same epoch both times and nothing is in flight, no rank can ever run
-//! again: each gets a report of its wait-for chain and a verdict for that
-//! epoch, and its blocked call returns `Error::Deadlock`.
+//! again. The detector then holds every blocked rank in its epoch (a
+//! compare-and-swap on its wait word, which the rank leaves through the same
+//! way: a rank that woke meanwhile makes the detector let go of all), writes
+//! each one's report of its wait-for chain, and condemns them all; each
+//! blocked call returns `Error::Deadlock`. No rank can leave between the
+//! decision and its verdict, so all of a cycle are reported, or none.
 //!
 //! A rank publishes "blocked" only once it has drained its rings and found
 //! nothing to do, and publishes "running" (a new epoch) before it consumes
@@ -17,11 +21,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::engine::{Call, WaitDesc};
+use crate::engine::{BLOCKED, CONDEMNED, Call, HELD, WaitDesc};
 use crate::job::{COPYING, DONE, ENDED, FINISHED, Job, PULL, RUNNING, SLOTS};
 
 /// Looks for a deadlock among the job's ranks; on finding one, gives every
-/// blocked rank its verdict and wakes it.
+/// blocked rank its report and wakes it.
 pub(crate) fn look(job: &Job) {
     let Some(_guard) = job.detector().lock_guard(Some(Instant::now())) else {
         // Another rank is looking.
@@ -37,7 +41,7 @@ pub(crate) fn look(job: &Job) {
         if life & (FINISHED | ENDED) != 0 {
             continue;
         }
-        if life & RUNNING == 0 || w & 1 == 0 {
+        if life & RUNNING == 0 || w & 3 != BLOCKED {
             // Not started yet, or running.
             return;
         }
@@ -45,6 +49,23 @@ pub(crate) fn look(job: &Job) {
     }
     if blocked.is_empty() {
         return;
+    }
+    // A rank waiting on a rank that ended or finished fails on its own
+    // (RankDied, RankFinished): that is not a deadlock to report.
+    let gone = |r: usize| job.rank(r).life.load(Ordering::Acquire) & (FINISHED | ENDED) != 0;
+    for &r in &blocked {
+        let Some(w) = desc(job, r) else { return };
+        let waits_on_gone = if w.peer >= 0 {
+            (w.peer as usize) < n && w.peer as usize != r && gone(w.peer as usize)
+        } else {
+            (0..n).filter(|&o| o != r).any(|o| {
+                let life = job.rank(o).life.load(Ordering::Acquire);
+                life & ENDED != 0 && life & FINISHED == 0
+            }) || (n > 1 && (0..n).filter(|&o| o != r).all(gone))
+        };
+        if waits_on_gone {
+            return;
+        }
     }
     for &to in &blocked {
         for from in (0..n).filter(|&f| f != to) {
@@ -68,9 +89,28 @@ pub(crate) fn look(job: &Job) {
             return;
         }
     }
+    // Hold every blocked rank in its epoch (none may leave while the
+    // verdict is given), or give up if one already left.
+    for (i, &r) in blocked.iter().enumerate() {
+        let word = &job.rank(r).wait;
+        let held = first[r] & !3 | HELD;
+        if word
+            .compare_exchange(first[r], held, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            for &back in &blocked[..i] {
+                job.rank(back).wait.store(first[back], Ordering::SeqCst);
+            }
+            return;
+        }
+    }
     for &r in &blocked {
         job.write_report(r, &chain(job, r, &blocked));
-        job.rank(r).verdict.store(first[r], Ordering::Release);
+    }
+    for &r in &blocked {
+        job.rank(r)
+            .wait
+            .store(first[r] & !3 | CONDEMNED, Ordering::SeqCst);
     }
     job.ring_all();
 }

@@ -322,6 +322,20 @@ fn matches(want_src: i32, want_tag: i32, want_comm: u32, src: usize, tag: i32, c
         && (want_tag == ANY_TAG || want_tag == tag)
 }
 
+/// A rank's wait word: its epoch and its state (below).
+pub(crate) fn wait_word(epoch: u64, state: u64) -> u64 {
+    (epoch << 2) | state
+}
+
+/// Computing, or polling: not blocked.
+pub(crate) const RUNNING_STATE: u64 = 0;
+/// Asleep with nothing to do.
+pub(crate) const BLOCKED: u64 = 1;
+/// Held by a detector that is deciding: the rank may not leave yet.
+pub(crate) const HELD: u64 = 2;
+/// Deadlocked: the blocked call returns the report.
+pub(crate) const CONDEMNED: u64 = 3;
+
 fn state_word(seq: u32, state: u64) -> u64 {
     (u64::from(seq) << 8) | state
 }
@@ -1523,7 +1537,7 @@ impl Engine {
                     .is_some_and(|o| self.job.ring(self.rank, d).has_room_for(o.frame.len()))
             })
             || self.job.aborted().is_some()
-            || me.verdict.load(Ordering::Acquire) == (self.epoch << 1 | 1)
+            || me.wait.load(Ordering::Acquire) == wait_word(self.epoch, CONDEMNED)
     }
 
     /// One sleep: publishes what this rank waits in, sleeps until woken or
@@ -1535,7 +1549,7 @@ impl Engine {
         me.wait_peer.store(w.peer as i64 as u64, Ordering::Relaxed);
         me.wait_tag.store(w.tag as i64 as u64, Ordering::Relaxed);
         self.epoch += 1;
-        let blocked = self.epoch << 1 | 1;
+        let blocked = wait_word(self.epoch, BLOCKED);
         me.wait.store(blocked, Ordering::SeqCst);
         let deadline = Instant::now() + TICK;
         let woke = me.bell.sleep(|| self.ready(), Some(deadline));
@@ -1545,12 +1559,41 @@ impl Engine {
                 crate::detect::look(&self.job);
             }
         }
-        let verdict = me.verdict.load(Ordering::Acquire) == blocked;
-        self.epoch += 1;
-        me.wait.store(self.epoch << 1, Ordering::SeqCst);
-        if verdict {
-            return Err(Error::Deadlock(self.job.read_report(self.rank)));
+        // Leaving the blocked state races with the detector's hold: one
+        // compare-and-swap decides.
+        let running = wait_word(self.epoch + 1, RUNNING_STATE);
+        loop {
+            match me
+                .wait
+                .compare_exchange(blocked, running, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(w) if w == wait_word(self.epoch, CONDEMNED) => {
+                    me.wait.store(running, Ordering::SeqCst);
+                    self.epoch += 1;
+                    return Err(Error::Deadlock(self.job.read_report(self.rank)));
+                }
+                Err(w) if w == wait_word(self.epoch, HELD) => {
+                    // A detector is deciding: its lock is free once it has.
+                    // Taken here, a hold still there is a dead detector's.
+                    let guard = self.job.detector().lock_guard(Some(Instant::now() + TICK));
+                    if guard.is_some() {
+                        let _ = me.wait.compare_exchange(
+                            wait_word(self.epoch, HELD),
+                            blocked,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                    }
+                }
+                Err(_) => {
+                    // Only this rank and a detector write the word.
+                    me.wait.store(running, Ordering::SeqCst);
+                    break;
+                }
+            }
         }
+        self.epoch += 1;
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! header      magic, layout version, size n, ring capacity, flags,
 //!             abort word, the deadlock detector's lock
 //! rank i      pid, start time, life, wait state and what it waits in,
-//!             verdict, report, doorbell (one 128-byte aligned block each)
+//!             report, doorbell (one 128-byte aligned block each)
 //! slots       n x SLOTS send slots: state (seq << 8 | state), address, length
 //! rings       n x n ring blocks (control, then data); the n on the
 //!             diagonal are never touched, so cost no memory
@@ -68,14 +68,12 @@ pub(crate) struct RankBlock {
     pub pid: AtomicU64,
     pub start: AtomicU64,
     pub life: AtomicU64,
-    /// epoch << 1 | blocked.
+    /// epoch << 2 | state (running, blocked, held, condemned).
     pub wait: AtomicU64,
     /// What the rank waits in while blocked: call, peer, tag (see `WaitDesc`).
     pub wait_call: AtomicU64,
     pub wait_peer: AtomicU64,
     pub wait_tag: AtomicU64,
-    /// The blocked epoch a deadlock verdict was given for (0: none).
-    pub verdict: AtomicU64,
     pub report_len: AtomicU64,
     pub report: [AtomicU64; REPORT_WORDS],
     pub bell: CachePadded<Doorbell>,
