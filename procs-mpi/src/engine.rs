@@ -281,6 +281,21 @@ fn copy_from(pid: u32, rts: &Rts, dest: &mut [u8]) -> std::result::Result<(), Co
     Ok(())
 }
 
+/// Under Yama's ptrace scope 1 a process may read only its descendants'
+/// memory, and ranks are siblings: each rank then declares that any process
+/// of its user may (what scope 0 allows everywhere, and what Open MPI's
+/// single copy does too). Elsewhere nothing changes. Where even that is
+/// refused, the first copy fails with EPERM and large messages go through
+/// the ring.
+fn allow_sibling_reads() {
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
+    if scope.trim() == "1" {
+        // SAFETY: PR_SET_PTRACER takes two integers and changes only this
+        // process's Yama attribute.
+        unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::PR_SET_PTRACER_ANY, 0, 0, 0) };
+    }
+}
+
 /// One rank's engine.
 pub(crate) struct Engine {
     pub job: Arc<Job>,
@@ -373,6 +388,9 @@ impl Engine {
     /// Marks this rank running in the job (its pid and start time first,
     /// for the liveness check of the others).
     pub(crate) fn attach(&self) {
+        if self.single_copy && self.size > 1 {
+            allow_sibling_reads();
+        }
         let b = self.job.rank(self.rank);
         b.pid
             .store(u64::from(std::process::id()), Ordering::Relaxed);
@@ -795,8 +813,12 @@ impl Engine {
             let (ptr, cap) = (cur.ptr, cur.cap);
             // While it is delivered (a pull waits), nothing else matches it.
             cur.busy = true;
-            let inc = self.incoming_from(src, env, frame);
+            let inc = self.incoming_from(src, env, frame).and_then(|inc| {
+                let live = self.still_offered(&inc)?;
+                Ok(live.then_some(inc))
+            });
             let r = inc.map(|inc| {
+                let inc = inc?;
                 // SAFETY: `current` is set only by `recv_into` for the
                 // duration of the call, with its caller's buffer of `cap`
                 // bytes, which nothing else references meanwhile.
@@ -813,6 +835,9 @@ impl Engine {
             return Ok(());
         }
         let inc = self.incoming_from(src, env, frame)?;
+        if !self.still_offered(&inc)? {
+            return Ok(());
+        }
         self.arrive(inc)
     }
 
@@ -860,6 +885,28 @@ impl Engine {
         })
     }
 
+    /// Whether the send behind a SYNC or RTS frame is still offered (else
+    /// its sender withdrew it, and the frame is dropped), checking that the
+    /// slot's record agrees with the frame's length.
+    fn still_offered(&self, inc: &Incoming) -> Result<bool> {
+        let (slot, seq, len) = match &inc.body {
+            Body::Eager(_) => return Ok(true),
+            Body::Sync { data, slot, seq } => (*slot, *seq, data.len() as u64),
+            Body::Rts { slot, seq, len, .. } => (*slot, *seq, *len),
+        };
+        let s = self.job.slot(inc.src, slot as usize);
+        if s.state.load(Ordering::Acquire) != state_word(seq, OFFERED) {
+            return Ok(false);
+        }
+        if s.len.load(Ordering::Relaxed) != len {
+            return Err(Error::Corrupt {
+                rank: inc.src as i32,
+                what: "a message whose length disagrees with its sender's slot".into(),
+            });
+        }
+        Ok(true)
+    }
+
     /// A message arrived: to the first posted receive it matches, else to
     /// the unexpected queue.
     fn arrive(&mut self, inc: Incoming) -> Result<()> {
@@ -889,14 +936,27 @@ impl Engine {
         match inc.body {
             Body::Eager(data) => self.complete(id, Ok((st, data))),
             Body::Sync { data, slot, seq } => {
-                self.ack(inc.src, slot, seq, DONE);
-                self.complete(id, Ok((st, data)));
+                if self.ack(inc.src, slot, seq, DONE) {
+                    self.complete(id, Ok((st, data)));
+                } else {
+                    // Withdrawn by its sender (whose ssend failed): gone.
+                    self.posted.insert(
+                        0,
+                        Posted {
+                            id,
+                            src: st.source,
+                            tag: st.tag,
+                            comm: inc.comm,
+                            max,
+                        },
+                    );
+                }
             }
             Body::Rts { slot, seq, rts, .. } => {
                 let mut buf = Vec::new();
                 if buf.try_reserve_exact(len).is_err() {
                     self.ack(inc.src, slot, seq, DONE);
-                    self.complete(id, Err(Error::Truncate { len, capacity: 0 }));
+                    self.complete(id, Err(Error::OutOfMemory { len }));
                     return Ok(());
                 }
                 buf.resize(len, 0);
@@ -948,8 +1008,11 @@ impl Engine {
                 Some(Ok(st))
             }
             Body::Sync { data, slot, seq } => {
+                if !self.ack(inc.src, slot, seq, DONE) {
+                    // Withdrawn by its sender (whose ssend failed): gone.
+                    return None;
+                }
                 dest[..len].copy_from_slice(&data);
-                self.ack(inc.src, slot, seq, DONE);
                 Some(Ok(st))
             }
             Body::Rts { slot, seq, rts, .. } => {
@@ -1195,7 +1258,10 @@ impl Engine {
     pub(crate) fn recv_vec(&mut self, src: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
         // A receive of unknown length: it waits as a receive does.
         let st = self.probe_as(src, tag, Call::Recv)?;
-        let mut buf = vec![0u8; st.bytes()];
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(st.bytes())
+            .map_err(|_| Error::OutOfMemory { len: st.bytes() })?;
+        buf.resize(st.bytes(), 0);
         let got = self.recv_into(&mut buf, st.source, st.tag)?;
         buf.truncate(got.bytes());
         Ok((buf, got))
@@ -1224,7 +1290,9 @@ impl Engine {
     fn peek(&self, src: i32, tag: i32) -> Option<Status> {
         self.unexpected
             .iter()
-            .find(|m| matches(src, tag, 0, m.src, m.tag, m.comm))
+            .find(|m| {
+                matches(src, tag, 0, m.src, m.tag, m.comm) && self.still_offered(m).unwrap_or(false)
+            })
             .map(Incoming::status)
     }
 

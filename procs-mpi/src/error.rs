@@ -134,6 +134,13 @@ pub enum Error {
         /// How: the panic's message, or how the process ended.
         reason: String,
     },
+    /// A message too large for this process to hold (the allocation
+    /// failed; the message is consumed).
+    #[error("cannot allocate {len} bytes for a message")]
+    OutOfMemory {
+        /// The message's length.
+        len: usize,
+    },
     /// An object did not serialize.
     #[error("encoding a message: {0}")]
     Encode(String),

@@ -19,7 +19,10 @@ fn init_alone_is_a_world_of_one_that_talks_to_itself() {
     let mut buf = vec![0u32; 100_000];
     world.recv_buf(&mut buf, 0, 4).unwrap();
     assert!(buf.iter().all(|&x| x == 5));
-    assert!(matches!(world.send(&1, 1, 0), Err(Error::InvalidRank { rank: 1, size: 1 })));
+    assert!(matches!(
+        world.send(&1, 1, 0),
+        Err(Error::InvalidRank { rank: 1, size: 1 })
+    ));
     // Waiting for a message nobody can send is reported, not hung.
     let e = world.recv::<u8>(0, 9).unwrap_err();
     assert_eq!(
