@@ -355,7 +355,12 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        let _ = self.engine.get_mut().finalize();
+        // A rank unwinding from a panic has not finished its work: the
+        // others learn of its end from its launcher (RankDied), not as a
+        // finish.
+        if !std::thread::panicking() {
+            let _ = self.engine.get_mut().finalize();
+        }
     }
 }
 

@@ -140,15 +140,25 @@ fn a_sender_killed_in_the_middle_of_a_large_message_fails_the_receive() {
 
 #[test]
 fn a_panic_or_an_exit_names_the_rank_and_how() {
+    let out = procs_mpi::run_all(3, |w| {
+        if w.rank() == 2 {
+            panic!("boom");
+        }
+        // A panicked rank died: it did not finish.
+        w.recv::<u8>(2, 0).unwrap_err().to_string()
+    })
+    .unwrap();
+    match &out[2] {
+        Err(Error::RankFailed { rank: 2, reason }) => assert_eq!(reason, "panicked: boom"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out[0].as_deref().unwrap(), "rank 2 exited with code 1");
     let r = procs_mpi::run(3, |w| {
         if w.rank() == 2 {
             panic!("boom");
         }
     });
-    match r {
-        Err(Error::RankFailed { rank: 2, reason }) => assert_eq!(reason, "panicked: boom"),
-        other => panic!("{other:?}"),
-    }
+    assert!(matches!(r, Err(Error::RankFailed { rank: 2, .. })), "{r:?}");
     let r = procs_mpi::run(2, |w| {
         if w.rank() == 1 {
             std::process::exit(4);
@@ -238,6 +248,8 @@ fn a_three_cycle_of_synchronous_sends_is_reported_and_the_ranks_go_on() {
         w.send(&me, next, 5).unwrap();
         let got: i32 = w.recv(prev, 5).unwrap();
         assert_eq!(got, prev);
+        // `prev` withdrew its ssend before it sent tag 5: it is never received.
+        assert_eq!(w.iprobe(prev, 4).unwrap(), None);
         e.to_string()
     })
     .unwrap();
@@ -246,6 +258,38 @@ fn a_three_cycle_of_synchronous_sends_is_reported_and_the_ranks_go_on() {
         "deadlock: rank 0 waits in ssend(dest=1, tag=4) for rank 1; rank 1 waits in ssend(dest=2, tag=4) for rank 2; rank 2 waits in ssend(dest=0, tag=4) for rank 0"
     );
     assert!(out[1].starts_with("deadlock: rank 1 waits in ssend(dest=2, tag=4) for rank 2;"));
+}
+
+#[test]
+fn large_sends_first_on_both_sides_deadlock_and_are_withdrawn() {
+    for single in [true, false] {
+        let out = Config::new()
+            .single_copy(Some(single))
+            .run(2, |w| {
+                let peer = 1 - w.rank();
+                let big = vec![w.rank() as u8; w.eager_limit() + 1];
+                // Fits the eager buffer: both sends return.
+                w.send_buf(&big[..w.eager_limit()], peer, 1).unwrap();
+                let mut buf = vec![0u8; big.len()];
+                assert_eq!(
+                    w.recv_buf(&mut buf, peer, 1).unwrap().count::<u8>(),
+                    w.eager_limit()
+                );
+                // One byte more: both wait for a receive that never comes.
+                let e = w.send_buf(&big, peer, 2).unwrap_err().to_string();
+                // And the fix: sendrecv.
+                let st = w.sendrecv_buf(&big, peer, 3, &mut buf, peer, 3).unwrap();
+                assert_eq!((st.count::<u8>(), buf[0]), (big.len(), peer as u8));
+                // The peer withdrew its send before the exchange: never received.
+                assert_eq!(w.iprobe(peer, 2).unwrap(), None);
+                e
+            })
+            .unwrap();
+        assert_eq!(
+            out[0],
+            "deadlock: rank 0 waits in send(dest=1, tag=2) for rank 1; rank 1 waits in send(dest=0, tag=2) for rank 0"
+        );
+    }
 }
 
 #[test]
