@@ -14,6 +14,35 @@ use crate::frame::{DATA, EAGER, ENV, Envelope, RTS, RTS_LEN, Rts, SYNC};
 use crate::job::{COPYING, DONE, ENDED, FINISHED, FREE, Job, OFFERED, PULL, RUNNING, SLOTS};
 use crate::{ANY_SOURCE, ANY_TAG, Status};
 
+/// A hasher for the engine's own small keys (request ids, which count up,
+/// and slots): a multiply, where std's keyed hash would cost more than the
+/// message it books.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type Ids = std::hash::BuildHasherDefault<IdHasher>;
+type IdMap<K, V> = HashMap<K, V, Ids>;
+
 /// How long a rank polls before it sleeps on its doorbell.
 const SPIN: Duration = Duration::from_micros(50);
 /// Of that, how long it spins on the processor alone before yielding it
@@ -308,12 +337,12 @@ pub(crate) struct Engine {
     unexpected: VecDeque<Incoming>,
     posted: Vec<Posted>,
     current: Option<Current>,
-    pulls: HashMap<(usize, u32), Pull>,
-    sends: HashMap<u64, SendOp>,
+    pulls: IdMap<(usize, u32), Pull>,
+    sends: IdMap<u64, SendOp>,
     outq: Vec<VecDeque<Out>>,
-    done: HashMap<u64, Completion>,
+    done: IdMap<u64, Completion>,
     /// Requests dropped unfinished: their completion is not kept.
-    detached: std::collections::HashSet<u64>,
+    detached: std::collections::HashSet<u64, Ids>,
     free_slots: Vec<usize>,
     seqs: [u32; SLOTS],
     next_id: u64,
@@ -367,10 +396,10 @@ impl Engine {
             unexpected: VecDeque::new(),
             posted: Vec::new(),
             current: None,
-            pulls: HashMap::new(),
-            sends: HashMap::new(),
+            pulls: IdMap::default(),
+            sends: IdMap::default(),
             outq: (0..size).map(|_| VecDeque::new()).collect(),
-            done: HashMap::new(),
+            done: IdMap::default(),
             detached: Default::default(),
             free_slots: (0..SLOTS).rev().collect(),
             seqs: [0; SLOTS],
@@ -480,7 +509,7 @@ impl Engine {
     }
 
     fn complete(&mut self, id: u64, c: Completion) {
-        if !self.detached.remove(&id) {
+        if self.detached.is_empty() || !self.detached.remove(&id) {
             self.done.insert(id, c);
         }
     }
@@ -811,6 +840,23 @@ impl Engine {
             && matches(cur.src, cur.tag, cur.comm, src, env.tag, env.comm)
         {
             let (ptr, cap) = (cur.ptr, cur.cap);
+            if env.kind == EAGER {
+                // Straight from the frame into the caller's buffer.
+                let payload = &frame[ENV..];
+                cur.result = Some(if payload.len() > cap {
+                    Err(Error::Truncate {
+                        len: payload.len(),
+                        capacity: cap,
+                    })
+                } else {
+                    // SAFETY: as below: the caller's buffer of `cap` bytes,
+                    // referenced by nothing else during `recv_into`.
+                    let dest = unsafe { std::slice::from_raw_parts_mut(ptr, cap) };
+                    dest[..payload.len()].copy_from_slice(payload);
+                    Ok(Status::new(src as i32, env.tag, payload.len()))
+                });
+                return Ok(());
+            }
             // While it is delivered (a pull waits), nothing else matches it.
             cur.busy = true;
             let inc = self.incoming_from(src, env, frame).and_then(|inc| {
@@ -1707,4 +1753,56 @@ enum Taken {
     Pulling,
     Withdrawn,
     Died(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames of random bytes (and random envelopes with random bodies)
+    /// from another rank are refused or dropped, never a panic, and never
+    /// an allocation of what they claim.
+    #[test]
+    fn garbage_frames_never_panic() {
+        let job = Arc::new(Job::create(2, false).unwrap());
+        let mut e = Engine::new(job, 0, false);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let len = (next() % 200) as usize;
+            let mut frame: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && frame.len() >= ENV {
+                // A well-formed envelope with wild fields.
+                let kind = [EAGER, SYNC, RTS, DATA][(next() % 4) as usize];
+                let env = Envelope {
+                    kind,
+                    comm: (next() % 2) as u32,
+                    tag: (next() % 4) as i32,
+                    slot: (next() % 80) as u32,
+                    seq: next() as u32,
+                    word: if next() % 2 == 0 {
+                        next()
+                    } else {
+                        next() % 100
+                    },
+                };
+                let mut head = Vec::new();
+                env.write(&mut head);
+                frame[..ENV].copy_from_slice(&head);
+            }
+            let _ = e.frame_in(1, &frame);
+        }
+        // What was taken in is well-formed: eager and sync bodies only (a
+        // slot nobody offered drops its frame).
+        assert!(
+            e.unexpected
+                .iter()
+                .all(|m| matches!(m.body, Body::Eager(_)))
+        );
+    }
 }
