@@ -1328,9 +1328,19 @@ impl Engine {
     }
 
     pub(crate) fn iprobe(&mut self, src: i32, tag: i32) -> Result<Option<Status>> {
+        let before = self.lives(&WaitDesc {
+            call: Call::Probe,
+            peer: src,
+            tag,
+        });
         self.progress()?;
-        self.check_abort()?;
-        Ok(self.peek(src, tag))
+        match self.peek(src, tag) {
+            Some(st) => Ok(Some(st)),
+            // Nothing can come from a rank that died: a polling loop ends.
+            // (From one that finished, "nothing" is simply the answer.)
+            None if matches!(before, PeerLife::Died(_)) => self.judge(before).map(|()| None),
+            None => self.check_abort().map(|()| None),
+        }
     }
 
     fn peek(&self, src: i32, tag: i32) -> Option<Status> {
@@ -1449,8 +1459,20 @@ impl Engine {
     /// Whether `id` completed (progressing once first).
     pub(crate) fn test(&mut self, id: u64) -> Result<bool> {
         if !self.done.contains_key(&id) {
+            // A loop of tests waits as a wait does: a rank it waits on that
+            // ended fails the request instead of leaving it pending forever.
+            let w = self.request_desc(id);
+            let before = self.lives(&w);
             self.progress()?;
-            self.check_abort()?;
+            if !self.done.contains_key(&id)
+                && let Err(e) = self.judge(before)
+            {
+                self.fail_request(id);
+                if let Some(i) = self.posted.iter().position(|p| p.id == id) {
+                    self.posted.remove(i);
+                }
+                self.done.insert(id, Err(e));
+            }
         }
         Ok(self.done.contains_key(&id))
     }

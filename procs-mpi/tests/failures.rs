@@ -362,3 +362,34 @@ fn ranks_leave_no_process_and_no_shared_memory_file() {
         .unwrap_or(0);
     assert!(shm_after <= shm_before, "{shm_before} -> {shm_after}");
 }
+
+#[test]
+fn polling_a_dead_rank_with_test_or_iprobe_ends_in_an_error() {
+    let out = procs_mpi::run_all(2, |w| {
+        if w.rank() == 1 {
+            w.send(&(), 0, 0).unwrap();
+            die_by_sigkill();
+        }
+        w.recv::<()>(1, 0).unwrap();
+        let mut req = w.irecv::<u32>(1, 5).unwrap();
+        let polled = loop {
+            match req.test() {
+                Ok(None) => std::hint::spin_loop(),
+                Ok(Some(v)) => panic!("got {v}"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        let probed = loop {
+            match w.iprobe(1, 6) {
+                Ok(None) => std::hint::spin_loop(),
+                Ok(Some(st)) => panic!("probed {st:?}"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        (polled, probed)
+    })
+    .unwrap();
+    let (polled, probed) = out[0].as_ref().unwrap();
+    assert_eq!(polled, "rank 1 was killed by signal 9 (SIGKILL)");
+    assert_eq!(probed, "rank 1 was killed by signal 9 (SIGKILL)");
+}
