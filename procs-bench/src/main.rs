@@ -39,14 +39,14 @@ const CASES: &[(&str, Case)] = &[
     ("queue_mpmc", queue_mpmc),
     ("pool_map", pool_map),
     ("pool_apply_async", pool_apply_async),
+    ("mpi_pingpong_obj", mpi_pingpong_obj),
+    ("mpi_pingpong_buf", mpi_pingpong_buf),
+    ("mpi_bandwidth_1mib", mpi_bandwidth_1mib),
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
 const PLANNED: &[&str] = &[
     "manager_dict_rtt",
-    "mpi_pingpong_obj",
-    "mpi_pingpong_buf",
-    "mpi_bandwidth_1mib",
     "mpi_bcast_obj",
     "mpi_allreduce_obj",
     "mpi_allreduce_buf",
@@ -97,8 +97,8 @@ fn child(f: impl FnOnce() + Send + 'static) -> Result<Process, String> {
 ///
 /// mpirun binds each of its ranks to a core of its own, so the cases set
 /// beside Open MPI's (`pipe_pingpong`, `pipe_bandwidth_1mib`,
-/// `barrier_wait`) run their two processes the same way: the parent on CPU
-/// 0, the child on CPU 1. Unpinned, two processes that the scheduler puts
+/// `barrier_wait`, and the `mpi_` cases) run their two processes the same
+/// way: the parent (or rank 0) on CPU 0, the child (or rank 1) on CPU 1. Unpinned, two processes that the scheduler puts
 /// on one CPU take turns instead of running at once.
 fn pin(cpu: usize) -> Option<libc::cpu_set_t> {
     // SAFETY: sysconf has no preconditions; cpu_set_t is plain data (all
@@ -459,6 +459,132 @@ fn pool_apply_async() -> Result<Figure, String> {
         value: dt / n as f64 * 1e6,
         unit: "us/task",
         better: "lower",
+    })
+}
+
+/// Runs `rank` on two MPI ranks, rank 0 on CPU 0 and rank 1 on CPU 1 (as
+/// mpirun binds them), and returns rank 0's figure; rank 1's errors count.
+fn mpi_two(
+    rank: impl Fn(&procs_mpi::World) -> Result<f64, String> + Send + Sync + 'static,
+) -> Result<f64, String> {
+    use procs_mpi::Communicator;
+    let out = procs_mpi::run(2, move |world| {
+        pin(world.rank() as usize);
+        rank(world)
+    })
+    .map_err(err)?;
+    let mut values = Vec::with_capacity(2);
+    for (r, v) in out.into_iter().enumerate() {
+        values.push(v.map_err(|e| format!("rank {r}: {e}"))?);
+    }
+    Ok(values[0])
+}
+
+/// A barrier of two ranks (procs-mpi has no collectives yet): an empty
+/// message each way. The peers call MPI_Barrier here.
+fn barrier2(world: &procs_mpi::World) -> Result<(), String> {
+    use procs_mpi::{Communicator, CommunicatorExt};
+    let other = 1 - world.rank();
+    world
+        .sendrecv_buf::<u8, u8>(&[], other, 99, &mut [], other, 99)
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Two ranks, 20,000 round trips of a small object (the integer 7, as the
+/// mpi4py peer sends), after a barrier, as the peer does; us per round trip.
+fn mpi_pingpong_obj() -> Result<Figure, String> {
+    use procs_mpi::{Communicator, CommunicatorExt};
+    let n = 20_000;
+    let us = mpi_two(move |world| {
+        let obj: i64 = 7;
+        barrier2(world)?;
+        let t = Instant::now();
+        for _ in 0..n {
+            let got: i64 = if world.rank() == 0 {
+                world.send(&obj, 1, 0).map_err(err)?;
+                world.recv(1, 0).map_err(err)?
+            } else {
+                let got = world.recv(0, 0).map_err(err)?;
+                world.send(&obj, 0, 0).map_err(err)?;
+                got
+            };
+            if got != obj {
+                return Err(format!("received {got}, not {obj}"));
+            }
+        }
+        Ok(t.elapsed().as_secs_f64() / f64::from(n) * 1e6)
+    })?;
+    Ok(Figure {
+        value: us,
+        unit: "us",
+        better: "lower",
+    })
+}
+
+/// Two ranks, 50,000 round trips of an 8-byte buffer (as many as the
+/// openmpi-c peer), after a barrier; us per round trip.
+fn mpi_pingpong_buf() -> Result<Figure, String> {
+    use procs_mpi::{Communicator, CommunicatorExt};
+    let n = 50_000;
+    let us = mpi_two(move |world| {
+        let mut buf = [0u8; 8];
+        barrier2(world)?;
+        let t = Instant::now();
+        for _ in 0..n {
+            if world.rank() == 0 {
+                world.send_buf(&buf, 1, 0).map_err(err)?;
+                world.recv_buf(&mut buf, 1, 0).map_err(err)?;
+            } else {
+                world.recv_buf(&mut buf, 0, 0).map_err(err)?;
+                world.send_buf(&buf, 0, 0).map_err(err)?;
+            }
+        }
+        Ok(t.elapsed().as_secs_f64() / f64::from(n) * 1e6)
+    })?;
+    Ok(Figure {
+        value: us,
+        unit: "us",
+        better: "lower",
+    })
+}
+
+/// Two ranks, 500 buffers of 1 MiB from rank 0 to rank 1, between two
+/// barriers, as the openmpi-c peer does; MB/s (10^6 bytes) of the 500 MiB
+/// over the time from the first barrier to the last. Rank 1 checks the
+/// first and last byte of each buffer (rank 0 numbers them).
+fn mpi_bandwidth_1mib() -> Result<Figure, String> {
+    use procs_mpi::{Communicator, CommunicatorExt};
+    let (n, size) = (500usize, 1usize << 20);
+    let mbs = mpi_two(move |world| {
+        let mut buf = vec![0u8; size];
+        barrier2(world)?;
+        let t = Instant::now();
+        for i in 0..n {
+            let (first, last) = (i as u8, !(i as u8));
+            if world.rank() == 0 {
+                buf[0] = first;
+                buf[size - 1] = last;
+                world.send_buf(&buf, 1, 0).map_err(err)?;
+            } else {
+                let st = world.recv_buf(&mut buf, 0, 0).map_err(err)?;
+                if st.count::<u8>() != size || buf[0] != first || buf[size - 1] != last {
+                    return Err(format!(
+                        "buffer {i}: {} bytes, first {} and last {} (expected {size}, {first}, {last})",
+                        st.count::<u8>(),
+                        buf[0],
+                        buf[size - 1]
+                    ));
+                }
+            }
+        }
+        barrier2(world)?;
+        Ok((n * size) as f64 / t.elapsed().as_secs_f64() / 1e6)
+    })?;
+    Ok(Figure {
+        value: mbs,
+        unit: "MB/s",
+        better: "higher",
     })
 }
 

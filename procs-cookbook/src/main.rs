@@ -52,6 +52,9 @@ recipes! {
     pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
     pool_square = "../examples/pool_square.rs": "Map a function over a list with a Pool",
     pool_progress = "../examples/pool_progress.rs": "Show progress with imap_unordered",
+    mpi_hello = "../examples/mpi_hello.rs": "Hello world from every MPI rank",
+    mpi_point_to_point = "../examples/mpi_point_to_point.rs": "Send objects from one rank to another",
+    mpi_deadlock = "../examples/mpi_deadlock.rs": "A deadlock between two ranks, reported, and its fixes",
 }
 
 fn main() -> ExitCode {
