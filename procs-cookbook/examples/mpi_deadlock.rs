@@ -91,19 +91,9 @@ impl Side<'_> {
         }
     }
 
-    /// Receives the other's turn. Not part of the lesson: procs-mpi's
-    /// detector can at times give its verdict to one rank of the cycle
-    /// only, and the other stays blocked in the step's call. Then this
-    /// receive completes a second cycle, whose report wakes the other
-    /// (its step line shows that second cycle): receive the turn again.
+    /// Receives the other's turn.
     fn turn_from(&self, from: i32) -> procs_mpi::Result<()> {
-        let mut tries = 0;
-        loop {
-            match self.world.recv::<()>(from, TURN) {
-                Err(Error::Deadlock(_)) if tries < 10 => tries += 1,
-                r => return r,
-            }
-        }
+        self.world.recv::<()>(from, TURN)
     }
 
     /// A message from this side.
