@@ -43,6 +43,11 @@ impl std::hash::Hasher for IdHasher {
 type Ids = std::hash::BuildHasherDefault<IdHasher>;
 type IdMap<K, V> = HashMap<K, V, Ids>;
 
+/// Jobs of up to this many ranks sleep on their rings' bells directly
+/// (a futex_waitv of up to this many words); larger ones on one bell that
+/// every writer rings.
+const DIRECT_BELLS: usize = 32;
+
 /// How long a rank polls before it sleeps on its doorbell.
 const SPIN: Duration = Duration::from_micros(50);
 /// Of that, how long it spins on the processor alone before yielding it
@@ -352,6 +357,11 @@ pub(crate) struct Engine {
     finished: bool,
     /// The launcher (this process's parent when it attached).
     parent: i32,
+    /// A sleeping rank waits on its rings' own bells (see `frames_out`).
+    bells_direct: bool,
+    /// What this rank last saw of each outgoing ring's reader, so that a
+    /// send with room it knows of does not read the reader's cache line.
+    out_hints: Vec<procs_ipc::ring::Hints>,
 }
 
 // SAFETY: the raw pointers in `current`, `pulls` and `sends` point into
@@ -410,6 +420,8 @@ impl Engine {
             finished: false,
             // SAFETY: getppid has no preconditions.
             parent: unsafe { libc::getppid() },
+            bells_direct: size <= DIRECT_BELLS,
+            out_hints: (0..size).map(|_| Default::default()).collect(),
             job,
         }
     }
@@ -453,13 +465,13 @@ impl Engine {
     /// ring has room, else queues a copy. Returns whether it is in the ring.
     fn push_frame(&mut self, dest: usize, frame: &[u8], completes: Option<u64>) -> Result<bool> {
         if self.outq[dest].is_empty() {
-            let ring = self.job.ring(self.rank, dest);
+            let ring = self.job.ring(self.rank, dest).hinted(&self.out_hints[dest]);
             if ring.has_room_for(frame.len()) {
                 ring.send(frame, None, &Ranks).map_err(|e| Error::Corrupt {
                     rank: dest as i32,
                     what: format!("the ring to rank {dest}: {e}"),
                 })?;
-                self.job.rank(dest).bell.ring();
+                self.frames_out(dest);
                 if let Some(id) = completes {
                     self.complete(
                         id,
@@ -481,7 +493,7 @@ impl Engine {
     fn flush(&mut self, dest: usize) -> Result<bool> {
         let mut wrote = false;
         while let Some(out) = self.outq[dest].front() {
-            let ring = self.job.ring(self.rank, dest);
+            let ring = self.job.ring(self.rank, dest).hinted(&self.out_hints[dest]);
             if !ring.has_room_for(out.frame.len()) {
                 break;
             }
@@ -503,9 +515,20 @@ impl Engine {
             }
         }
         if wrote {
-            self.job.rank(dest).bell.ring();
+            self.frames_out(dest);
         }
         Ok(wrote)
+    }
+
+    /// Frames were published to `dest`. In a small job the ring's own data
+    /// bell (rung by the publish) is enough: a rank sleeps on the data
+    /// bells of all its incoming rings at once. In a large one it sleeps on
+    /// its own bell alone, which every writer rings.
+    #[inline]
+    fn frames_out(&self, dest: usize) {
+        if !self.bells_direct {
+            self.job.rank(dest).bell.ring();
+        }
     }
 
     fn complete(&mut self, id: u64, c: Completion) {
@@ -688,7 +711,7 @@ impl Engine {
         if !self.outq[dest].is_empty() {
             return Ok(false);
         }
-        let ring = self.job.ring(self.rank, dest);
+        let ring = self.job.ring(self.rank, dest).hinted(&self.out_hints[dest]);
         let piece = self.eager_max;
         let mut moved = false;
         let mut frame = std::mem::take(&mut self.frame);
@@ -719,7 +742,7 @@ impl Engine {
         }
         self.frame = frame;
         if moved {
-            self.job.rank(dest).bell.ring();
+            self.frames_out(dest);
         }
         if at >= len {
             let op = self.sends.remove(&id).expect("present");
@@ -804,8 +827,10 @@ impl Engine {
             }
             if took {
                 moved = true;
-                // A writer waiting for room sleeps on its own bell.
-                self.job.rank(src).bell.ring();
+                if !self.bells_direct {
+                    // A writer waiting for room sleeps on its own bell.
+                    self.job.rank(src).bell.ring();
+                }
             }
         }
         for dest in 0..self.size {
@@ -1629,6 +1654,7 @@ impl Engine {
         mut step: impl FnMut(&mut Engine) -> Result<Option<T>>,
     ) -> Result<T> {
         let mut idle: Option<Instant> = None;
+        let mut looks = 0u32;
         loop {
             let before = self.lives(&w);
             let moved = self.progress()?;
@@ -1638,6 +1664,14 @@ impl Engine {
             self.judge(before)?;
             if moved {
                 idle = None;
+                looks = 0;
+                continue;
+            }
+            // The clock is read once every few looks: a look is a few
+            // nanoseconds, a clock read tens.
+            looks += 1;
+            if looks % 16 != 0 {
+                std::hint::spin_loop();
                 continue;
             }
             let since = *idle.get_or_insert_with(Instant::now);
@@ -1645,13 +1679,12 @@ impl Engine {
             if spent < SPIN {
                 if spent > SPIN_HOT {
                     std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
                 }
                 continue;
             }
             self.sleep(&w)?;
             idle = None;
+            looks = 0;
         }
     }
 
@@ -1688,7 +1721,18 @@ impl Engine {
         let blocked = wait_word(self.epoch, BLOCKED);
         me.wait.store(blocked, Ordering::SeqCst);
         let deadline = Instant::now() + TICK;
-        let woke = me.bell.sleep(|| self.ready(), Some(deadline));
+        let woke = if self.bells_direct {
+            let mut bells: Vec<&procs_sync::raw::notify::Doorbell> = vec![&me.bell];
+            for other in (0..self.size).filter(|&o| o != self.rank) {
+                bells.push(self.job.ring(other, self.rank).data_bell());
+                if !self.outq[other].is_empty() {
+                    bells.push(self.job.ring(self.rank, other).space_bell());
+                }
+            }
+            procs_sync::raw::notify::Doorbell::sleep_any(&bells, || self.ready(), Some(deadline))
+        } else {
+            me.bell.sleep(|| self.ready(), Some(deadline))
+        };
         if !woke && Instant::now() >= deadline {
             self.look_at(w);
             if self.job.detects() {

@@ -300,6 +300,12 @@ impl<'a, B: Bytes> Ring<'a, B> {
         &self.ctl.data_bell
     }
 
+    /// The doorbell the writer sleeps on for room (for a wait on several
+    /// rings at once).
+    pub fn space_bell(&self) -> &'a Doorbell {
+        &self.ctl.space_bell
+    }
+
     /// Bytes published and not yet consumed.
     pub fn pending(&self) -> u64 {
         let head = self.ctl.head.load(Ordering::Acquire);

@@ -99,9 +99,17 @@ impl<B: Bytes> Ring<'_, B> {
     /// writer that alone writes the ring may then send without waiting.)
     pub fn has_room_for(&self, len: usize) -> bool {
         let head = self.ctl.head.load(Ordering::Relaxed);
+        let frame = (HEADER + padded(len)) as u64;
+        // The room this side already knows of spares reading the reader's
+        // cache line (see `Hints`).
+        if self.known_room(head) >= frame {
+            return true;
+        }
         // Acquire: the reader is done with the bytes it freed.
         let tail = self.ctl.tail.load(Ordering::Acquire);
-        let frame = (HEADER + padded(len)) as u64;
+        if let Some(h) = self.hints {
+            h.tail.store(tail, std::sync::atomic::Ordering::Relaxed);
+        }
         self.cap.saturating_sub(head.wrapping_sub(tail)) >= frame
     }
 
