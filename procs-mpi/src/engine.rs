@@ -1670,7 +1670,7 @@ impl Engine {
             // The clock is read once every few looks: a look is a few
             // nanoseconds, a clock read tens.
             looks += 1;
-            if looks % 16 != 0 {
+            if !looks.is_multiple_of(16) {
                 std::hint::spin_loop();
                 continue;
             }
