@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::engine::{BLOCKED, CONDEMNED, Call, HELD, WaitDesc};
-use crate::job::{COPYING, DONE, ENDED, FINISHED, Job, PULL, RUNNING, SLOTS};
+use crate::job::{ENDED, FINISHED, FREE, Job, OFFERED, RUNNING, SLOTS};
 
 /// Looks for a deadlock among the job's ranks; on finding one, gives every
 /// blocked rank its report and wakes it.
@@ -78,7 +78,9 @@ pub(crate) fn look(job: &Job) {
     for &r in &blocked {
         for k in 0..SLOTS {
             let state = job.slot(r, k).state.load(Ordering::Acquire) & 0xff;
-            if matches!(state, DONE | PULL | COPYING) {
+            // Answered by a receiver (done, pulled, or being copied):
+            // work its sender has yet to see, or a copy under way.
+            if !matches!(state, FREE | OFFERED) {
                 return;
             }
         }

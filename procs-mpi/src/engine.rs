@@ -11,7 +11,10 @@ use procs_ipc::ring::{Peer, Sink};
 
 use crate::error::{Error, RankEnd, Result};
 use crate::frame::{DATA, EAGER, ENV, Envelope, RTS, RTS_LEN, Rts, SYNC};
-use crate::job::{COPYING, DONE, ENDED, FINISHED, FREE, Job, OFFERED, PULL, RUNNING, SLOTS};
+use crate::job::{
+    COPYING, DONE, ENDED, FINISHED, FREE, Job, OFFERED, PULL, RECEIVER_ALL, RUNNING,
+    SENDER_COPYING, SENDER_DONE, SLOTS, SPLIT,
+};
 use crate::{ANY_SOURCE, ANY_TAG, Status};
 
 /// A hasher for the engine's own small keys (request ids, which count up,
@@ -330,6 +333,67 @@ fn allow_sibling_reads() {
     }
 }
 
+/// Writes `src` at offset `at` of the message buffer `to` describes in
+/// process `to.pid`, after reading that process's nonce (a pid that names
+/// another process now fails the check, and nothing is written).
+fn copy_to(to: &Rts, at: usize, src: &[u8]) -> std::result::Result<(), CopyFailed> {
+    let mut seen = 0u64;
+    let local = [libc::iovec {
+        iov_base: (&mut seen as *mut u64).cast(),
+        iov_len: 8,
+    }];
+    let remote = [libc::iovec {
+        iov_base: to.nonce_addr as *mut libc::c_void,
+        iov_len: 8,
+    }];
+    // SAFETY: the local iovec names `seen`, writable for 8 bytes; the
+    // remote one is an address in the other process, checked by the kernel.
+    let n =
+        unsafe { libc::process_vm_readv(to.pid as i32, local.as_ptr(), 1, remote.as_ptr(), 1, 0) };
+    if n != 8 || seen != to.nonce {
+        return Err(CopyFailed::Gone);
+    }
+    let mut done = 0usize;
+    while done < src.len() {
+        let rest = &src[done..];
+        let local = [libc::iovec {
+            iov_base: rest.as_ptr() as *mut libc::c_void,
+            iov_len: rest.len(),
+        }];
+        let remote = [libc::iovec {
+            iov_base: (to.addr as usize + at + done) as *mut libc::c_void,
+            iov_len: rest.len(),
+        }];
+        // SAFETY: the local iovec names `rest`, readable for its length;
+        // the kernel only reads it. The remote range is the receiver's
+        // buffer, which it keeps for this write (the slot says so).
+        let n = unsafe {
+            libc::process_vm_writev(to.pid as i32, local.as_ptr(), 1, remote.as_ptr(), 1, 0)
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EPERM | libc::ENOSYS | libc::EACCES) => CopyFailed::Refused,
+                _ => CopyFailed::Gone,
+            });
+        }
+        if n == 0 {
+            return Err(CopyFailed::Gone);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Messages of at least this many bytes are copied in two parts at once,
+/// one by each side.
+const SPLIT_MIN: usize = 256 << 10;
+/// How long a receiver leaves the sender to claim its part of a split copy
+/// before it takes that part itself (a sender computing outside any call
+/// never claims).
+const STEAL_AFTER: Duration = Duration::from_micros(20);
+
 /// One rank's engine.
 pub(crate) struct Engine {
     pub job: Arc<Job>,
@@ -362,6 +426,10 @@ pub(crate) struct Engine {
     /// What this rank last saw of each outgoing ring's reader, so that a
     /// send with room it knows of does not read the reader's cache line.
     out_hints: Vec<procs_ipc::ring::Hints>,
+    /// A single copy succeeded here once (split copies are tried after).
+    copies_ok: bool,
+    /// Writing into another rank is allowed (until a write is refused).
+    writes_ok: bool,
 }
 
 // SAFETY: the raw pointers in `current`, `pulls` and `sends` point into
@@ -422,6 +490,8 @@ impl Engine {
             parent: unsafe { libc::getppid() },
             bells_direct: size <= DIRECT_BELLS,
             out_hints: (0..size).map(|_| Default::default()).collect(),
+            copies_ok: false,
+            writes_ok: true,
             job,
         }
     }
@@ -685,10 +755,56 @@ impl Engine {
                 PULL => {
                     moved |= self.stream(id)?;
                 }
+                SPLIT => {
+                    moved |= self.copy_my_part(id);
+                }
                 _ => {}
             }
         }
         Ok(moved)
+    }
+
+    /// The sender's part of a split copy: claims the rest of the message
+    /// (unless the receiver took it already) and writes it into the
+    /// receiver's buffer. Returns whether it claimed.
+    fn copy_my_part(&mut self, id: u64) -> bool {
+        let op = &self.sends[&id];
+        let s = self.job.slot(self.rank, op.slot);
+        if !self.writes_ok
+            || s.state
+                .compare_exchange(
+                    state_word(op.seq, SPLIT),
+                    state_word(op.seq, SENDER_COPYING),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
+            return false;
+        }
+        let at = (s.split_at.load(Ordering::Relaxed) as usize).min(op.len);
+        let target = Rts {
+            pid: s.dest_pid.load(Ordering::Relaxed) as u32,
+            addr: s.dest.load(Ordering::Relaxed),
+            nonce_addr: s.dest_nonce_addr.load(Ordering::Relaxed),
+            nonce: s.dest_nonce.load(Ordering::Relaxed),
+        };
+        // SAFETY: the send's buffer stays valid until it completes
+        // (start_send's contract), and at <= len.
+        let part = unsafe { std::slice::from_raw_parts(op.ptr.add(at), op.len - at) };
+        let end = match copy_to(&target, at, part) {
+            Ok(()) => SENDER_DONE,
+            Err(CopyFailed::Refused) => {
+                // Not allowed to write here: the receiver takes it all.
+                self.writes_ok = false;
+                SPLIT
+            }
+            // The receiver is gone: its own wait sees that.
+            Err(CopyFailed::Gone) => SPLIT,
+        };
+        s.state.store(state_word(op.seq, end), Ordering::Release);
+        self.job.rank(op.dest).bell.notify_all();
+        true
     }
 
     /// Streams the pulled send `id` through the ring as room allows.
@@ -784,12 +900,13 @@ impl Engine {
             )
             .is_err()
         {
-            // COPYING: wait for DONE while the receiver lives.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while s.state.load(Ordering::Acquire) == state_word(op.seq, COPYING)
-                && self.job.ended(op.dest).is_none()
-                && Instant::now() < deadline
-            {
+            // Under a copy: wait for DONE while the receiver lives (it
+            // reads this process's memory until then).
+            let copying = |w: u64| {
+                w >> 8 == u64::from(op.seq)
+                    && matches!(w & 0xff, COPYING | SPLIT | SENDER_DONE | RECEIVER_ALL)
+            };
+            while copying(s.state.load(Ordering::Acquire)) && self.job.ended(op.dest).is_none() {
                 std::thread::yield_now();
             }
         }
@@ -1201,8 +1318,14 @@ impl Engine {
                     what: "an RTS that disagrees with its slot".into(),
                 });
             }
-            match copy_from(rts.pid, rts, dest) {
+            let copied = if self.copies_ok && dest.len() >= SPLIT_MIN {
+                self.split_copy(src, s, seq, rts, dest)
+            } else {
+                copy_from(rts.pid, rts, dest)
+            };
+            match copied {
                 Ok(()) => {
+                    self.copies_ok = true;
                     s.state.store(state_word(seq, DONE), Ordering::Release);
                     self.job.rank(src).bell.notify_all();
                     return Ok(Taken::Copied);
@@ -1229,6 +1352,71 @@ impl Engine {
             return Ok(Taken::Copied);
         }
         Ok(Taken::Pulling)
+    }
+
+    /// A copy in two parts at once: this rank reads the first part out of
+    /// the sender while the sender (if it is in a call to see it) writes
+    /// the rest into `dest`; a sender that does not claim its part soon is
+    /// not waited for, the receiver takes it too. On return nobody writes
+    /// into `dest` any more. The slot is COPYING on entry.
+    ///
+    /// The kernel writes the sender's part into `dest[at..]` while this
+    /// function holds `dest`, as it writes a read's bytes: this side does
+    /// not touch that part until the sender's SENDER_DONE (acquire) says
+    /// the write is over, or it took the part back before any write began.
+    fn split_copy(
+        &self,
+        src: usize,
+        s: &crate::job::SendSlot,
+        seq: u32,
+        rts: &Rts,
+        dest: &mut [u8],
+    ) -> std::result::Result<(), CopyFailed> {
+        let at = (dest.len() / 2).next_multiple_of(4096).min(dest.len());
+        s.dest.store(dest.as_mut_ptr() as u64, Ordering::Relaxed);
+        s.dest_pid
+            .store(u64::from(std::process::id()), Ordering::Relaxed);
+        s.dest_nonce_addr
+            .store(&NONCE as *const _ as u64, Ordering::Relaxed);
+        s.dest_nonce.store(nonce(), Ordering::Relaxed);
+        s.split_at.store(at as u64, Ordering::Relaxed);
+        s.state.store(state_word(seq, SPLIT), Ordering::Release);
+        self.job.rank(src).bell.notify_all();
+        let mine = copy_from(rts.pid, rts, &mut dest[..at]);
+        // The rest: written by the sender, or taken here if it has not
+        // claimed it by now, or once its claim failed.
+        let started = Instant::now();
+        let mut rest = Ok(());
+        loop {
+            let w = s.state.load(Ordering::Acquire);
+            match w & 0xff {
+                SENDER_DONE => break,
+                SPLIT if mine.is_err() || started.elapsed() >= STEAL_AFTER => {
+                    if s.state
+                        .compare_exchange(
+                            w,
+                            state_word(seq, RECEIVER_ALL),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        if mine.is_ok() {
+                            let tail = Rts {
+                                addr: rts.addr + at as u64,
+                                ..*rts
+                            };
+                            rest = copy_from(rts.pid, &tail, &mut dest[at..]);
+                        }
+                        break;
+                    }
+                }
+                // The sender writes into `dest`: wait while it lives.
+                SENDER_COPYING if self.job.ended(src).is_some() => break,
+                _ => std::thread::yield_now(),
+            }
+        }
+        mine.and(rest)
     }
 
     fn data_in(&mut self, src: usize, env: Envelope, body: &[u8]) -> Result<()> {

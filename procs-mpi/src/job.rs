@@ -6,7 +6,8 @@
 //!             abort word, the deadlock detector's lock
 //! rank i      pid, start time, life, wait state and what it waits in,
 //!             report, doorbell (one 128-byte aligned block each)
-//! slots       n x SLOTS send slots: state (seq << 8 | state), address, length
+//! slots       n x SLOTS send slots: state (seq << 8 | state), address,
+//!             length, and the receiver's half of a split copy
 //! rings       n x n ring blocks (control, then data); the n on the
 //!             diagonal are never touched, so cost no memory
 //! ```
@@ -26,7 +27,7 @@ use procs_sync::raw::notify::Doorbell;
 use crate::error::{Error, RankEnd, Result};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"procsmpi");
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
 /// Send slots per rank: rendezvous and synchronous sends in flight at once.
 pub(crate) const SLOTS: usize = 64;
 /// Words of a rank's deadlock report (1 KiB of text).
@@ -46,6 +47,15 @@ pub(crate) const OFFERED: u64 = 1;
 pub(crate) const COPYING: u64 = 2;
 pub(crate) const DONE: u64 = 3;
 pub(crate) const PULL: u64 = 4;
+/// A split copy: the receiver reads the first part and wrote where the
+/// message goes into the slot; the sender may claim the rest.
+pub(crate) const SPLIT: u64 = 5;
+/// The sender claimed the rest and is writing it into the receiver.
+pub(crate) const SENDER_COPYING: u64 = 6;
+/// The sender wrote the rest.
+pub(crate) const SENDER_DONE: u64 = 7;
+/// The receiver took the rest itself (the sender was not there to claim it).
+pub(crate) const RECEIVER_ALL: u64 = 8;
 
 /// Flag: deadlock detection is on for this job.
 pub(crate) const DETECT: u64 = 1;
@@ -83,9 +93,17 @@ pub(crate) struct RankBlock {
 #[repr(C)]
 pub(crate) struct SendSlot {
     pub state: AtomicU64,
+    /// The message in the sender, and its length.
     pub addr: AtomicU64,
     pub len: AtomicU64,
-    _pad: AtomicU64,
+    /// For a split copy (written by the receiver before SPLIT): where the
+    /// message goes in the receiver, its pid, its nonce's address and
+    /// value, and where the sender's part starts.
+    pub dest: AtomicU64,
+    pub dest_pid: AtomicU64,
+    pub dest_nonce_addr: AtomicU64,
+    pub dest_nonce: AtomicU64,
+    pub split_at: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -80,9 +80,12 @@ fn a_receiver_killed_under_a_send_fails_the_send() {
             .run_all(2, move |w| {
                 if w.rank() == 1 {
                     w.send(&(), 0, 1).unwrap();
+                    // A first large message, so that the next is copied by both.
+                    w.recv_buf(&mut vec![0u8; 1 << 20], 0, 9).unwrap();
                     die_by_sigkill();
                 }
                 w.recv::<()>(1, 1).unwrap();
+                w.send_buf(&vec![1u8; 1 << 20], 1, 9).unwrap();
                 let data = vec![7u8; len];
                 let r = if sync {
                     w.ssend_buf(&data, 1, 0)
@@ -106,6 +109,7 @@ fn a_sender_killed_in_the_middle_of_a_large_message_fails_the_receive() {
             .single_copy(Some(single))
             .run_all(2, |w| {
                 if w.rank() == 0 {
+                    w.send_buf(&vec![2u8; 1 << 20], 1, 9).unwrap();
                     // A thread of the sender kills it while the message moves.
                     std::thread::spawn(|| {
                         spin_for(Duration::from_millis(5));
@@ -117,6 +121,8 @@ fn a_sender_killed_in_the_middle_of_a_large_message_fails_the_receive() {
                     return 0;
                 }
                 let mut buf = vec![0u8; 256 << 20];
+                // A first large message, so that the next is copied by both.
+                w.recv_buf(&mut buf[..1 << 20], 0, 9).unwrap();
                 match w.recv_buf(&mut buf, 0, 0) {
                     Err(Error::RankDied { rank: 0, .. }) => 1,
                     // The whole message made it before the kill.

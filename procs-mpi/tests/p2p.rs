@@ -294,3 +294,44 @@ fn cancel_takes_back_an_unmatched_receive() {
     })
     .unwrap();
 }
+
+#[test]
+fn large_messages_arrive_whole_whether_the_sender_waits_or_computes() {
+    // Split copies (each side copies a part) when the sender waits in its
+    // send; the receiver takes the sender's part when it is off computing.
+    let got = Config::new()
+        .single_copy(Some(true))
+        .run(2, |w| {
+            let n = 3 << 20;
+            if w.rank() == 0 {
+                for round in 0..40u32 {
+                    let data: Vec<u8> = (0..n).map(|k| (k as u32 * 7 + round) as u8).collect();
+                    if round % 2 == 0 {
+                        w.send_buf(&data, 1, 0).unwrap();
+                    } else {
+                        let r = w.isend_buf(&data, 1, 0).unwrap();
+                        drop(data);
+                        // Away from any call for a while.
+                        let t = std::time::Instant::now();
+                        while t.elapsed() < std::time::Duration::from_millis(2) {}
+                        r.wait().unwrap();
+                    }
+                }
+                0
+            } else {
+                let mut buf = vec![0u8; n];
+                let mut good = 0;
+                for round in 0..40u32 {
+                    w.recv_buf(&mut buf, 0, 0).unwrap();
+                    good += buf
+                        .iter()
+                        .enumerate()
+                        .all(|(k, &b)| b == (k as u32 * 7 + round) as u8)
+                        as u32;
+                }
+                good
+            }
+        })
+        .unwrap();
+    assert_eq!(got[1], 40);
+}
