@@ -107,11 +107,5 @@ pub use queue::{
 };
 #[cfg(not(loom))]
 pub use single_copy::LargeMessages;
-/// Whether one `process_vm_readv` moves a mebibyte faster than a ring's two
-/// copies in this process (measured once, cached): for procs-mpi's choice
-/// of its large-message path.
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub use single_copy::faster_here as single_copy_is_faster;
 #[cfg(not(loom))]
 pub use wait::{Wait, wait};

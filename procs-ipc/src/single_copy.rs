@@ -322,7 +322,7 @@ fn copy_error(e: &io::Error) -> Error {
 static MEASURED: AtomicU8 = AtomicU8::new(0);
 
 /// Whether single copy measured faster than the ring in this process.
-pub fn faster_here() -> bool {
+pub(crate) fn faster_here() -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     match MEASURED.load(Relaxed) {
         1 => true,

@@ -517,6 +517,12 @@ impl Engine {
         self.size
     }
 
+    /// Whether large messages still go by single copy (the kernel did not
+    /// refuse one).
+    pub(crate) fn single_copy_works(&self) -> bool {
+        self.single_copy
+    }
+
     /// The largest message sent eager (through the ring, whatever the
     /// receiver is doing).
     pub(crate) fn eager_limit(&self) -> usize {

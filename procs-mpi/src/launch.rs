@@ -85,7 +85,7 @@ impl Config {
 
     fn single_copy_here(&self) -> bool {
         self.single_copy
-            .unwrap_or_else(procs_ipc::single_copy_is_faster)
+            .unwrap_or_else(crate::measure::single_copy_is_faster)
     }
 
     /// [`run`] with this configuration.

@@ -43,6 +43,7 @@ mod error;
 mod frame;
 mod job;
 mod launch;
+mod measure;
 mod request;
 
 pub use comm::{Communicator, CommunicatorExt, World};
