@@ -80,12 +80,9 @@ fn body(world: &World) -> procs_mpi::Result<()> {
 
 /// Runs the recipe.
 pub fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os(procs_mpi::ENV_FD).is_some() {
-        body(&procs_mpi::init()?)?;
-    } else {
-        for outcome in procs_mpi::run(RANKS, |world| body(world).map_err(|e| e.to_string()))? {
-            outcome?;
-        }
+    // Alone: RANKS ranks of its own; under procsrun: the launcher's world.
+    for outcome in procs_mpi::run_or_join(RANKS, |world| body(world).map_err(|e| e.to_string()))? {
+        outcome?;
     }
     Ok(())
 }

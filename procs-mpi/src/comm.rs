@@ -142,11 +142,7 @@ pub trait CommunicatorExt: Communicator {
         recvtag: i32,
     ) -> Result<R> {
         let req = self.isend(sendobj, dest, sendtag)?;
-        let got = self.recv(source, recvtag);
-        let sent = req.wait();
-        let got = got?;
-        sent?;
-        Ok(got)
+        exchanged(req, self.recv(source, recvtag))
     }
 
     /// Sends a buffer of plain-old-data elements.
@@ -200,11 +196,7 @@ pub trait CommunicatorExt: Communicator {
         recvtag: i32,
     ) -> Result<Status> {
         let req = self.isend_buf(sendbuf, dest, sendtag)?;
-        let got = self.recv_buf(recvbuf, source, recvtag);
-        let sent = req.wait();
-        let got = got?;
-        sent?;
-        Ok(got)
+        exchanged(req, self.recv_buf(recvbuf, source, recvtag))
     }
 
     /// Sends `buf` to `dest` and replaces its contents with a message
@@ -219,15 +211,20 @@ pub trait CommunicatorExt: Communicator {
         recvtag: i32,
     ) -> Result<Status> {
         let req = self.isend_buf(buf, dest, sendtag)?;
-        let got = self.recv_buf(buf, source, recvtag);
-        let sent = req.wait();
-        let got = got?;
-        sent?;
-        Ok(got)
+        exchanged(req, self.recv_buf(buf, source, recvtag))
     }
 }
 
 impl<C: Communicator + ?Sized> CommunicatorExt for C {}
+
+/// The end of a send-and-receive: the send is waited for whatever the
+/// receive gave, then the receive's error comes first.
+fn exchanged<T>(sent: Request<'_>, got: Result<T>) -> Result<T> {
+    let sent = sent.wait();
+    let got = got?;
+    sent?;
+    Ok(got)
+}
 
 fn encode<T: Serialize + ?Sized>(obj: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(obj).map_err(|e| Error::Encode(e.to_string()))

@@ -266,6 +266,16 @@ enum CopyFailed {
     Gone,
 }
 
+/// How the last `process_vm_readv` or `process_vm_writev` failed; `None`
+/// for an interrupted call, to make again.
+fn failure() -> Option<CopyFailed> {
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EINTR) => None,
+        Some(libc::EPERM | libc::ENOSYS | libc::EACCES) => Some(CopyFailed::Refused),
+        _ => Some(CopyFailed::Gone),
+    }
+}
+
 /// Copies `dest.len()` bytes from `addr` in process `pid`, reading the
 /// sender's nonce at `nonce_addr` in the same call.
 fn copy_from(pid: u32, rts: &Rts, dest: &mut [u8]) -> std::result::Result<(), CopyFailed> {
@@ -301,12 +311,10 @@ fn copy_from(pid: u32, rts: &Rts, dest: &mut [u8]) -> std::result::Result<(), Co
         let n =
             unsafe { libc::process_vm_readv(pid as i32, local.as_ptr(), 2, remote.as_ptr(), 2, 0) };
         if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EPERM | libc::ENOSYS | libc::EACCES) => CopyFailed::Refused,
-                _ => CopyFailed::Gone,
-            });
+            match failure() {
+                Some(f) => return Err(f),
+                None => continue,
+            }
         }
         let n = n as usize;
         if n < 8 || seen != rts.nonce {
@@ -371,12 +379,10 @@ fn copy_to(to: &Rts, at: usize, src: &[u8]) -> std::result::Result<(), CopyFaile
             libc::process_vm_writev(to.pid as i32, local.as_ptr(), 1, remote.as_ptr(), 1, 0)
         };
         if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EPERM | libc::ENOSYS | libc::EACCES) => CopyFailed::Refused,
-                _ => CopyFailed::Gone,
-            });
+            match failure() {
+                Some(f) => return Err(f),
+                None => continue,
+            }
         }
         if n == 0 {
             return Err(CopyFailed::Gone);
@@ -1113,11 +1119,12 @@ impl Engine {
             return Ok(());
         };
         let p = self.posted.remove(i);
-        self.deliver_owned(p.id, p.max, inc)
+        self.deliver_owned(p, inc)
     }
 
-    /// Delivers `inc` to the posted receive `id` (its own buffer).
-    fn deliver_owned(&mut self, id: u64, max: Option<usize>, inc: Incoming) -> Result<()> {
+    /// Delivers `inc` to the posted receive `p` (into its own buffer).
+    fn deliver_owned(&mut self, p: Posted, inc: Incoming) -> Result<()> {
+        let (id, max) = (p.id, p.max);
         let st = inc.status();
         let len = inc.len();
         if let Some(max) = max
@@ -1134,16 +1141,7 @@ impl Engine {
                     self.complete(id, Ok((st, data)));
                 } else {
                     // Withdrawn by its sender (whose ssend failed): gone.
-                    self.posted.insert(
-                        0,
-                        Posted {
-                            id,
-                            src: st.source,
-                            tag: st.tag,
-                            comm: inc.comm,
-                            max,
-                        },
-                    );
+                    self.repost(p);
                 }
             }
             Body::Rts { slot, seq, rts, .. } => {
@@ -1157,32 +1155,32 @@ impl Engine {
                 match self.take_rts(inc.src, slot, seq, &rts, &mut buf)? {
                     Taken::Copied => self.complete(id, Ok((st, buf))),
                     Taken::Pulling => {
-                        self.pulls.insert(
-                            (inc.src, slot),
-                            Pull {
-                                seq,
-                                len,
-                                got: 0,
-                                status: st,
-                                dest: PullDest::Owned { id, buf },
-                            },
-                        );
+                        self.start_pull(inc.src, slot, seq, st, PullDest::Owned { id, buf })
                     }
-                    Taken::Withdrawn => self.posted.insert(
-                        0,
-                        Posted {
-                            id,
-                            src: st.source,
-                            tag: st.tag,
-                            comm: inc.comm,
-                            max,
-                        },
-                    ),
+                    Taken::Withdrawn => self.repost(p),
                     Taken::Died(e) => self.complete(id, Err(e)),
                 }
             }
         }
         Ok(())
+    }
+
+    /// Registers a pull of the message `st` describes from `src`'s `slot`.
+    fn start_pull(&mut self, src: usize, slot: u32, seq: u32, st: Status, dest: PullDest) {
+        let pull = Pull {
+            seq,
+            len: st.bytes(),
+            got: 0,
+            status: st,
+            dest,
+        };
+        self.pulls.insert((src, slot), pull);
+    }
+
+    /// Posts the receive `p` again, first in line: the message it had
+    /// matched was withdrawn by its sender.
+    fn repost(&mut self, p: Posted) {
+        self.posted.insert(0, p);
     }
 
     /// Delivers `inc` into `dest`; `None` if its sender withdrew it.
@@ -1216,16 +1214,7 @@ impl Engine {
                     Ok(Taken::Withdrawn) => None,
                     Ok(Taken::Died(e)) => Some(Err(e)),
                     Ok(Taken::Pulling) => {
-                        self.pulls.insert(
-                            (inc.src, slot),
-                            Pull {
-                                seq,
-                                len,
-                                got: 0,
-                                status: st,
-                                dest: PullDest::Raw(dest.as_mut_ptr()),
-                            },
-                        );
+                        self.start_pull(inc.src, slot, seq, st, PullDest::Raw(dest.as_mut_ptr()));
                         let r = self.wait_pull(inc.src, slot, st);
                         Some(r)
                     }
@@ -1586,16 +1575,16 @@ impl Engine {
 
     pub(crate) fn irecv(&mut self, src: i32, tag: i32, max: Option<usize>) -> Result<u64> {
         let id = self.new_id();
-        if let Some(inc) = self.take_unexpected(src, tag, 0) {
-            self.deliver_owned(id, max, inc)?;
-        } else {
-            self.posted.push(Posted {
-                id,
-                src,
-                tag,
-                comm: 0,
-                max,
-            });
+        let p = Posted {
+            id,
+            src,
+            tag,
+            comm: 0,
+            max,
+        };
+        match self.take_unexpected(src, tag, 0) {
+            Some(inc) => self.deliver_owned(p, inc)?,
+            None => self.posted.push(p),
         }
         Ok(id)
     }

@@ -148,6 +148,33 @@ where
     Config::new().run_all(n, f)
 }
 
+/// Runs `f` as a job's ranks however the program was started: under a
+/// launcher (`procsrun`), on this rank's world, and the vector holds this
+/// rank's value alone; started alone, on `n` ranks forked as [`run`] forks
+/// them. The one `main` of a program that runs both ways:
+///
+/// ```
+/// use procs_mpi::Communicator;
+///
+/// let ranks = procs_mpi::run_or_join(3, |world| world.rank())?;
+/// // Started by cargo, not by procsrun: three ranks of its own.
+/// assert_eq!(ranks, [0, 1, 2]);
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
+pub fn run_or_join<F, R>(n: usize, f: F) -> Result<Vec<R>>
+where
+    F: Fn(&World) -> R + Send + Sync + 'static,
+    R: Serialize + DeserializeOwned + Send,
+{
+    if std::env::var_os(ENV_FD).is_none() {
+        return run(n, f);
+    }
+    let world = init()?;
+    let value = f(&world);
+    world.finalize()?;
+    Ok(vec![value])
+}
+
 fn first_failure<R>(all: Vec<Result<R>>) -> Result<Vec<R>> {
     let mut out = Vec::with_capacity(all.len());
     for r in all {
