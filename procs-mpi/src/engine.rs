@@ -56,6 +56,11 @@ const SPIN: Duration = Duration::from_micros(50);
 /// Of that, how long it spins on the processor alone before yielding it
 /// between looks (more ranks than cores must not starve each other).
 const SPIN_HOT: Duration = Duration::from_micros(2);
+/// How long a rank that has a processor of its own polls, on the processor
+/// alone, before it sleeps: a yield or a sleep costs a round trip more than
+/// the message itself, and a peer late by tens of microseconds (a host that
+/// steals time) is common on virtual machines.
+const SPIN_ALONE: Duration = Duration::from_micros(200);
 /// How long a sleep lasts at most: the period of the liveness check and of
 /// the deadlock detector.
 pub(crate) const TICK: Duration = Duration::from_millis(20);
@@ -429,6 +434,10 @@ pub(crate) struct Engine {
     parent: i32,
     /// A sleeping rank waits on its rings' own bells (see `frames_out`).
     bells_direct: bool,
+    /// In the polling part of a wait: look at rings the cheap way.
+    polling: bool,
+    /// More ranks than processors: a waiting rank yields its processor.
+    crowded: bool,
     /// What this rank last saw of each outgoing ring's reader, so that a
     /// send with room it knows of does not read the reader's cache line.
     out_hints: Vec<procs_ipc::ring::Hints>,
@@ -495,6 +504,8 @@ impl Engine {
             // SAFETY: getppid has no preconditions.
             parent: unsafe { libc::getppid() },
             bells_direct: size <= DIRECT_BELLS,
+            polling: false,
+            crowded: std::thread::available_parallelism().map_or(true, |p| size > p.get()),
             out_hints: (0..size).map(|_| Default::default()).collect(),
             copies_ok: false,
             writes_ok: true,
@@ -938,7 +949,9 @@ impl Engine {
             let mut took = false;
             loop {
                 let ring = self.job.ring(src, self.rank);
-                if !ring.recv_ready(&Ranks) {
+                // The cheap look while polling; the thorough one (a damaged
+                // ring, seen at once) before this rank sleeps, in `ready`.
+                if !ring.frame_waiting() && (self.polling || !ring.recv_ready(&Ranks)) {
                     break;
                 }
                 let mut buf = std::mem::take(&mut self.scratch);
@@ -1840,7 +1853,10 @@ impl Engine {
         let mut looks = 0u32;
         loop {
             let before = self.lives(&w);
-            let moved = self.progress()?;
+            self.polling = looks > 0;
+            let moved = self.progress();
+            self.polling = false;
+            let moved = moved?;
             if let Some(t) = step(self)? {
                 return Ok(t);
             }
@@ -1859,10 +1875,14 @@ impl Engine {
             }
             let since = *idle.get_or_insert_with(Instant::now);
             let spent = since.elapsed();
-            if spent < SPIN {
-                if spent > SPIN_HOT {
-                    std::thread::yield_now();
+            if self.crowded {
+                if spent < SPIN {
+                    if spent > SPIN_HOT {
+                        std::thread::yield_now();
+                    }
+                    continue;
                 }
+            } else if spent < SPIN_ALONE {
                 continue;
             }
             self.sleep(&w)?;
