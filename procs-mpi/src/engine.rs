@@ -534,6 +534,13 @@ impl Engine {
         self.size
     }
 
+    /// The same engine, yielding its processor while it polls (for the
+    /// measurement, whose threads share the processors with other ranks).
+    pub(crate) fn yielding(mut self) -> Engine {
+        self.crowded = true;
+        self
+    }
+
     /// Whether large messages still go by single copy (the kernel did not
     /// refuse one).
     pub(crate) fn single_copy_works(&self) -> bool {

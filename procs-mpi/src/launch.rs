@@ -83,7 +83,7 @@ impl Config {
         self
     }
 
-    fn single_copy_here(&self) -> bool {
+    pub(crate) fn single_copy_here(&self) -> bool {
         self.single_copy
             .unwrap_or_else(crate::measure::single_copy_is_faster)
     }
@@ -369,6 +369,15 @@ pub fn launcher_segment(n: usize, detect: bool) -> Result<LauncherJob> {
     Ok(LauncherJob {
         job: Job::create(n, detect)?,
     })
+}
+
+/// Whether large messages go by single copy on this machine (measured once
+/// per process): a launcher measures once and hands the answer to its
+/// ranks in [`ENV_SINGLE_COPY`], so that they neither measure all at once
+/// nor disagree.
+#[doc(hidden)]
+pub fn single_copy_here() -> bool {
+    Config::new().single_copy_here()
 }
 
 /// A launcher's view of its job.

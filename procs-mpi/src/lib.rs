@@ -51,7 +51,7 @@ pub use error::{Error, RankEnd, Result};
 pub use job::MAX_RANKS;
 pub use launch::{
     Config, ENV_DEADLOCK, ENV_FD, ENV_RANK, ENV_SINGLE_COPY, ENV_SIZE, LauncherJob, init,
-    init_with, launcher_segment, run, run_all, run_or_join,
+    init_with, launcher_segment, run, run_all, run_or_join, single_copy_here,
 };
 pub use request::{RecvRequest, Request, Requests, test_all, wait_all, wait_any};
 

@@ -70,7 +70,7 @@ impl Pair {
         let data = vec![1u8; SIZE];
         std::thread::scope(|s| {
             let peer = s.spawn(|| {
-                let mut e = Engine::new(self.job.clone(), 1, self.single);
+                let mut e = Engine::new(self.job.clone(), 1, self.single).yielding();
                 let mut buf = vec![0u8; SIZE];
                 // The first message is a warm-up (and lets the next one be
                 // copied by both sides, as between ranks).
@@ -82,7 +82,7 @@ impl Pair {
                     && buf[SIZE - 1] == 1
                     && e.single_copy_works() == self.single
             });
-            let mut e = Engine::new(self.job.clone(), 0, self.single);
+            let mut e = Engine::new(self.job.clone(), 0, self.single).yielding();
             let warm = e.send(&data, 1, 0, false).is_ok();
             let start = Instant::now();
             let ok = e.send(&data, 1, 0, false).is_ok() && e.recv_into(&mut [], 1, 1).is_ok();

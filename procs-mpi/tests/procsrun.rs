@@ -237,7 +237,7 @@ fn sigterm_stops_every_rank() {
 
 #[test]
 fn the_timeout_stops_every_rank_with_status_124() {
-    let (mut child, pids, _out) = started(2, &["--timeout", "0.3"]);
+    let (mut child, pids, _out) = started(2, &["--timeout", "2"]);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(124));
     let mut err = String::new();

@@ -220,6 +220,8 @@ fn launch(opts: &Options) -> Result<i32, String> {
     let detect = std::env::var(procs_mpi::ENV_DEADLOCK).map_or(true, |v| v.trim() != "0");
     let job = procs_mpi::launcher_segment(opts.n, detect).map_err(|e| e.to_string())?;
     let seg_fd = job.fd().as_raw_fd();
+    // Measured once here (unless the environment says), for every rank.
+    let single = procs_mpi::single_copy_here();
     let mut ranks: Vec<Rank> = Vec::with_capacity(opts.n);
     let mut relays = Vec::new();
     for rank in 0..opts.n {
@@ -228,6 +230,7 @@ fn launch(opts: &Options) -> Result<i32, String> {
             .env(ENV_RANK, rank.to_string())
             .env(ENV_SIZE, opts.n.to_string())
             .env(ENV_FD, seg_fd.to_string())
+            .env(procs_mpi::ENV_SINGLE_COPY, if single { "1" } else { "0" })
             .stdin(if rank == 0 {
                 Stdio::inherit()
             } else {
