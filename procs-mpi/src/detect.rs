@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::engine::{BLOCKED, CONDEMNED, Call, HELD, WaitDesc};
-use crate::job::{ENDED, FINISHED, FREE, Job, OFFERED, RUNNING, SLOTS};
+use crate::job::{FREE, GONE, Job, OFFERED, RUNNING, SLOTS, died};
 
 /// Looks for a deadlock among the job's ranks; on finding one, gives every
 /// blocked rank its report and wakes it.
@@ -38,7 +38,7 @@ pub(crate) fn look(job: &Job) {
     let mut blocked = Vec::new();
     for (r, &w) in first.iter().enumerate() {
         let life = job.rank(r).life.load(Ordering::Acquire);
-        if life & (FINISHED | ENDED) != 0 {
+        if life & GONE != 0 {
             continue;
         }
         if life & RUNNING == 0 || w & 3 != BLOCKED {
@@ -52,16 +52,16 @@ pub(crate) fn look(job: &Job) {
     }
     // A rank waiting on a rank that ended or finished fails on its own
     // (RankDied, RankFinished): that is not a deadlock to report.
-    let gone = |r: usize| job.rank(r).life.load(Ordering::Acquire) & (FINISHED | ENDED) != 0;
+    let gone = |r: usize| job.rank(r).life.load(Ordering::Acquire) & GONE != 0;
     for &r in &blocked {
         let Some(w) = desc(job, r) else { return };
         let waits_on_gone = if w.peer >= 0 {
             (w.peer as usize) < n && w.peer as usize != r && gone(w.peer as usize)
         } else {
-            (0..n).filter(|&o| o != r).any(|o| {
-                let life = job.rank(o).life.load(Ordering::Acquire);
-                life & ENDED != 0 && life & FINISHED == 0
-            }) || (n > 1 && (0..n).filter(|&o| o != r).all(gone))
+            (0..n)
+                .filter(|&o| o != r)
+                .any(|o| died(job.rank(o).life.load(Ordering::Acquire)))
+                || (n > 1 && (0..n).filter(|&o| o != r).all(gone))
         };
         if waits_on_gone {
             return;
@@ -87,7 +87,7 @@ pub(crate) fn look(job: &Job) {
     }
     for &r in &blocked {
         let life = job.rank(r).life.load(Ordering::Acquire);
-        if job.rank(r).wait.load(Ordering::SeqCst) != first[r] || life & (FINISHED | ENDED) != 0 {
+        if job.rank(r).wait.load(Ordering::SeqCst) != first[r] || life & GONE != 0 {
             return;
         }
     }

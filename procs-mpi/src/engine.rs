@@ -1347,7 +1347,7 @@ impl Engine {
                 }
                 Err(CopyFailed::Gone) => {
                     s.state.store(state_word(seq, DONE), Ordering::Release);
-                    let how = self.job.ended(src).unwrap_or(RankEnd::Vanished);
+                    let how = self.job.how_died(src);
                     return Ok(Taken::Died(Error::RankDied {
                         rank: src as i32,
                         how,
@@ -1809,7 +1809,7 @@ impl Engine {
                 return PeerLife::Fine;
             }
             let l = life(p);
-            if l & ENDED != 0 && l & FINISHED == 0 {
+            if crate::job::died(l) {
                 PeerLife::Died(p)
             } else if l & FINISHED != 0 {
                 PeerLife::Finished(p)
@@ -1820,7 +1820,7 @@ impl Engine {
             let mut all_finished = self.size > 1;
             for r in (0..self.size).filter(|&r| r != self.rank) {
                 let l = life(r);
-                if l & ENDED != 0 && l & FINISHED == 0 {
+                if crate::job::died(l) {
                     return PeerLife::Died(r);
                 }
                 all_finished &= l & FINISHED != 0;
@@ -1839,7 +1839,7 @@ impl Engine {
             PeerLife::Fine => Ok(()),
             PeerLife::Died(r) => Err(Error::RankDied {
                 rank: r as i32,
-                how: self.job.ended(r).unwrap_or(RankEnd::Vanished),
+                how: self.job.how_died(r),
             }),
             // A finished rank sends, receives and matches nothing more: a
             // call still waiting on it never completes.

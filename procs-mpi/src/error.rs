@@ -13,6 +13,8 @@ pub enum RankEnd {
     Signaled(i32),
     /// It is gone, and nobody recorded how (no launcher watched it).
     Vanished,
+    /// It panicked (its process may still be unwinding).
+    Panicked,
 }
 
 impl RankEnd {
@@ -35,6 +37,7 @@ impl RankEnd {
             RankEnd::Exited(c) => c,
             RankEnd::Signaled(s) => -s,
             RankEnd::Vanished => i32::MIN,
+            RankEnd::Panicked => 1,
         }
     }
 
@@ -44,7 +47,7 @@ impl RankEnd {
         match self {
             RankEnd::Exited(c) => c,
             RankEnd::Signaled(s) => 128 + s,
-            RankEnd::Vanished => 1,
+            RankEnd::Vanished | RankEnd::Panicked => 1,
         }
     }
 }
@@ -61,6 +64,7 @@ impl fmt::Display for RankEnd {
                 )
             }
             RankEnd::Vanished => write!(f, "ended (no launcher recorded how)"),
+            RankEnd::Panicked => write!(f, "panicked"),
         }
     }
 }

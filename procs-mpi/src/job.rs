@@ -40,6 +40,17 @@ pub(crate) const RUNNING: u64 = 1;
 pub(crate) const FINISHED: u64 = 2;
 /// The process is gone; bits 32.. hold how it ended.
 pub(crate) const ENDED: u64 = 4;
+/// The rank panicked (its report holds the message): it is failing, even
+/// if its process has not ended yet.
+pub(crate) const PANICKED: u64 = 8;
+/// A rank that will send nothing more, however it stopped.
+pub(crate) const GONE: u64 = FINISHED | ENDED | PANICKED;
+
+/// Whether a life word says the rank died (ended without finishing, or
+/// panicked).
+pub(crate) fn died(life: u64) -> bool {
+    life & PANICKED != 0 || (life & ENDED != 0 && life & FINISHED == 0)
+}
 
 /// Send slot states (the low 8 bits of the state word).
 pub(crate) const FREE: u64 = 0;
@@ -354,6 +365,28 @@ impl Job {
                 (l & ENDED == 0 || guessed).then_some((l & 0xff) | end)
             });
         self.ring_all();
+    }
+
+    /// Records that rank `r` panicked with `message`, and wakes every rank:
+    /// its waiters fail at once, even while its process still unwinds.
+    pub(crate) fn record_panic(&self, r: usize, message: &str) {
+        self.write_report(r, message);
+        self.rank(r).life.fetch_or(PANICKED, Ordering::AcqRel);
+        self.ring_all();
+    }
+
+    /// The panic message of rank `r`, if it panicked.
+    pub(crate) fn panicked(&self, r: usize) -> Option<String> {
+        let life = self.rank(r).life.load(Ordering::Acquire);
+        (life & PANICKED != 0).then(|| self.read_report(r))
+    }
+
+    /// How rank `r` died: as recorded, or a panic.
+    pub(crate) fn how_died(&self, r: usize) -> RankEnd {
+        if self.rank(r).life.load(Ordering::Acquire) & PANICKED != 0 {
+            return RankEnd::Panicked;
+        }
+        self.ended(r).unwrap_or(RankEnd::Vanished)
     }
 
     /// Wakes every rank (after a change all of them must look at).

@@ -183,6 +183,26 @@ fn first_failure<R>(all: Vec<Result<R>>) -> Result<Vec<R>> {
     Ok(out)
 }
 
+/// Makes a panic of this rank's main thread known to the job at once (its
+/// waiters fail with `RankDied`, how: panicked), before the default hook
+/// prints it. Printing a panic and unwinding take the dynamic loader's
+/// locks, which another thread of a multi-threaded parent may have held at
+/// the fork: then the child hangs in them, alive. So the hook also sets a
+/// two-second alarm, whose default action ends a process that did not end
+/// by itself; the launcher still reports the panic and its message.
+fn report_panics(job: Arc<Job>, rank: usize) {
+    let main = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == main {
+            job.record_panic(rank, &procs_core::panic_message(info.payload()));
+            // SAFETY: alarm(2) only arms this process's timer.
+            unsafe { libc::alarm(2) };
+        }
+        previous(info);
+    }));
+}
+
 /// Sends `SIGKILL` through a pidfd (never to a pid another process took).
 fn kill(pidfd: &OwnedFd) {
     // SAFETY: pidfd_send_signal takes a descriptor we own, a signal
@@ -213,6 +233,7 @@ where
         let (job2, f2) = (job.clone(), f.clone());
         let builder = procs_core::Process::builder().name(format!("rank-{rank}"));
         let started = procs_core::spawn_with(builder, move || {
+            report_panics(job2.clone(), rank);
             let world = World::new(Engine::new(job2, rank, single));
             let value = f2(&world);
             drop(world);
@@ -283,12 +304,15 @@ where
                         code,
                     });
                 }
+                let panic = job.panicked(rank as usize);
                 r.map_err(|e| Error::RankFailed {
                     rank,
                     reason: match e {
                         procs_core::Error::Panicked { message, .. } => {
                             format!("panicked: {message}")
                         }
+                        // Ended by its alarm while it unwound (see report_panics).
+                        _ if panic.is_some() => format!("panicked: {}", panic.unwrap_or_default()),
                         procs_core::Error::ChildDied { .. } => RankEnd::from_code(code).to_string(),
                         other => other.to_string(),
                     },

@@ -158,7 +158,7 @@ fn a_panic_or_an_exit_names_the_rank_and_how() {
         Err(Error::RankFailed { rank: 2, reason }) => assert_eq!(reason, "panicked: boom"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(out[0].as_deref().unwrap(), "rank 2 exited with code 1");
+    assert_eq!(out[0].as_deref().unwrap(), "rank 2 panicked");
     let r = procs_mpi::run(3, |w| {
         if w.rank() == 2 {
             panic!("boom");
@@ -398,4 +398,34 @@ fn polling_a_dead_rank_with_test_or_iprobe_ends_in_an_error() {
     let (polled, probed) = out[0].as_ref().unwrap();
     assert_eq!(polled, "rank 1 was killed by signal 9 (SIGKILL)");
     assert_eq!(probed, "rank 1 was killed by signal 9 (SIGKILL)");
+}
+
+#[test]
+fn a_rank_that_hangs_while_it_panics_fails_its_waiters_at_once_and_is_ended() {
+    let out = procs_mpi::run_all(2, |w| {
+        if w.rank() == 1 {
+            // A panic that never finishes unwinding (as a child forked from a
+            // multi-threaded parent can hang in the loader's locks).
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                report(info);
+                loop {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }));
+            panic!("stuck");
+        }
+        let start = Instant::now();
+        let e = w.recv::<u8>(1, 0).unwrap_err().to_string();
+        (e, start.elapsed() < Duration::from_secs(1))
+    })
+    .unwrap();
+    assert_eq!(
+        out[0].as_ref().unwrap(),
+        &("rank 1 panicked".to_string(), true)
+    );
+    match &out[1] {
+        Err(Error::RankFailed { rank: 1, reason }) => assert_eq!(reason, "panicked: stuck"),
+        other => panic!("{other:?}"),
+    }
 }
