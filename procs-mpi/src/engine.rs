@@ -251,13 +251,13 @@ static NONCE_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 fn nonce() -> u64 {
     let pid = std::process::id();
     if NONCE_PID.load(Ordering::Acquire) != pid {
-        let mut b = [0u8; 8];
-        if getrandom::fill(&mut b).is_err() {
-            // Without randomness, time and pid still differ between processes.
-            let t = Instant::now().elapsed().as_nanos() as u64;
-            b = (t ^ (u64::from(pid) << 32) ^ 0x9e37_79b9_7f4a_7c15).to_le_bytes();
-        }
-        NONCE.store(u64::from_le_bytes(b) | 1, Ordering::Release);
+        // Every thread that gets here computes the same value (a random
+        // one would let two first callers store different nonces, and an
+        // offer made with the first fail its check): this process's pid and
+        // start time, which a process that reuses the pid does not share.
+        let start = procs_sync::raw::liveness::own_start_ticks();
+        let v = (u64::from(pid) << 32 ^ start.wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
+        NONCE.store(v, Ordering::Release);
         NONCE_PID.store(pid, Ordering::Release);
     }
     NONCE.load(Ordering::Acquire)
@@ -438,6 +438,9 @@ pub(crate) struct Engine {
     polling: bool,
     /// More ranks than processors: a waiting rank yields its processor.
     crowded: bool,
+    /// A wait past this instant fails (the measurement's engines only: a
+    /// peer thread that failed must not leave the other waiting).
+    give_up: Option<Instant>,
     /// What this rank last saw of each outgoing ring's reader, so that a
     /// send with room it knows of does not read the reader's cache line.
     out_hints: Vec<procs_ipc::ring::Hints>,
@@ -505,6 +508,7 @@ impl Engine {
             parent: unsafe { libc::getppid() },
             bells_direct: size <= DIRECT_BELLS,
             polling: false,
+            give_up: None,
             crowded: std::thread::available_parallelism().map_or(true, |p| size > p.get()),
             out_hints: (0..size).map(|_| Default::default()).collect(),
             copies_ok: false,
@@ -536,8 +540,9 @@ impl Engine {
 
     /// The same engine, yielding its processor while it polls (for the
     /// measurement, whose threads share the processors with other ranks).
-    pub(crate) fn yielding(mut self) -> Engine {
+    pub(crate) fn yielding(mut self, give_up: Instant) -> Engine {
         self.crowded = true;
+        self.give_up = Some(give_up);
         self
     }
 
@@ -1347,6 +1352,7 @@ impl Engine {
                 }
                 Err(CopyFailed::Gone) => {
                     s.state.store(state_word(seq, DONE), Ordering::Release);
+                    self.job.rank(src).bell.notify_all();
                     let how = self.job.how_died(src);
                     return Ok(Taken::Died(Error::RankDied {
                         rank: src as i32,
@@ -1895,6 +1901,9 @@ impl Engine {
             self.sleep(&w)?;
             idle = None;
             looks = 0;
+            if self.give_up.is_some_and(|t| Instant::now() >= t) {
+                return Err(Error::Job("the measurement's peer did not answer".into()));
+            }
         }
     }
 

@@ -68,9 +68,11 @@ impl Pair {
     /// not the path being timed).
     fn round_trip(&self) -> Option<Duration> {
         let data = vec![1u8; SIZE];
+        // Neither side waits long for a peer that failed.
+        let give_up = Instant::now() + Duration::from_secs(1);
         std::thread::scope(|s| {
             let peer = s.spawn(|| {
-                let mut e = Engine::new(self.job.clone(), 1, self.single).yielding();
+                let mut e = Engine::new(self.job.clone(), 1, self.single).yielding(give_up);
                 let mut buf = vec![0u8; SIZE];
                 // The first message is a warm-up (and lets the next one be
                 // copied by both sides, as between ranks).
@@ -82,7 +84,7 @@ impl Pair {
                     && buf[SIZE - 1] == 1
                     && e.single_copy_works() == self.single
             });
-            let mut e = Engine::new(self.job.clone(), 0, self.single).yielding();
+            let mut e = Engine::new(self.job.clone(), 0, self.single).yielding(give_up);
             let warm = e.send(&data, 1, 0, false).is_ok();
             let start = Instant::now();
             let ok = e.send(&data, 1, 0, false).is_ok() && e.recv_into(&mut [], 1, 1).is_ok();
