@@ -13,7 +13,12 @@ pub(crate) const RTS: u8 = 3;
 /// A piece of a message pulled through the ring (the two-copy path).
 pub(crate) const DATA: u8 = 4;
 
-/// The envelope's length.
+/// An EAGER envelope's length: kind, communicator, tag. With the ring's
+/// 8-byte header and an 8-byte payload a frame is 32 bytes, so frames of a
+/// stream of small messages never straddle two cache lines.
+pub(crate) const SHORT: usize = 16;
+/// The envelope's length for the other kinds: slot, sequence and a word
+/// follow.
 pub(crate) const ENV: usize = 32;
 /// An RTS frame's length: the envelope and its description.
 pub(crate) const RTS_LEN: usize = ENV + 32;
@@ -44,34 +49,50 @@ pub(crate) struct Rts {
 }
 
 impl Envelope {
+    /// The envelope's length in its frame.
+    pub(crate) fn len(&self) -> usize {
+        if self.kind == EAGER { SHORT } else { ENV }
+    }
+
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.clear();
         out.push(self.kind);
         out.extend_from_slice(&[0; 3]);
         out.extend_from_slice(&self.comm.to_le_bytes());
         out.extend_from_slice(&self.tag.to_le_bytes());
-        out.extend_from_slice(&self.slot.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&self.word.to_le_bytes());
+        if self.kind != EAGER {
+            out.extend_from_slice(&self.slot.to_le_bytes());
+            out.extend_from_slice(&self.seq.to_le_bytes());
+            out.extend_from_slice(&self.word.to_le_bytes());
+        }
     }
 
     /// The envelope at the start of `frame`; `None` if it does not parse.
     pub(crate) fn read(frame: &[u8]) -> Option<Envelope> {
-        let h = frame.get(..ENV)?;
-        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap_or([0; 4]));
-        let env = Envelope {
-            kind: h[0],
-            comm: u32_at(4),
-            tag: u32_at(8) as i32,
-            slot: u32_at(12),
-            seq: u32_at(16),
-            word: u64::from_le_bytes(h[24..32].try_into().ok()?),
+        let h = frame.get(..SHORT)?;
+        let u32_at =
+            |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        let kind = h[0];
+        let mut env = Envelope {
+            kind,
+            comm: u32_at(h, 4),
+            tag: u32_at(h, 8) as i32,
+            slot: 0,
+            seq: 0,
+            word: 0,
         };
-        let known = matches!(env.kind, EAGER | SYNC | RTS | DATA);
-        let tagged = env.kind == DATA || env.tag >= 0;
-        let sized = env.kind != RTS || frame.len() == RTS_LEN;
-        (known && tagged && sized && h[1..4] == [0; 3]).then_some(env)
+        if kind != EAGER {
+            let x = frame.get(..ENV)?;
+            env.slot = u32_at(x, 16);
+            env.seq = u32_at(x, 20);
+            env.word = u64::from_le_bytes(x[24..32].try_into().ok()?);
+        }
+        let known = matches!(kind, EAGER | SYNC | RTS | DATA);
+        let tagged = kind == DATA || env.tag >= 0;
+        let sized = kind != RTS || frame.len() == RTS_LEN;
+        let zeros = h[1..4] == [0; 3] && h[12..16] == [0; 4];
+        (known && tagged && sized && zeros).then_some(env)
     }
 }
 
