@@ -90,6 +90,29 @@ pub trait Communicator {
 ///
 /// Objects go through serde (postcard); buffers of [`bytemuck::Pod`]
 /// elements go as their bytes, counted in elements by [`Status::count`].
+///
+/// ```
+/// use procs_mpi::{ANY_SOURCE, Communicator, CommunicatorExt, Error};
+///
+/// let got = procs_mpi::run(2, |world| {
+///     if world.rank() == 1 {
+///         world.send(&("point", [1.5f64, -2.0]), 0, 7).unwrap();
+///         world.send_buf(&[10u16, 20, 30], 0, 8).unwrap();
+///         return 0;
+///     }
+///     let (label, xy): (String, [f64; 2]) = world.recv(1, 7).unwrap();
+///     assert_eq!((label.as_str(), xy), ("point", [1.5, -2.0]));
+///     // Probe for the size, then receive into a buffer that fits.
+///     let status = world.probe(ANY_SOURCE, 8).unwrap();
+///     let mut buf = vec![0u16; status.count::<u16>()];
+///     world.recv_buf(&mut buf, status.source, 8).unwrap();
+///     // A rank outside the communicator is MPI's ERR_RANK.
+///     assert!(matches!(world.send(&1, 5, 0), Err(Error::InvalidRank { rank: 5, size: 2 })));
+///     buf.iter().map(|&x| x as usize).sum()
+/// })?;
+/// assert_eq!(got[0], 60);
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
 pub trait CommunicatorExt: Communicator {
     /// Sends an object.
     fn send<T: Serialize + ?Sized>(&self, obj: &T, dest: i32, tag: i32) -> Result<()> {

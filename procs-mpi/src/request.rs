@@ -34,6 +34,33 @@ pub trait Requests {
 /// not matched can be [`cancel`](Request::cancel)ed. Dropped unfinished, a
 /// send still completes (its bytes were copied when it started) and a
 /// receive is cancelled.
+///
+/// ```
+/// use procs_mpi::{Communicator, CommunicatorExt, wait_all, wait_any};
+///
+/// let sums = procs_mpi::run(2, |world| {
+///     let peer = 1 - world.rank();
+///     // Post the receives first, then send: no order between the two ranks
+///     // can block them.
+///     let mut bufs = [[0u32; 2]; 3];
+///     let mut recvs = Vec::new();
+///     for (tag, buf) in bufs.iter_mut().enumerate() {
+///         recvs.push(world.irecv_buf(buf, peer, tag as i32).unwrap());
+///     }
+///     let mut sends: Vec<_> = (0..3u32)
+///         .map(|tag| world.isend_buf(&[tag, world.rank() as u32], peer, tag as i32).unwrap())
+///         .collect();
+///     let (first, status) = wait_any(&mut recvs).unwrap();
+///     assert_eq!(status.tag, first as i32);
+///     wait_all(&mut recvs).unwrap();
+///     wait_all(&mut sends).unwrap();
+///     drop(recvs);
+///     bufs.iter().map(|b| b[0] + b[1]).sum::<u32>()
+/// })?;
+/// // Tags 0 + 1 + 2, and the sender's rank three times.
+/// assert_eq!(sums, [3 + 3, 3]);
+/// # Ok::<(), procs_mpi::Error>(())
+/// ```
 #[must_use = "a request completes only through wait or test"]
 pub struct Request<'a> {
     ops: &'a dyn Requests,
