@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use procs_ipc::ring::{Peer, Sink};
+use procs_ipc::ring::Sink;
 
 use crate::error::{Error, RankEnd, Result};
 use crate::frame::{DATA, EAGER, ENV, Envelope, RTS, RTS_LEN, Rts, SHORT, SYNC};
@@ -69,16 +69,7 @@ pub(crate) const TICK: Duration = Duration::from_millis(20);
 
 /// The ring's peer as the engine sees it: the engine watches ranks itself
 /// (it needs how they ended), so a ring side is never "closed" to it.
-struct Ranks;
-
-impl Peer for Ranks {
-    fn closed(&self) -> bool {
-        false
-    }
-    fn alive(&self) -> bool {
-        true
-    }
-}
+use procs_ipc::ring::Unwatched as Ranks;
 
 /// What a call waits in, for the deadlock report and the liveness check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,6 +434,8 @@ pub(crate) struct Engine {
     /// A wait past this instant fails (the measurement's engines only: a
     /// peer thread that failed must not leave the other waiting).
     give_up: Option<Instant>,
+    /// The ids of the sends in flight, gathered for each pass over them.
+    ids: Vec<u64>,
     /// What this rank last saw of each outgoing ring's reader, so that a
     /// send with room it knows of does not read the reader's cache line.
     out_hints: Vec<procs_ipc::ring::Hints>,
@@ -512,6 +505,7 @@ impl Engine {
             polling: false,
             give_up: None,
             crowded: std::thread::available_parallelism().map_or(true, |p| size > p.get()),
+            ids: Vec::new(),
             out_hints: (0..size).map(|_| Default::default()).collect(),
             copies_ok: false,
             writes_ok: true,
@@ -769,36 +763,47 @@ impl Engine {
         if self.sends.is_empty() {
             return Ok(false);
         }
-        let mut moved = false;
-        let ids: Vec<u64> = self.sends.keys().copied().collect();
-        for id in ids {
-            let op = &self.sends[&id];
-            let word = self
-                .job
-                .slot(self.rank, op.slot)
-                .state
-                .load(Ordering::Acquire);
-            if word >> 8 != u64::from(op.seq) {
-                continue;
-            }
-            match word & 0xff {
-                DONE => {
-                    let op = self.sends.remove(&id).expect("present");
-                    self.release_slot(op.slot);
-                    let st = Status::new(op.dest as i32, op.tag, op.len);
-                    self.complete(id, Ok((st, Vec::new())));
-                    moved = true;
+        // The ids in a buffer kept between passes: no allocation per pass.
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        ids.extend(self.sends.keys().copied());
+        let (mut moved, mut failed) = (false, None);
+        for &id in &ids {
+            match self.move_send(id) {
+                Ok(m) => moved |= m,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
-                PULL => {
-                    moved |= self.stream(id)?;
-                }
-                SPLIT => {
-                    moved |= self.copy_my_part(id);
-                }
-                _ => {}
             }
         }
-        Ok(moved)
+        self.ids = ids;
+        failed.map_or(Ok(moved), Err)
+    }
+
+    /// Moves the send `id` along as its slot says; whether anything moved.
+    fn move_send(&mut self, id: u64) -> Result<bool> {
+        let op = &self.sends[&id];
+        let word = self
+            .job
+            .slot(self.rank, op.slot)
+            .state
+            .load(Ordering::Acquire);
+        if word >> 8 != u64::from(op.seq) {
+            return Ok(false);
+        }
+        match word & 0xff {
+            DONE => {
+                let op = self.sends.remove(&id).expect("present");
+                self.release_slot(op.slot);
+                let st = Status::new(op.dest as i32, op.tag, op.len);
+                self.complete(id, Ok((st, Vec::new())));
+                Ok(true)
+            }
+            PULL => self.stream(id),
+            SPLIT => Ok(self.copy_my_part(id)),
+            _ => Ok(false),
+        }
     }
 
     /// The sender's part of a split copy: claims the rest of the message

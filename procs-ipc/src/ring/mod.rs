@@ -155,6 +155,20 @@ pub trait Peer {
     fn alive(&self) -> bool;
 }
 
+/// A peer never seen as gone: for a ring whose user watches the other side
+/// itself (or that has none to watch, as a measurement's).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unwatched;
+
+impl Peer for Unwatched {
+    fn closed(&self) -> bool {
+        false
+    }
+    fn alive(&self) -> bool {
+        true
+    }
+}
+
 /// The most bytes an offer's description takes (a whole small frame).
 pub(crate) const OFFER_MAX: usize = SMALL - HEADER;
 
