@@ -1,7 +1,8 @@
 //! The `Communicator` trait, its typed extension, and the world
 //! communicator of the shared-memory transport.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use bytemuck::Pod;
 use serde::Serialize;
@@ -249,7 +250,7 @@ fn exchanged<T>(sent: Request<'_>, got: Result<T>) -> Result<T> {
     Ok(got)
 }
 
-fn encode<T: Serialize + ?Sized>(obj: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize + ?Sized>(obj: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(obj).map_err(|e| Error::Encode(e.to_string()))
 }
 
@@ -283,33 +284,78 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// What every communicator of a rank shares: the engine.
+pub(crate) struct Core {
+    pub(crate) engine: RefCell<Engine>,
+}
+
+/// A communicator of the shared-memory transport: a group of the job's
+/// ranks with a context of its own, so that its messages never match a
+/// receive on another communicator. [`World`] is the one of every rank.
+/// Collectives are its methods, in object and buffer forms
+/// ([`bcast`](Comm::bcast), [`allreduce_buf`](Comm::allreduce_buf), ...).
+///
+/// Not `Send`: the communicators of a rank share its engine, and one
+/// thread of a rank talks through them.
+pub struct Comm {
+    pub(crate) core: Rc<Core>,
+    /// Point-to-point traffic goes with context `2 * ctx`, collectives'
+    /// with `2 * ctx + 1`.
+    pub(crate) ctx: u32,
+    /// The world rank of each member, by rank in this communicator.
+    pub(crate) group: Rc<[usize]>,
+    /// This communicator's rank of each world rank (`-1`: not a member).
+    pub(crate) local: Rc<[i32]>,
+    pub(crate) rank: i32,
+    /// The number of collectives started on this communicator.
+    pub(crate) seq: Cell<u32>,
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Comm")
+            .field("rank", &self.rank)
+            .field("size", &self.group.len())
+            .field("context", &self.ctx)
+            .finish()
+    }
+}
+
 /// The world of a job on this machine: every rank, meeting in one shared
 /// segment. From [`init`](crate::init), or handed to each rank by
-/// [`run`](crate::run).
-///
-/// `Send` but not `Sync`: one thread of a rank talks through it at a time.
+/// [`run`](crate::run). It dereferences to its [`Comm`], whose methods
+/// (collectives, `split`, `create_cart`, ...) it has.
 pub struct World {
-    engine: RefCell<Engine>,
-    rank: i32,
-    size: i32,
+    comm: Comm,
 }
 
 impl std::fmt::Debug for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("World")
-            .field("rank", &self.rank)
-            .field("size", &self.size)
+            .field("rank", &self.comm.rank)
+            .field("size", &self.comm.group.len())
             .finish()
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = Comm;
+
+    fn deref(&self) -> &Comm {
+        &self.comm
     }
 }
 
 impl World {
     pub(crate) fn new(engine: Engine) -> World {
         engine.attach();
-        World {
-            rank: engine.rank as i32,
-            size: engine.size() as i32,
+        let n = engine.size();
+        let rank = engine.rank as i32;
+        let core = Rc::new(Core {
             engine: RefCell::new(engine),
+        });
+        World {
+            comm: Comm::with_group(core, 0, (0..n).collect(), n, rank as usize),
         }
     }
 
@@ -317,7 +363,7 @@ impl World {
     /// up to this many bytes returns without waiting for its receiver (while
     /// the ring towards it has room); a larger one waits for a receive.
     pub fn eager_limit(&self) -> usize {
-        self.engine.borrow().eager_limit()
+        self.comm.engine().eager_limit()
     }
 
     /// Completes this rank's sends in flight and marks it finished (it will
@@ -325,33 +371,91 @@ impl World {
     /// returns, and dropping the world does; calls after it fail.
     #[doc(alias = "Finalize")]
     pub fn finalize(&self) -> Result<()> {
-        self.engine.borrow_mut().finalize()
+        self.comm.engine().finalize()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // A rank unwinding from a panic has not finished its work: the
+        // others learn of its end from its launcher (RankDied), not as a
+        // finish.
+        if !std::thread::panicking()
+            && let Ok(mut e) = self.comm.core.engine.try_borrow_mut()
+        {
+            let _ = e.finalize();
+        }
+    }
+}
+
+impl Comm {
+    /// A communicator of `group` (world ranks, by new rank) with context
+    /// `ctx`, seen from world rank `me` (a member).
+    pub(crate) fn with_group(
+        core: Rc<Core>,
+        ctx: u32,
+        group: Vec<usize>,
+        world_size: usize,
+        me: usize,
+    ) -> Comm {
+        let mut local = vec![-1i32; world_size];
+        for (i, &w) in group.iter().enumerate() {
+            local[w] = i as i32;
+        }
+        Comm {
+            rank: local[me],
+            core,
+            ctx,
+            group: group.into(),
+            local: local.into(),
+            seq: Cell::new(0),
+        }
+    }
+
+    pub(crate) fn engine(&self) -> std::cell::RefMut<'_, Engine> {
+        self.core.engine.borrow_mut()
+    }
+
+    /// The world rank of this communicator's rank `r` (in range).
+    pub(crate) fn world_of(&self, r: i32) -> usize {
+        self.group[r as usize]
+    }
+
+    /// A status from the engine (world ranks) in this communicator's ranks.
+    pub(crate) fn local_status(&self, mut st: Status) -> Status {
+        if st.source >= 0 {
+            st.source = self.local.get(st.source as usize).copied().unwrap_or(-1);
+        }
+        st
     }
 
     fn dest(&self, dest: i32) -> Result<Option<usize>> {
         if dest == PROC_NULL {
             return Ok(None);
         }
-        if dest < 0 || dest >= self.size {
+        if dest < 0 || dest as usize >= self.group.len() {
             return Err(Error::InvalidRank {
                 rank: dest,
-                size: self.size,
+                size: self.group.len() as i32,
             });
         }
-        Ok(Some(dest as usize))
+        Ok(Some(self.world_of(dest)))
     }
 
     fn source(&self, source: i32) -> Result<Option<i32>> {
         if source == PROC_NULL {
             return Ok(None);
         }
-        if source != ANY_SOURCE && (source < 0 || source >= self.size) {
+        if source == ANY_SOURCE {
+            return Ok(Some(ANY_SOURCE));
+        }
+        if source < 0 || source as usize >= self.group.len() {
             return Err(Error::InvalidRank {
                 rank: source,
-                size: self.size,
+                size: self.group.len() as i32,
             });
         }
-        Ok(Some(source))
+        Ok(Some(self.world_of(source) as i32))
     }
 
     fn send_tag(tag: i32) -> Result<i32> {
@@ -368,33 +472,32 @@ impl World {
         Ok(tag)
     }
 
-    fn engine(&self) -> std::cell::RefMut<'_, Engine> {
-        self.engine.borrow_mut()
+    /// The context of this communicator's point-to-point messages.
+    fn p2p(&self) -> u32 {
+        self.ctx * 2
+    }
+
+    /// A receive's status in this communicator's ranks. (An ANY_SOURCE
+    /// receive never matches a rank outside the communicator: communicators
+    /// that share a context number, as the parts of one split do, have no
+    /// member in common, and a rank sends on a context only to its own
+    /// communicator's members.)
+    fn recv_status(&self, r: Result<Status>) -> Result<Status> {
+        r.map(|st| self.local_status(st))
     }
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        // A rank unwinding from a panic has not finished its work: the
-        // others learn of its end from its launcher (RankDied), not as a
-        // finish.
-        if !std::thread::panicking() {
-            let _ = self.engine.get_mut().finalize();
-        }
-    }
-}
-
-impl Communicator for World {
+impl Communicator for Comm {
     fn rank(&self) -> i32 {
         self.rank
     }
 
     fn size(&self) -> i32 {
-        self.size
+        self.group.len() as i32
     }
 
     fn abort(&self, code: i32) -> ! {
-        let engine = self.engine.borrow();
+        let engine = self.core.engine.borrow();
         engine.job.set_aborted(engine.rank, code);
         std::process::exit(code)
     }
@@ -403,7 +506,7 @@ impl Communicator for World {
         let tag = Self::send_tag(tag)?;
         match self.dest(dest)? {
             None => Ok(()),
-            Some(d) => self.engine().send(data, d, tag, false),
+            Some(d) => self.engine().send(data, d, self.p2p(), tag, false),
         }
     }
 
@@ -411,7 +514,7 @@ impl Communicator for World {
         let tag = Self::send_tag(tag)?;
         match self.dest(dest)? {
             None => Ok(()),
-            Some(d) => self.engine().send(data, d, tag, true),
+            Some(d) => self.engine().send(data, d, self.p2p(), tag, true),
         }
     }
 
@@ -419,7 +522,10 @@ impl Communicator for World {
         let tag = Self::recv_tag(tag)?;
         match self.source(source)? {
             None => Ok(Status::proc_null()),
-            Some(s) => self.engine().recv_into(buf, s, tag),
+            Some(s) => {
+                let r = self.engine().recv_into(buf, s, self.p2p(), tag);
+                self.recv_status(r)
+            }
         }
     }
 
@@ -427,7 +533,10 @@ impl Communicator for World {
         let tag = Self::recv_tag(tag)?;
         match self.source(source)? {
             None => Ok((Vec::new(), Status::proc_null())),
-            Some(s) => self.engine().recv_vec(s, tag),
+            Some(s) => {
+                let (v, st) = self.engine().recv_vec(s, self.p2p(), tag)?;
+                Ok((v, self.local_status(st)))
+            }
         }
     }
 
@@ -435,7 +544,10 @@ impl Communicator for World {
         let tag = Self::recv_tag(tag)?;
         match self.source(source)? {
             None => Ok(Status::proc_null()),
-            Some(s) => self.engine().probe(s, tag),
+            Some(s) => {
+                let r = self.engine().probe(s, self.p2p(), tag);
+                self.recv_status(r)
+            }
         }
     }
 
@@ -443,7 +555,10 @@ impl Communicator for World {
         let tag = Self::recv_tag(tag)?;
         match self.source(source)? {
             None => Ok(Some(Status::proc_null())),
-            Some(s) => self.engine().iprobe(s, tag),
+            Some(s) => Ok(self
+                .engine()
+                .iprobe(s, self.p2p(), tag)?
+                .map(|st| self.local_status(st))),
         }
     }
 
@@ -458,7 +573,7 @@ impl Communicator for World {
         match self.dest(dest)? {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(d) => {
-                let id = self.engine().isend(data, d, tag, synchronous)?;
+                let id = self.engine().isend(data, d, self.p2p(), tag, synchronous)?;
                 Ok(Request::new(self, id))
             }
         }
@@ -469,16 +584,17 @@ impl Communicator for World {
         match self.source(source)? {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(s) => {
-                let id = self.engine().irecv(s, tag, max_len)?;
+                let id = self.engine().irecv(s, self.p2p(), tag, max_len)?;
                 Ok(Request::new(self, id))
             }
         }
     }
 }
 
-impl Requests for World {
+impl Requests for Comm {
     fn wait_any(&self, ids: &[u64]) -> Result<(usize, crate::request::Completion)> {
-        self.engine().wait_any(ids)
+        let (i, c) = self.engine().wait_any(ids)?;
+        Ok((i, c.map(|(st, v)| (self.local_status(st), v))))
     }
 
     fn test(&self, id: u64) -> Result<bool> {
@@ -486,7 +602,8 @@ impl Requests for World {
     }
 
     fn take(&self, id: u64) -> Option<crate::request::Completion> {
-        self.engine().take(id)
+        let c = self.engine().take(id)?;
+        Some(c.map(|(st, v)| (self.local_status(st), v)))
     }
 
     fn cancel(&self, id: u64) -> bool {
@@ -494,8 +611,61 @@ impl Requests for World {
     }
 
     fn forget(&self, id: u64) {
-        if let Ok(mut e) = self.engine.try_borrow_mut() {
+        if let Ok(mut e) = self.core.engine.try_borrow_mut() {
             e.forget(id);
         }
+    }
+}
+
+/// The world is a communicator: every call goes to its [`Comm`].
+impl Communicator for World {
+    fn rank(&self) -> i32 {
+        self.comm.rank()
+    }
+
+    fn size(&self) -> i32 {
+        self.comm.size()
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.comm.abort(code)
+    }
+
+    fn send_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
+        self.comm.send_bytes(data, dest, tag)
+    }
+
+    fn ssend_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
+        self.comm.ssend_bytes(data, dest, tag)
+    }
+
+    fn recv_bytes_into(&self, buf: &mut [u8], source: i32, tag: i32) -> Result<Status> {
+        self.comm.recv_bytes_into(buf, source, tag)
+    }
+
+    fn recv_bytes(&self, source: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
+        self.comm.recv_bytes(source, tag)
+    }
+
+    fn probe(&self, source: i32, tag: i32) -> Result<Status> {
+        self.comm.probe(source, tag)
+    }
+
+    fn iprobe(&self, source: i32, tag: i32) -> Result<Option<Status>> {
+        self.comm.iprobe(source, tag)
+    }
+
+    fn isend_bytes(
+        &self,
+        data: Vec<u8>,
+        dest: i32,
+        tag: i32,
+        synchronous: bool,
+    ) -> Result<Request<'_>> {
+        self.comm.isend_bytes(data, dest, tag, synchronous)
+    }
+
+    fn irecv_bytes(&self, source: i32, tag: i32, max_len: Option<usize>) -> Result<Request<'_>> {
+        self.comm.irecv_bytes(source, tag, max_len)
     }
 }

@@ -121,7 +121,7 @@ pub(crate) fn look(job: &Job) {
 fn desc(job: &Job, r: usize) -> Option<WaitDesc> {
     let b = job.rank(r);
     Some(WaitDesc {
-        call: Call::from_code(b.wait_call.load(Ordering::Relaxed))?,
+        call: Call::from_code(b.wait_call.load(Ordering::Relaxed) & 0xff)?,
         peer: b.wait_peer.load(Ordering::Relaxed) as i64 as i32,
         tag: b.wait_tag.load(Ordering::Relaxed) as i64 as i32,
     })
@@ -151,11 +151,13 @@ fn chain(job: &Job, start: usize, blocked: &[usize]) -> String {
             parts.push(format!("rank {r} waits in {} for any rank", w.describe()));
             break;
         }
-        parts.push(format!(
-            "rank {r} waits in {} for rank {}",
-            w.describe(),
-            w.peer
-        ));
+        let coll = job.rank(r).wait_call.load(Ordering::Relaxed) >> 8;
+        let call = if coll != 0 {
+            crate::coll::describe(coll)
+        } else {
+            w.describe()
+        };
+        parts.push(format!("rank {r} waits in {call} for rank {}", w.peer));
         r = w.peer as usize;
     }
     parts.join("; ")

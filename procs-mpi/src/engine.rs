@@ -402,6 +402,13 @@ const STEAL_AFTER: Duration = Duration::from_micros(20);
 pub(crate) struct Engine {
     pub job: Arc<Job>,
     pub rank: usize,
+    /// During a collective: the world ranks taking part, each watched for
+    /// its death while this rank waits (a rank that died fails every
+    /// member's call, not only its neighbours').
+    pub watch: Option<std::rc::Rc<[usize]>>,
+    /// During a collective: what it is, for the deadlock report
+    /// (`crate::coll::describe`); 0 otherwise.
+    pub in_coll: u64,
     size: usize,
     /// Messages up to this many bytes go eager through the ring.
     eager_max: usize,
@@ -504,6 +511,8 @@ impl Engine {
             bells_direct: size <= DIRECT_BELLS,
             polling: false,
             give_up: None,
+            watch: None,
+            in_coll: 0,
             crowded: std::thread::available_parallelism().map_or(true, |p| size > p.get()),
             ids: Vec::new(),
             out_hints: (0..size).map(|_| Default::default()).collect(),
@@ -650,8 +659,7 @@ impl Engine {
         ptr: *const u8,
         len: usize,
         owned: Option<Vec<u8>>,
-        dest: usize,
-        tag: i32,
+        (dest, comm, tag): (usize, u32, i32),
         sync: bool,
     ) -> Result<u64> {
         let id = self.new_id();
@@ -661,7 +669,7 @@ impl Engine {
             let data = unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec();
             let inc = Incoming {
                 src: self.rank,
-                comm: 0,
+                comm,
                 tag,
                 body: Body::Eager(data),
             };
@@ -673,7 +681,7 @@ impl Engine {
         if len <= self.eager_max && !sync {
             Envelope {
                 kind: EAGER,
-                comm: 0,
+                comm,
                 tag,
                 slot: 0,
                 seq: 0,
@@ -701,7 +709,7 @@ impl Engine {
         if len <= self.eager_max {
             Envelope {
                 kind: SYNC,
-                comm: 0,
+                comm,
                 tag,
                 slot: slot as u32,
                 seq,
@@ -713,7 +721,7 @@ impl Engine {
         } else {
             Envelope {
                 kind: RTS,
-                comm: 0,
+                comm,
                 tag,
                 slot: slot as u32,
                 seq,
@@ -1494,10 +1502,18 @@ impl Engine {
     // ----- the calls -----
 
     /// A blocking send.
-    pub(crate) fn send(&mut self, data: &[u8], dest: usize, tag: i32, sync: bool) -> Result<()> {
+    pub(crate) fn send(
+        &mut self,
+        data: &[u8],
+        dest: usize,
+        comm: u32,
+        tag: i32,
+        sync: bool,
+    ) -> Result<()> {
         // SAFETY: `data` is borrowed for this whole call, which waits until
         // the send completes or withdraws it.
-        let id = unsafe { self.start_send(data.as_ptr(), data.len(), None, dest, tag, sync) }?;
+        let id =
+            unsafe { self.start_send(data.as_ptr(), data.len(), None, (dest, comm, tag), sync) }?;
         if let Some(c) = self.done.remove(&id) {
             return c.map(|_| ());
         }
@@ -1516,8 +1532,14 @@ impl Engine {
     }
 
     /// A blocking receive into `buf`.
-    pub(crate) fn recv_into(&mut self, buf: &mut [u8], src: i32, tag: i32) -> Result<Status> {
-        while let Some(inc) = self.take_unexpected(src, tag, 0) {
+    pub(crate) fn recv_into(
+        &mut self,
+        buf: &mut [u8],
+        src: i32,
+        comm: u32,
+        tag: i32,
+    ) -> Result<Status> {
+        while let Some(inc) = self.take_unexpected(src, tag, comm) {
             if let Some(r) = self.deliver_into(inc, buf) {
                 return r;
             }
@@ -1525,7 +1547,7 @@ impl Engine {
         self.current = Some(Current {
             src,
             tag,
-            comm: 0,
+            comm,
             ptr: buf.as_mut_ptr(),
             cap: buf.len(),
             busy: false,
@@ -1542,40 +1564,40 @@ impl Engine {
     }
 
     /// A blocking receive of a message of any length.
-    pub(crate) fn recv_vec(&mut self, src: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
+    pub(crate) fn recv_vec(&mut self, src: i32, comm: u32, tag: i32) -> Result<(Vec<u8>, Status)> {
         // A receive of unknown length: it waits as a receive does.
-        let st = self.probe_as(src, tag, Call::Recv)?;
+        let st = self.probe_as(src, comm, tag, Call::Recv)?;
         let mut buf = Vec::new();
         buf.try_reserve_exact(st.bytes())
             .map_err(|_| Error::OutOfMemory { len: st.bytes() })?;
         buf.resize(st.bytes(), 0);
-        let got = self.recv_into(&mut buf, st.source, st.tag)?;
+        let got = self.recv_into(&mut buf, st.source, comm, st.tag)?;
         buf.truncate(got.bytes());
         Ok((buf, got))
     }
 
     /// Waits for a message matching, and says what it is without taking it.
-    pub(crate) fn probe(&mut self, src: i32, tag: i32) -> Result<Status> {
-        self.probe_as(src, tag, Call::Probe)
+    pub(crate) fn probe(&mut self, src: i32, comm: u32, tag: i32) -> Result<Status> {
+        self.probe_as(src, comm, tag, Call::Probe)
     }
 
-    fn probe_as(&mut self, src: i32, tag: i32, call: Call) -> Result<Status> {
+    fn probe_as(&mut self, src: i32, comm: u32, tag: i32, call: Call) -> Result<Status> {
         let w = WaitDesc {
             call,
             peer: src,
             tag,
         };
-        self.block(w, |e| Ok(e.peek(src, tag)))
+        self.block(w, |e| Ok(e.peek(src, comm, tag)))
     }
 
-    pub(crate) fn iprobe(&mut self, src: i32, tag: i32) -> Result<Option<Status>> {
+    pub(crate) fn iprobe(&mut self, src: i32, comm: u32, tag: i32) -> Result<Option<Status>> {
         let before = self.lives(&WaitDesc {
             call: Call::Probe,
             peer: src,
             tag,
         });
         self.progress()?;
-        match self.peek(src, tag) {
+        match self.peek(src, comm, tag) {
             Some(st) => Ok(Some(st)),
             // Nothing can come from a rank that died: a polling loop ends.
             // (From one that finished, "nothing" is simply the answer.)
@@ -1584,11 +1606,12 @@ impl Engine {
         }
     }
 
-    fn peek(&self, src: i32, tag: i32) -> Option<Status> {
+    fn peek(&self, src: i32, comm: u32, tag: i32) -> Option<Status> {
         self.unexpected
             .iter()
             .find(|m| {
-                matches(src, tag, 0, m.src, m.tag, m.comm) && self.still_offered(m).unwrap_or(false)
+                matches(src, tag, comm, m.src, m.tag, m.comm)
+                    && self.still_offered(m).unwrap_or(false)
             })
             .map(Incoming::status)
     }
@@ -1597,25 +1620,32 @@ impl Engine {
         &mut self,
         data: Vec<u8>,
         dest: usize,
+        comm: u32,
         tag: i32,
         sync: bool,
     ) -> Result<u64> {
         let (ptr, len) = (data.as_ptr(), data.len());
         // SAFETY: `data` moves into the send's record (a Vec's heap buffer
         // does not move with it) and lives until the send completes.
-        unsafe { self.start_send(ptr, len, Some(data), dest, tag, sync) }
+        unsafe { self.start_send(ptr, len, Some(data), (dest, comm, tag), sync) }
     }
 
-    pub(crate) fn irecv(&mut self, src: i32, tag: i32, max: Option<usize>) -> Result<u64> {
+    pub(crate) fn irecv(
+        &mut self,
+        src: i32,
+        comm: u32,
+        tag: i32,
+        max: Option<usize>,
+    ) -> Result<u64> {
         let id = self.new_id();
         let p = Posted {
             id,
             src,
             tag,
-            comm: 0,
+            comm,
             max,
         };
-        match self.take_unexpected(src, tag, 0) {
+        match self.take_unexpected(src, tag, comm) {
             Some(inc) => self.deliver_owned(p, inc)?,
             None => self.posted.push(p),
         }
@@ -1816,6 +1846,13 @@ impl Engine {
     /// pass: what they say holds for everything that pass found.
     fn lives(&self, w: &WaitDesc) -> PeerLife {
         let life = |r: usize| self.job.rank(r).life.load(Ordering::Acquire);
+        if let Some(group) = &self.watch
+            && let Some(&r) = group
+                .iter()
+                .find(|&&r| r != self.rank && crate::job::died(life(r)))
+        {
+            return PeerLife::Died(r);
+        }
         if w.peer >= 0 {
             let p = w.peer as usize;
             if p == self.rank || p >= self.size {
@@ -1940,7 +1977,8 @@ impl Engine {
     /// for and looks for a deadlock.
     fn sleep(&mut self, w: &WaitDesc) -> Result<()> {
         let me = self.job.rank(self.rank);
-        me.wait_call.store(w.call as u64, Ordering::Relaxed);
+        me.wait_call
+            .store(w.call as u64 | self.in_coll << 8, Ordering::Relaxed);
         me.wait_peer.store(w.peer as i64 as u64, Ordering::Relaxed);
         me.wait_tag.store(w.tag as i64 as u64, Ordering::Relaxed);
         self.epoch += 1;
@@ -2011,7 +2049,9 @@ impl Engine {
             // The launcher lives: it records every end, with how.
             return;
         }
-        let peers: Vec<usize> = if w.peer >= 0 {
+        let peers: Vec<usize> = if let Some(group) = &self.watch {
+            group.to_vec()
+        } else if w.peer >= 0 {
             vec![w.peer as usize]
         } else {
             (0..self.size).filter(|&r| r != self.rank).collect()

@@ -172,6 +172,18 @@ pub enum Error {
     /// (the buffer forms and probes complete at once instead).
     #[error("an object receive from PROC_NULL has no object to return")]
     ProcNull,
+    /// The ranks of a collective called it differently (another
+    /// collective, another root, lengths or counts that do not agree).
+    #[error("collective mismatch: {0}")]
+    Mismatch(String),
+
+    /// A rank passed arguments that cannot work (a scatter list whose
+    /// length is not the rank count, a buffer too small for its counts, an
+    /// operation the element type lacks); every rank of the collective
+    /// gets this error, naming the rank.
+    #[error("invalid argument: {0}")]
+    Argument(String),
+
     /// The request was cancelled.
     #[error("the request was cancelled")]
     Cancelled,

@@ -36,6 +36,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod coll;
+mod collective;
 mod comm;
 mod detect;
 mod engine;
@@ -44,15 +46,18 @@ mod frame;
 mod job;
 mod launch;
 mod measure;
+mod op;
 mod request;
 
-pub use comm::{Communicator, CommunicatorExt, World};
+pub use collective::{IN_PLACE, InPlace, SendBuf};
+pub use comm::{Comm, Communicator, CommunicatorExt, World};
 pub use error::{Error, RankEnd, Result};
 pub use job::MAX_RANKS;
 pub use launch::{
     Config, ENV_DEADLOCK, ENV_FD, ENV_RANK, ENV_SINGLE_COPY, ENV_SIZE, LauncherJob, init,
     init_with, launcher_segment, run, run_all, run_or_join, single_copy_here,
 };
+pub use op::{Builtin, Element, ObjectOp, Op, ValueIndex};
 pub use request::{RecvRequest, Request, Requests, test_all, wait_all, wait_any};
 
 /// Matches a message from any source.

@@ -77,17 +77,17 @@ impl Pair {
                 // The first message is a warm-up (and lets the next one be
                 // copied by both sides, as between ranks).
                 let ok = (0..2).all(|_| {
-                    e.recv_into(&mut buf, 0, 0)
+                    e.recv_into(&mut buf, 0, 0, 0)
                         .is_ok_and(|st| st.bytes() == SIZE)
                 });
-                ok && e.send(&[], 0, 1, false).is_ok()
+                ok && e.send(&[], 0, 0, 1, false).is_ok()
                     && buf[SIZE - 1] == 1
                     && e.single_copy_works() == self.single
             });
             let mut e = Engine::new(self.job.clone(), 0, self.single).yielding(give_up);
-            let warm = e.send(&data, 1, 0, false).is_ok();
+            let warm = e.send(&data, 1, 0, 0, false).is_ok();
             let start = Instant::now();
-            let ok = e.send(&data, 1, 0, false).is_ok() && e.recv_into(&mut [], 1, 1).is_ok();
+            let ok = e.send(&data, 1, 0, 0, false).is_ok() && e.recv_into(&mut [], 1, 0, 1).is_ok();
             let spent = start.elapsed();
             let peer_ok = peer.join().unwrap_or(false);
             (warm && ok && peer_ok).then_some(spent)
