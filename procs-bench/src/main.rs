@@ -42,20 +42,18 @@ const CASES: &[(&str, Case)] = &[
     ("mpi_pingpong_obj", mpi_pingpong_obj),
     ("mpi_pingpong_buf", mpi_pingpong_buf),
     ("mpi_bandwidth_1mib", mpi_bandwidth_1mib),
+    ("mpi_bcast_obj", mpi_bcast_obj),
+    ("mpi_allreduce_obj", mpi_allreduce_obj),
+    ("mpi_allreduce_buf", mpi_allreduce_buf),
+    ("mpi_barrier", mpi_barrier),
+    ("mpi_scatter_obj", mpi_scatter_obj),
+    ("mpi_gather_obj", mpi_gather_obj),
+    ("mpi_alltoall_obj", mpi_alltoall_obj),
+    ("mpi_allreduce_1mib", mpi_allreduce_1mib),
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
-const PLANNED: &[&str] = &[
-    "manager_dict_rtt",
-    "mpi_bcast_obj",
-    "mpi_allreduce_obj",
-    "mpi_allreduce_buf",
-    "mpi_barrier",
-    "mpi_scatter_obj",
-    "mpi_gather_obj",
-    "mpi_alltoall_obj",
-    "mpi_allreduce_1mib",
-];
+const PLANNED: &[&str] = &["manager_dict_rtt"];
 
 /// Start and join, one after another, 300 processes that run an empty function.
 fn spawn_join() -> Result<Figure, String> {
@@ -480,15 +478,109 @@ fn mpi_two(
     Ok(values[0])
 }
 
-/// A barrier of two ranks (procs-mpi has no collectives yet): an empty
-/// message each way. The peers call MPI_Barrier here.
+use procs_mpi::Communicator as _;
+
+/// The peers' barrier before a timed loop.
 fn barrier2(world: &procs_mpi::World) -> Result<(), String> {
-    use procs_mpi::{Communicator, CommunicatorExt};
-    let other = 1 - world.rank();
-    world
-        .sendrecv_buf::<u8, u8>(&[], other, 99, &mut [], other, 99)
-        .map_err(err)?;
-    Ok(())
+    world.barrier().map_err(err)
+}
+
+/// Two ranks, `n` calls of `call` after a barrier (as the peers time
+/// them); us per call on rank 0.
+fn mpi_collective(
+    n: u32,
+    call: impl Fn(&procs_mpi::World) -> Result<(), String> + Send + Sync + 'static,
+) -> Result<Figure, String> {
+    let us = mpi_two(move |world| {
+        barrier2(world)?;
+        let t = Instant::now();
+        for _ in 0..n {
+            call(world)?;
+        }
+        Ok(t.elapsed().as_secs_f64() / f64::from(n) * 1e6)
+    })?;
+    Ok(Figure {
+        value: us,
+        unit: "us",
+        better: "lower",
+    })
+}
+
+fn expect<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("got {got:?}, expected {want:?}"))
+    }
+}
+
+/// Broadcast of the integer 42 from rank 0, as an object.
+fn mpi_bcast_obj() -> Result<Figure, String> {
+    mpi_collective(20_000, |w| {
+        let v = (w.rank() == 0).then_some(42i64);
+        expect(w.bcast(v.as_ref(), 0).map_err(err)?, 42)
+    })
+}
+
+/// Allreduce (sum) of each rank's number, as an object.
+fn mpi_allreduce_obj() -> Result<Figure, String> {
+    use procs_mpi::Op;
+    mpi_collective(20_000, |w| {
+        expect(w.allreduce(&i64::from(w.rank()), Op::SUM).map_err(err)?, 1)
+    })
+}
+
+/// Allreduce (sum) of one f64, as a buffer.
+fn mpi_allreduce_buf() -> Result<Figure, String> {
+    use procs_mpi::Op;
+    mpi_collective(50_000, |w| {
+        let mut b = [0.0f64];
+        w.allreduce_buf(&[1.0f64], &mut b, Op::SUM).map_err(err)?;
+        expect(b[0], 2.0)
+    })
+}
+
+fn mpi_barrier() -> Result<Figure, String> {
+    mpi_collective(50_000, |w| w.barrier().map_err(err))
+}
+
+/// Scatter of `[0, 1]` from rank 0, as objects.
+fn mpi_scatter_obj() -> Result<Figure, String> {
+    mpi_collective(20_000, |w| {
+        let list = [0i64, 1];
+        let from = (w.rank() == 0).then_some(&list[..]);
+        expect(w.scatter(from, 0).map_err(err)?, i64::from(w.rank()))
+    })
+}
+
+/// Gather of each rank's number at rank 0, as objects.
+fn mpi_gather_obj() -> Result<Figure, String> {
+    mpi_collective(20_000, |w| {
+        let got = w.gather(&i64::from(w.rank()), 0).map_err(err)?;
+        expect(got, (w.rank() == 0).then(|| vec![0i64, 1]))
+    })
+}
+
+/// Alltoall of `[0, 1]` on each rank, as objects.
+fn mpi_alltoall_obj() -> Result<Figure, String> {
+    mpi_collective(20_000, |w| {
+        let r = i64::from(w.rank());
+        expect(w.alltoall(&[0i64, 1]).map_err(err)?, vec![r, r])
+    })
+}
+
+/// Allreduce (sum) of 131,072 f64 (1 MiB), as buffers.
+fn mpi_allreduce_1mib() -> Result<Figure, String> {
+    use procs_mpi::Op;
+    let k = 1 << 17;
+    let a = vec![1.0f64; k];
+    // One result buffer for every call, as the peers have.
+    let out = std::sync::Mutex::new(vec![0.0f64; k]);
+    mpi_collective(200, move |w| {
+        let mut out = out.lock().map_err(err)?;
+        w.allreduce_buf(&a, &mut out, Op::SUM).map_err(err)?;
+        expect((out[0], out[k - 1]), (2.0, 2.0))
+    })
 }
 
 /// Two ranks, 20,000 round trips of a small object (the integer 7, as the
