@@ -55,6 +55,11 @@ recipes! {
     mpi_hello = "../examples/mpi_hello.rs": "Hello world from every MPI rank",
     mpi_point_to_point = "../examples/mpi_point_to_point.rs": "Send objects from one rank to another",
     mpi_deadlock = "../examples/mpi_deadlock.rs": "A deadlock between two ranks, reported, and its fixes",
+    mpi_broadcast = "../examples/mpi_broadcast.rs": "Broadcast a variable from rank 0 to every rank",
+    mpi_scatter = "../examples/mpi_scatter.rs": "Scatter a list from rank 0, one element per rank",
+    mpi_gather = "../examples/mpi_gather.rs": "Gather one value from every rank at rank 0",
+    mpi_alltoall = "../examples/mpi_alltoall.rs": "Every rank sends a part of its buffer to every rank",
+    mpi_reduce = "../examples/mpi_reduce.rs": "Sum the ranks' buffers element by element at rank 0",
 }
 
 fn main() -> ExitCode {
