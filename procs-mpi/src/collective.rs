@@ -117,6 +117,17 @@ fn fold<'p, T: Element>(
     Ok(())
 }
 
+/// The payloads of ranks `0..upto` of a round, in rank order, with this
+/// rank's (`me`) own bytes in its place.
+fn parts<'a>(
+    got: &'a [Vec<u8>],
+    upto: usize,
+    me: usize,
+    own: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> {
+    (0..upto).map(move |j| if j == me { own } else { body(&got[j]) })
+}
+
 /// Checks counts and displacements against a buffer of `len` elements.
 fn check_layout(counts: &[usize], displs: &[usize], len: usize, n: usize) -> Option<String> {
     if counts.len() != n || displs.len() != n {
@@ -952,13 +963,7 @@ impl Comm {
         if let (true, Some(r)) = (is_root, recv) {
             let own = Self::input(&send, r).into_owned();
             let me = self.me();
-            let parts = (0..self.n()).map(|j| {
-                if j == me {
-                    as_bytes(&own)
-                } else {
-                    body(&got[j])
-                }
-            });
+            let parts = parts(&got, self.n(), me, as_bytes(&own));
             fold(&op, r, parts)?;
         }
         Ok(())
@@ -1011,13 +1016,7 @@ impl Comm {
         };
         let got = self.round(sig, failed, out, expect)?;
         let me = self.me();
-        let parts = (0..self.n()).map(|j| {
-            if j == me {
-                as_bytes(&own)
-            } else {
-                body(&got[j])
-            }
-        });
+        let parts = parts(&got, self.n(), me, as_bytes(&own));
         fold(&op, recv, parts)
     }
 
@@ -1054,13 +1053,7 @@ impl Comm {
         let mut mine = own[lo..hi].to_vec();
         let own_part = own[lo..hi].to_vec();
         drop(own);
-        let parts = (0..n).map(|j| {
-            if j == me {
-                as_bytes(&own_part)
-            } else {
-                body(&got[j])
-            }
-        });
+        let parts = parts(&got, n, me, as_bytes(&own_part));
         fold(op, &mut mine, parts)?;
         drop(got);
         let mut expect = self.any_len();
@@ -1142,13 +1135,7 @@ impl Comm {
         if upto == 0 {
             return Ok(());
         }
-        let parts = (0..upto).map(|j| {
-            if j == me {
-                as_bytes(&own)
-            } else {
-                body(&got[j])
-            }
-        });
+        let parts = parts(&got, upto, me, as_bytes(&own));
         fold(&op, recv, parts)
     }
 
@@ -1250,13 +1237,7 @@ impl Comm {
         }
         let got = self.round(sig, failed, out, expect)?;
         let own = &src[displs[me]..displs[me] + counts[me]];
-        let parts = (0..n).map(|j| {
-            if j == me {
-                as_bytes(own)
-            } else {
-                body(&got[j])
-            }
-        });
+        let parts = parts(&got, n, me, as_bytes(own));
         fold(&op, &mut recv[..counts[me]], parts)
     }
 }
