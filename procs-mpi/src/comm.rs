@@ -284,14 +284,18 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// What every communicator of a rank shares: the engine.
+/// What every communicator of a rank shares: the engine, and the next
+/// context number this rank would offer for a new communicator.
 pub(crate) struct Core {
     pub(crate) engine: RefCell<Engine>,
+    pub(crate) next_ctx: Cell<u32>,
 }
 
 /// A communicator of the shared-memory transport: a group of the job's
 /// ranks with a context of its own, so that its messages never match a
-/// receive on another communicator. [`World`] is the one of every rank.
+/// receive on another communicator. [`World`] is the one of every rank;
+/// [`dup`](Comm::dup), [`split`](Comm::split) and [`create`](Comm::create)
+/// make others.
 /// Collectives are its methods, in object and buffer forms
 /// ([`bcast`](Comm::bcast), [`allreduce_buf`](Comm::allreduce_buf), ...).
 ///
@@ -353,6 +357,7 @@ impl World {
         let rank = engine.rank as i32;
         let core = Rc::new(Core {
             engine: RefCell::new(engine),
+            next_ctx: Cell::new(1),
         });
         World {
             comm: Comm::with_group(core, 0, (0..n).collect(), n, rank as usize),

@@ -43,6 +43,7 @@ mod detect;
 mod engine;
 mod error;
 mod frame;
+mod group;
 mod job;
 mod launch;
 mod measure;
@@ -52,6 +53,7 @@ mod request;
 pub use collective::{IN_PLACE, InPlace, SendBuf};
 pub use comm::{Comm, Communicator, CommunicatorExt, World};
 pub use error::{Error, RankEnd, Result};
+pub use group::{Group, SplitType};
 pub use job::MAX_RANKS;
 pub use launch::{
     Config, ENV_DEADLOCK, ENV_FD, ENV_RANK, ENV_SINGLE_COPY, ENV_SIZE, LauncherJob, init,
@@ -66,6 +68,10 @@ pub const ANY_SOURCE: i32 = -1;
 pub const ANY_TAG: i32 = -1;
 /// A rank that makes a send or receive a no-op.
 pub const PROC_NULL: i32 = -2;
+
+/// MPI's `UNDEFINED`: the color of a rank that wants no part of a
+/// [`split`](Comm::split), and the rank of a process outside a [`Group`].
+pub const UNDEFINED: i32 = -32766;
 
 /// What a receive (or probe) found: the message's source, tag and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
