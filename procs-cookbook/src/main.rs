@@ -60,6 +60,7 @@ recipes! {
     mpi_gather = "../examples/mpi_gather.rs": "Gather one value from every rank at rank 0",
     mpi_alltoall = "../examples/mpi_alltoall.rs": "Every rank sends a part of its buffer to every rank",
     mpi_reduce = "../examples/mpi_reduce.rs": "Sum the ranks' buffers element by element at rank 0",
+    mpi_topology = "../examples/mpi_topology.rs": "Ranks on a 2 x 2 grid, their neighbours on the mesh and on the torus",
 }
 
 fn main() -> ExitCode {

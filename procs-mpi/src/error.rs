@@ -184,6 +184,12 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Argument(String),
 
+    /// A call that needs a Cartesian communicator's grid with arguments
+    /// that do not fit it (coordinates outside a non-periodic grid, a
+    /// grid larger than the communicator).
+    #[error("topology: {0}")]
+    Topology(String),
+
     /// The request was cancelled.
     #[error("the request was cancelled")]
     Cancelled,

@@ -49,6 +49,7 @@ mod launch;
 mod measure;
 mod op;
 mod request;
+mod topo;
 
 pub use collective::{IN_PLACE, InPlace, SendBuf};
 pub use comm::{Comm, Communicator, CommunicatorExt, World};
@@ -61,6 +62,7 @@ pub use launch::{
 };
 pub use op::{Builtin, Element, ObjectOp, Op, ValueIndex};
 pub use request::{RecvRequest, Request, Requests, test_all, wait_all, wait_any};
+pub use topo::{CartComm, dims_create};
 
 /// Matches a message from any source.
 pub const ANY_SOURCE: i32 = -1;
