@@ -14,9 +14,31 @@
 //! A round waits with the whole group watched: a member that dies fails
 //! every other member's call with `RankDied` naming it, whichever member
 //! each was waiting for.
+//!
+//! On a communicator of the whole world in the world's order (the world
+//! and its duplicates) a round goes through the job's collective buffers
+//! instead of messages: each rank packs its messages for the members into
+//! one of its own two buffers (one copy of a payload that is the same for
+//! all, as in bcast and allreduce), publishes the world collective's number
+//! `k`, and reads each member's part from that member's buffer once it
+//! shows `k`. A part too large for the buffer goes as messages, the buffer
+//! saying so. Buffer `k % 2` is written again only for collective `k + 2`,
+//! and a rank starts that only after it saw every member's part of `k + 1`,
+//! which each member wrote after it had read everything of `k`: a buffer is
+//! never written while a member may still read it. This holds because every
+//! rank makes the same sequence of world collectives (collectives on
+//! communicators that share ranks are called in the same order on every
+//! rank); one made on another communicator at the same number is a
+//! `Mismatch`, as the header carries the context.
+
+use std::sync::atomic::Ordering;
+
+use procs_ipc::ring::Bytes;
 
 use crate::comm::Comm;
+use crate::engine::{Call, Engine, WaitDesc};
 use crate::error::{Error, Result};
+use crate::job::COLL_BIG;
 
 /// The header's length; payloads follow it.
 pub(crate) const HDR: usize = 32;
@@ -246,25 +268,27 @@ pub(crate) fn describe(code: u64) -> String {
 struct Header {
     sig: Sig,
     seq: u32,
+    /// The sender's communicator context.
+    ctx: u32,
     failed: bool,
     expect: u64,
 }
 
-fn write_header(out: &mut [u8], sig: &Sig, seq: u32, failed: bool, expect: u64) {
+fn write_header(out: &mut [u8], sig: &Sig, seq: u32, ctx: u32, failed: bool, expect: u64) {
     out[0] = MAGIC;
     out[1] = sig.kind as u8;
     out[2] = if failed { FAILED } else { 0 };
     out[3] = 0;
     out[4..8].copy_from_slice(&sig.root.to_le_bytes());
     out[8..12].copy_from_slice(&seq.to_le_bytes());
-    out[12..16].copy_from_slice(&[0; 4]);
+    out[12..16].copy_from_slice(&ctx.to_le_bytes());
     out[16..24].copy_from_slice(&sig.arg().to_le_bytes());
     out[24..32].copy_from_slice(&expect.to_le_bytes());
 }
 
 fn read_header(b: &[u8]) -> Option<Header> {
     let h = b.get(..HDR)?;
-    if h[0] != MAGIC || h[2] & !FAILED != 0 || h[3] != 0 || h[12..16] != [0; 4] {
+    if h[0] != MAGIC || h[2] & !FAILED != 0 || h[3] != 0 {
         return None;
     }
     let kind = Kind::from_code(h[1])?;
@@ -273,6 +297,7 @@ fn read_header(b: &[u8]) -> Option<Header> {
     Some(Header {
         sig: Sig::from_parts(kind, root, word(16)),
         seq: u32::from_le_bytes(h[8..12].try_into().ok()?),
+        ctx: u32::from_le_bytes(h[12..16].try_into().ok()?),
         failed: h[2] & FAILED != 0,
         expect: word(24),
     })
@@ -291,6 +316,85 @@ pub(crate) fn body(msg: &[u8]) -> &[u8] {
     &msg[HDR.min(msg.len())..]
 }
 
+/// Where a packed part's table starts: after the header and the count.
+const TABLE: usize = HDR + 4;
+/// Bytes of a table entry: offset, length (u32 each), expected length.
+const ENTRY: usize = 16;
+
+/// Writes a round's messages (`out[j]`, header and payload, for every
+/// member `j` but `me`) into a collective buffer: one header (the
+/// members' differ only in the expected length, which the table holds),
+/// the member count, a table of (offset, length, expected length) by
+/// member, then the payloads, one copy of those equal to the one before.
+/// Returns the bytes written, or `None` if they do not fit.
+fn pack(out: &[Vec<u8>], me: usize, data: &impl Bytes) -> Option<u64> {
+    let n = out.len();
+    let first = (0..n).find(|&j| j != me)?;
+    let mut end = TABLE.checked_add(n.checked_mul(ENTRY)?)?;
+    let mut prev: Option<usize> = None;
+    for j in (0..n).filter(|&j| j != me) {
+        if prev.is_none_or(|q| out[q][HDR..] != out[j][HDR..]) {
+            end = end.checked_add(out[j].len() - HDR)?;
+        }
+        prev = Some(j);
+    }
+    if end > data.len() || end > u32::MAX as usize {
+        return None;
+    }
+    data.write(0, &out[first][..HDR]);
+    data.write(HDR, &(n as u32).to_le_bytes());
+    let mut at = TABLE + n * ENTRY;
+    let mut prev: Option<(usize, usize)> = None;
+    for j in 0..n {
+        let mut entry = [0u8; ENTRY];
+        if j != me {
+            let body = &out[j][HDR..];
+            let off = match prev {
+                Some((q, off)) if out[q][HDR..] == *body => off,
+                _ => {
+                    data.write(at, body);
+                    at += body.len();
+                    at - body.len()
+                }
+            };
+            prev = Some((j, off));
+            entry[..4].copy_from_slice(&(off as u32).to_le_bytes());
+            entry[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+            entry[8..].copy_from_slice(&out[j][24..32]);
+        }
+        data.write(TABLE + j * ENTRY, &entry);
+    }
+    Some(at as u64)
+}
+
+/// Member `me`'s message (header and payload) from a collective buffer
+/// of `len` bytes written by [`pack`] for `n` members; `None` if it does
+/// not parse.
+fn unpack(data: &impl Bytes, len: u64, me: usize, n: usize) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok().filter(|&l| l <= data.len())?;
+    let table_end = TABLE.checked_add(n.checked_mul(ENTRY)?)?;
+    if len < table_end {
+        return None;
+    }
+    let mut count = [0u8; 4];
+    data.read(HDR, &mut count);
+    if u32::from_le_bytes(count) as usize != n {
+        return None;
+    }
+    let mut entry = [0u8; ENTRY];
+    data.read(TABLE + me * ENTRY, &mut entry);
+    let off = u32::from_le_bytes(entry[..4].try_into().ok()?) as usize;
+    let plen = u32::from_le_bytes(entry[4..8].try_into().ok()?) as usize;
+    if off < table_end || off.checked_add(plen)? > len {
+        return None;
+    }
+    let mut msg = vec![0u8; HDR + plen];
+    data.read(0, &mut msg[..HDR]);
+    msg[24..32].copy_from_slice(&entry[8..]);
+    data.read(off, &mut msg[HDR..]);
+    Some(msg)
+}
+
 /// A round whose messages are on their way: the receives are posted.
 pub(crate) struct Pending {
     sig: Sig,
@@ -303,6 +407,10 @@ pub(crate) struct Pending {
     sent: Vec<u64>,
     /// What this rank expects from each member.
     expect: Vec<u64>,
+    /// The world collective's number, when the round goes through the
+    /// collective buffers (its receives are then posted as they are found
+    /// needed).
+    world: Option<u64>,
 }
 
 impl Comm {
@@ -329,29 +437,64 @@ impl Comm {
         let seq = self.next_seq();
         let tag = (seq & 0x7fff_ffff) as i32;
         let ctx = self.ctx * 2 + 1;
+        let mut sent = vec![0u64; n];
+        for j in (0..n).filter(|&j| j != me) {
+            let msg = &mut out[j];
+            if let Some(why) = &failed {
+                *msg = frame(why.as_bytes());
+            }
+            if msg.len() < HDR {
+                msg.resize(HDR, 0);
+            }
+            sent[j] = (msg.len() - HDR) as u64;
+            write_header(msg, &sig, seq, self.ctx, failed.is_some(), expect[j]);
+        }
         let mut recvs = vec![None; n];
         let mut sends = Vec::with_capacity(n.saturating_sub(1));
-        let mut sent = vec![0u64; n];
         let mut e = self.engine();
-        let mut post = || -> Result<()> {
-            for j in (0..n).filter(|&j| j != me) {
-                recvs[j] = Some(e.irecv(self.group[j] as i32, ctx, tag, None)?);
+        let world = self.whole_world(&e).then(|| {
+            let k = self.core.world_colls.get() + 1;
+            self.core.world_colls.set(k);
+            k
+        });
+        let packed = match world {
+            Some(k) => {
+                let (ctl, data) = e.job.coll_buf(me, (k % 2) as usize);
+                let len = pack(&out, me, &data);
+                ctl.len.store(len.unwrap_or(COLL_BIG), Ordering::Relaxed);
+                len.is_some()
             }
-            for j in (0..n).filter(|&j| j != me) {
-                let mut msg = match &failed {
-                    Some(why) => frame(why.as_bytes()),
-                    None => std::mem::take(&mut out[j]),
-                };
-                if msg.len() < HDR {
-                    msg.resize(HDR, 0);
+            None => false,
+        };
+        let mut post = || -> Result<()> {
+            if world.is_none() {
+                for j in (0..n).filter(|&j| j != me) {
+                    recvs[j] = Some(e.irecv(self.group[j] as i32, ctx, tag, None)?);
                 }
-                sent[j] = (msg.len() - HDR) as u64;
-                write_header(&mut msg, &sig, seq, failed.is_some(), expect[j]);
-                sends.push(e.isend(msg, self.group[j], ctx, tag, false)?);
+            }
+            if !packed {
+                for j in (0..n).filter(|&j| j != me) {
+                    let msg = std::mem::take(&mut out[j]);
+                    sends.push(e.isend(msg, self.group[j], ctx, tag, false)?);
+                }
             }
             Ok(())
         };
-        if let Err(err) = post() {
+        let posted = post();
+        if let Some(k) = world {
+            // Published even after a failed post: the members' rounds end
+            // (a member that cannot send reports it), and the numbering
+            // stays the same on every rank.
+            e.job
+                .coll_buf(me, (k % 2) as usize)
+                .0
+                .op
+                .store(k, Ordering::Release);
+            for &r in self.group.iter().filter(|&&r| r != me) {
+                e.job.rank(r).bell.ring();
+            }
+        }
+        if let Err(err) = posted {
             for id in recvs.iter().flatten().chain(&sends) {
                 e.forget(*id);
             }
@@ -365,7 +508,18 @@ impl Comm {
             sends,
             sent,
             expect,
+            world,
         })
+    }
+
+    /// Whether this communicator's rounds go through the world's
+    /// collective buffers: it holds every rank of the job, in the world's
+    /// order (the world, its duplicates). Every rank then makes the same
+    /// sequence of them, as collectives on communicators that share ranks
+    /// are called in the same order everywhere.
+    fn whole_world(&self, e: &Engine) -> bool {
+        let n = self.group.len();
+        n > 1 && n == e.size() && self.group.iter().enumerate().all(|(i, &r)| i == r)
     }
 
     /// Waits for a round's messages and checks every header; returns each
@@ -397,6 +551,9 @@ impl Comm {
             .collect();
         let mut sends = p.sends.clone();
         let mut result = Ok(());
+        if let Some(k) = p.world {
+            result = self.read_buffers(&mut e, k, p.seq, &mut got, &mut waiting);
+        }
         while !waiting.is_empty() && result.is_ok() {
             let ids: Vec<u64> = waiting.iter().map(|&(_, id)| id).collect();
             match e.wait_any(&ids) {
@@ -459,6 +616,49 @@ impl Comm {
         self.finish_round(p)
     }
 
+    /// Reads each member's part of world collective `k` from its
+    /// collective buffer, waiting for it to be written; a part that went
+    /// as messages is received (its receive joins `waiting`).
+    fn read_buffers(
+        &self,
+        e: &mut Engine,
+        k: u64,
+        seq: u32,
+        got: &mut [Vec<u8>],
+        waiting: &mut Vec<(usize, u64)>,
+    ) -> Result<()> {
+        let me = self.rank as usize;
+        let n = self.group.len();
+        let parity = (k % 2) as usize;
+        let written =
+            |e: &Engine, r: usize| e.job.coll_buf(r, parity).0.op.load(Ordering::Acquire) == k;
+        for j in (0..n).filter(|&j| j != me) {
+            if !written(e, j) {
+                e.coll_want = Some((j, parity, k));
+                let w = WaitDesc {
+                    call: Call::Coll,
+                    peer: j as i32,
+                    tag: (k & 0x7fff_ffff) as i32,
+                };
+                let r = e.block(w, |e| Ok(written(e, j).then_some(())));
+                e.coll_want = None;
+                r?;
+            }
+            let (ctl, data) = e.job.coll_buf(j, parity);
+            let len = ctl.len.load(Ordering::Relaxed);
+            if len == COLL_BIG {
+                let tag = (seq & 0x7fff_ffff) as i32;
+                waiting.push((j, e.irecv(j as i32, self.ctx * 2 + 1, tag, None)?));
+            } else {
+                got[j] = unpack(&data, len, me, n).ok_or_else(|| Error::Corrupt {
+                    rank: j as i32,
+                    what: "a collective's buffer does not parse".into(),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// The same verdict from the headers on every rank that differs: a
     /// different call first, then a member's bad arguments (the lowest
     /// rank's), then lengths that do not agree.
@@ -478,6 +678,17 @@ impl Comm {
         }
         for (j, h) in headers.iter().enumerate() {
             let Some(h) = h else { continue };
+            if h.ctx != self.ctx {
+                return Err(Error::Mismatch(format!(
+                    "rank {me} called {} on communicator {}, rank {j} called {} on \
+                     communicator {}: collectives on communicators that share ranks \
+                     are called in the same order on every rank",
+                    p.sig.describe(),
+                    self.ctx,
+                    h.sig.describe(),
+                    h.ctx
+                )));
+            }
             if h.sig != p.sig || h.seq != p.seq {
                 return Err(Error::Mismatch(format!(
                     "rank {me} called {}, rank {j} called {}",
@@ -527,13 +738,16 @@ mod tests {
     fn headers_round_trip_and_garbage_does_not_parse() {
         let sig = Sig::new(Kind::Allreduce).count(7).op(1).buffer();
         let mut b = frame(b"xyz");
-        write_header(&mut b, &sig, 41, false, 56);
+        write_header(&mut b, &sig, 41, 9, false, 56);
         let h = read_header(&b).unwrap();
-        assert_eq!((h.sig, h.seq, h.failed, h.expect), (sig, 41, false, 56));
+        assert_eq!(
+            (h.sig, h.seq, h.ctx, h.failed, h.expect),
+            (sig, 41, 9, false, 56)
+        );
         assert_eq!(body(&b), b"xyz");
         assert_eq!(sig.describe(), "allreduce(buffer, count=7, op=SUM)");
         assert!(read_header(&b[..HDR - 1]).is_none());
-        for i in [0usize, 1, 2, 3, 12] {
+        for i in [0usize, 1, 2, 3] {
             let mut bad = b.clone();
             bad[i] = 0xEE;
             assert!(read_header(&bad).is_none(), "byte {i}");

@@ -289,6 +289,9 @@ fn hostname() -> String {
 pub(crate) struct Core {
     pub(crate) engine: RefCell<Engine>,
     pub(crate) next_ctx: Cell<u32>,
+    /// The number of collectives this rank made through the world's
+    /// collective buffers (the next one is this plus one).
+    pub(crate) world_colls: Cell<u64>,
 }
 
 /// A communicator of the shared-memory transport: a group of the job's
@@ -358,6 +361,7 @@ impl World {
         let core = Rc::new(Core {
             engine: RefCell::new(engine),
             next_ctx: Cell::new(1),
+            world_colls: Cell::new(0),
         });
         World {
             comm: Comm::with_group(core, 0, (0..n).collect(), n, rank as usize),

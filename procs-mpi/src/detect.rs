@@ -75,6 +75,24 @@ pub(crate) fn look(job: &Job) {
             }
         }
     }
+    // A part of a world collective written where a blocked rank waits for
+    // it: that rank is about to wake.
+    for &r in &blocked {
+        if let Some(w) = desc(job, r)
+            && w.call == Call::Coll
+            && w.peer >= 0
+            && (w.peer as usize) < n
+        {
+            let op = job
+                .coll_buf(w.peer as usize, (w.tag & 1) as usize)
+                .0
+                .op
+                .load(Ordering::Acquire);
+            if op & 0x7fff_ffff == w.tag as u64 {
+                return;
+            }
+        }
+    }
     for &r in &blocked {
         for k in 0..SLOTS {
             let state = job.slot(r, k).state.load(Ordering::Acquire) & 0xff;

@@ -91,6 +91,9 @@ pub(crate) enum Call {
     WaitRecv = 5,
     WaitSend = 6,
     Finalize = 7,
+    /// Waiting for a member's part of a world collective in its buffer
+    /// (the tag is the collective's number, its low 31 bits).
+    Coll = 8,
 }
 
 impl Call {
@@ -103,6 +106,7 @@ impl Call {
             5 => Call::WaitRecv,
             6 => Call::WaitSend,
             7 => Call::Finalize,
+            8 => Call::Coll,
             _ => return None,
         })
     }
@@ -131,6 +135,7 @@ impl WaitDesc {
             Call::WaitRecv => ("wait for irecv", "source"),
             Call::WaitSend => ("wait for isend", "dest"),
             Call::Finalize => ("finalize, completing a send", "dest"),
+            Call::Coll => ("a collective", "source"),
         };
         format!("{name}({side}={}, tag={tag})", who(self.peer))
     }
@@ -409,6 +414,9 @@ pub(crate) struct Engine {
     /// During a collective: what it is, for the deadlock report
     /// (`crate::coll::describe`); 0 otherwise.
     pub in_coll: u64,
+    /// During a world collective: the rank, buffer parity and collective
+    /// number this rank waits to see in that rank's collective buffer.
+    pub coll_want: Option<(usize, usize, u64)>,
     size: usize,
     /// Messages up to this many bytes go eager through the ring.
     eager_max: usize,
@@ -513,6 +521,7 @@ impl Engine {
             give_up: None,
             watch: None,
             in_coll: 0,
+            coll_want: None,
             crowded: std::thread::available_parallelism().map_or(true, |p| size > p.get()),
             ids: Vec::new(),
             out_hints: (0..size).map(|_| Default::default()).collect(),
@@ -1967,6 +1976,9 @@ impl Engine {
             || self.outq.iter().enumerate().any(|(d, q)| {
                 q.front()
                     .is_some_and(|o| self.job.ring(self.rank, d).has_room_for(o.frame.len()))
+            })
+            || self.coll_want.is_some_and(|(r, parity, op)| {
+                self.job.coll_buf(r, parity).0.op.load(Ordering::Acquire) == op
             })
             || self.job.aborted().is_some()
             || me.wait.load(Ordering::Acquire) == wait_word(self.epoch, CONDEMNED)

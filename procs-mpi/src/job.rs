@@ -8,6 +8,9 @@
 //!             report, doorbell (one 128-byte aligned block each)
 //! slots       n x SLOTS send slots: state (seq << 8 | state), address,
 //!             length, and the receiver's half of a split copy
+//! coll        n x 2 collective buffers (control line, then data): a
+//!             rank writes its part of a collective of the whole world
+//!             into its own, alternating between the two
 //! rings       n x n ring blocks (control, then data); the n on the
 //!             diagonal are never touched, so cost no memory
 //! ```
@@ -27,12 +30,14 @@ use procs_sync::raw::notify::Doorbell;
 use crate::error::{Error, RankEnd, Result};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"procsmpi");
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
 /// Send slots per rank: rendezvous and synchronous sends in flight at once.
 pub(crate) const SLOTS: usize = 64;
 /// Words of a rank's deadlock report (1 KiB of text).
 const REPORT_WORDS: usize = 128;
 const ALIGN: usize = 128;
+/// Bytes of one collective buffer, its control line included.
+pub(crate) const COLL_BUF: usize = 16 << 10;
 
 /// Life bits of a rank.
 pub(crate) const RUNNING: u64 = 1;
@@ -100,6 +105,21 @@ pub(crate) struct RankBlock {
     pub bell: CachePadded<Doorbell>,
 }
 
+/// The control line of a collective buffer, owned by its writing rank.
+#[repr(C, align(128))]
+pub(crate) struct CollCtl {
+    /// The number of the world collective whose part the buffer holds
+    /// (1, 2, ...; 0: none yet), stored last with release.
+    pub op: AtomicU64,
+    /// The bytes of data written, or [`COLL_BIG`]: the part went as
+    /// messages.
+    pub len: AtomicU64,
+}
+
+/// A collective buffer's `len` when its writer sent its part as messages
+/// (it did not fit).
+pub(crate) const COLL_BIG: u64 = u64::MAX;
+
 /// One send slot, owned by its sending rank.
 #[repr(C)]
 pub(crate) struct SendSlot {
@@ -123,6 +143,7 @@ struct Layout {
     cap: usize,
     ranks: usize,
     slots: usize,
+    coll: usize,
     rings: usize,
     ring_stride: usize,
     total: usize,
@@ -136,13 +157,14 @@ impl Layout {
     fn new(n: usize, cap: usize) -> Option<Layout> {
         let ranks = round_up(std::mem::size_of::<Header>(), ALIGN);
         let slots = ranks.checked_add(n.checked_mul(std::mem::size_of::<RankBlock>())?)?;
-        let rings = round_up(
+        let coll = round_up(
             slots.checked_add(
                 n.checked_mul(SLOTS)?
                     .checked_mul(std::mem::size_of::<SendSlot>())?,
             )?,
             ALIGN,
         );
+        let rings = coll.checked_add(n.checked_mul(2 * COLL_BUF)?)?;
         let ring_stride = round_up(std::mem::size_of::<RingCtl>(), ALIGN).checked_add(cap)?;
         let total = rings.checked_add(n.checked_mul(n)?.checked_mul(ring_stride)?)?;
         Some(Layout {
@@ -150,6 +172,7 @@ impl Layout {
             cap,
             ranks,
             slots,
+            coll,
             rings,
             ring_stride,
             total,
@@ -317,6 +340,28 @@ impl Job {
                 .add(self.layout.slots + (r * SLOTS + k) * std::mem::size_of::<SendSlot>())
                 .cast::<SendSlot>()
         }
+    }
+
+    /// Rank `r`'s collective buffer `parity` (0 or 1): its control line
+    /// and its data, `COLL_BUF - 128` bytes that only `r` writes, and only
+    /// while no member can still read them (see `coll.rs`).
+    pub(crate) fn coll_buf(&self, r: usize, parity: usize) -> (&CollCtl, SharedBytes) {
+        assert!(r < self.layout.n && parity < 2);
+        // SAFETY: inside the collective area (r < n, parity < 2: one of
+        // the n x 2 buffers of COLL_BUF bytes), 128-byte aligned (the area
+        // and COLL_BUF are multiples of 128); the control line is atomics
+        // only, valid zeroed.
+        let at = unsafe {
+            self.base
+                .add(self.layout.coll + (2 * r + parity) * COLL_BUF)
+        };
+        let line = std::mem::size_of::<CollCtl>();
+        // SAFETY: as above; `at` is valid for COLL_BUF bytes.
+        let ctl = unsafe { &*at.cast::<CollCtl>() };
+        // SAFETY: the data follows the control line inside the same
+        // buffer; its writer and readers take turns as coll.rs argues.
+        let data = unsafe { SharedBytes::new(at.add(line), COLL_BUF - line) };
+        (ctl, data)
     }
 
     fn ring_block(&self, from: usize, to: usize) -> *mut u8 {
