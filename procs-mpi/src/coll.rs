@@ -498,7 +498,8 @@ impl Comm {
             for id in recvs.iter().flatten().chain(&sends) {
                 e.forget(*id);
             }
-            return Err(err);
+            drop(e);
+            return self.here(Err(err));
         }
         Ok(Pending {
             sig,
@@ -583,7 +584,7 @@ impl Comm {
         }
         (e.watch, e.in_coll) = saved;
         drop(e);
-        result?;
+        self.here(result)?;
         let pair = self.check(&p, &got)?;
         Ok((got, pair))
     }

@@ -438,6 +438,23 @@ impl Comm {
         st
     }
 
+    /// An engine's outcome with the rank it names (world ranks) in this
+    /// communicator's ranks, as the caller knows them.
+    pub(crate) fn here<T>(&self, r: Result<T>) -> Result<T> {
+        let local = |w: i32| match self.local.get(w as usize) {
+            Some(&l) if w >= 0 && l >= 0 => l,
+            _ => w,
+        };
+        r.map_err(|e| match e {
+            Error::RankDied { rank, how } => Error::RankDied {
+                rank: local(rank),
+                how,
+            },
+            Error::RankFinished { rank } => Error::RankFinished { rank: local(rank) },
+            other => other,
+        })
+    }
+
     fn dest(&self, dest: i32) -> Result<Option<usize>> {
         if dest == PROC_NULL {
             return Ok(None);
@@ -515,7 +532,7 @@ impl Communicator for Comm {
         let tag = Self::send_tag(tag)?;
         match self.dest(dest)? {
             None => Ok(()),
-            Some(d) => self.engine().send(data, d, self.p2p(), tag, false),
+            Some(d) => self.here(self.engine().send(data, d, self.p2p(), tag, false)),
         }
     }
 
@@ -523,7 +540,7 @@ impl Communicator for Comm {
         let tag = Self::send_tag(tag)?;
         match self.dest(dest)? {
             None => Ok(()),
-            Some(d) => self.engine().send(data, d, self.p2p(), tag, true),
+            Some(d) => self.here(self.engine().send(data, d, self.p2p(), tag, true)),
         }
     }
 
@@ -532,7 +549,7 @@ impl Communicator for Comm {
         match self.source(source)? {
             None => Ok(Status::proc_null()),
             Some(s) => {
-                let r = self.engine().recv_into(buf, s, self.p2p(), tag);
+                let r = self.here(self.engine().recv_into(buf, s, self.p2p(), tag));
                 self.recv_status(r)
             }
         }
@@ -543,7 +560,7 @@ impl Communicator for Comm {
         match self.source(source)? {
             None => Ok((Vec::new(), Status::proc_null())),
             Some(s) => {
-                let (v, st) = self.engine().recv_vec(s, self.p2p(), tag)?;
+                let (v, st) = self.here(self.engine().recv_vec(s, self.p2p(), tag))?;
                 Ok((v, self.local_status(st)))
             }
         }
@@ -554,7 +571,7 @@ impl Communicator for Comm {
         match self.source(source)? {
             None => Ok(Status::proc_null()),
             Some(s) => {
-                let r = self.engine().probe(s, self.p2p(), tag);
+                let r = self.here(self.engine().probe(s, self.p2p(), tag));
                 self.recv_status(r)
             }
         }
@@ -565,8 +582,7 @@ impl Communicator for Comm {
         match self.source(source)? {
             None => Ok(Some(Status::proc_null())),
             Some(s) => Ok(self
-                .engine()
-                .iprobe(s, self.p2p(), tag)?
+                .here(self.engine().iprobe(s, self.p2p(), tag))?
                 .map(|st| self.local_status(st))),
         }
     }
@@ -582,7 +598,7 @@ impl Communicator for Comm {
         match self.dest(dest)? {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(d) => {
-                let id = self.engine().isend(data, d, self.p2p(), tag, synchronous)?;
+                let id = self.here(self.engine().isend(data, d, self.p2p(), tag, synchronous))?;
                 Ok(Request::new(self, id))
             }
         }
@@ -593,7 +609,7 @@ impl Communicator for Comm {
         match self.source(source)? {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(s) => {
-                let id = self.engine().irecv(s, self.p2p(), tag, max_len)?;
+                let id = self.here(self.engine().irecv(s, self.p2p(), tag, max_len))?;
                 Ok(Request::new(self, id))
             }
         }
@@ -602,17 +618,17 @@ impl Communicator for Comm {
 
 impl Requests for Comm {
     fn wait_any(&self, ids: &[u64]) -> Result<(usize, crate::request::Completion)> {
-        let (i, c) = self.engine().wait_any(ids)?;
-        Ok((i, c.map(|(st, v)| (self.local_status(st), v))))
+        let (i, c) = self.here(self.engine().wait_any(ids))?;
+        Ok((i, self.here(c.map(|(st, v)| (self.local_status(st), v)))))
     }
 
     fn test(&self, id: u64) -> Result<bool> {
-        self.engine().test(id)
+        self.here(self.engine().test(id))
     }
 
     fn take(&self, id: u64) -> Option<crate::request::Completion> {
         let c = self.engine().take(id)?;
-        Some(c.map(|(st, v)| (self.local_status(st), v)))
+        Some(self.here(c.map(|(st, v)| (self.local_status(st), v))))
     }
 
     fn cancel(&self, id: u64) -> bool {

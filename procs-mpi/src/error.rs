@@ -102,7 +102,8 @@ pub enum Error {
         /// The element size.
         size: usize,
     },
-    /// The rank this call waits on (or sends to) ended.
+    /// The rank this call waits on (or sends to) ended (its rank in the
+    /// communicator of the call).
     #[error("rank {rank} {how}")]
     RankDied {
         /// The rank.

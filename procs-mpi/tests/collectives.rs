@@ -452,3 +452,44 @@ fn a_rank_killed_inside_a_collective_fails_every_other_ranks_call() {
         }
     }
 }
+
+#[test]
+fn parts_too_large_for_a_collective_buffer_go_as_messages_beside_packed_ones() {
+    // On the world, rounds go through the ranks' collective buffers (16 KiB
+    // each); a rank whose part does not fit sends it as messages, while the
+    // others' stay packed. On a part of the world, every round is messages.
+    for n in 2..=5 {
+        let got = procs_mpi::run(n, move |w| {
+            let half = w
+                .split(i32::from(w.rank() == 0 && n > 2), 0)
+                .unwrap()
+                .unwrap();
+            let mut out = Vec::new();
+            for comm in [&**w, &half] {
+                let cr = comm.rank() as usize;
+                let cn = comm.size() as usize;
+                // allgather: one payload for all, of 0, 6000, 12000, 18000... bytes.
+                let mine = vec![cr as u8 + 1; cr * 6000];
+                let all: Vec<Vec<u8>> = comm.allgather(&mine).unwrap();
+                let ok_gather = all
+                    .iter()
+                    .enumerate()
+                    .all(|(j, v)| v.len() == j * 6000 && v.iter().all(|&b| b == j as u8 + 1));
+                // alltoall: a different part for each member, (cr + 1) * 1500 bytes each.
+                let parts: Vec<Vec<u8>> = (0..cn)
+                    .map(|j| vec![(cr * 16 + j) as u8; (cr + 1) * 1500])
+                    .collect();
+                let back: Vec<Vec<u8>> = comm.alltoall(&parts).unwrap();
+                let ok_swap = back.iter().enumerate().all(|(j, v)| {
+                    v.len() == (j + 1) * 1500 && v.iter().all(|&b| b == (j * 16 + cr) as u8)
+                });
+                out.push((ok_gather, ok_swap));
+            }
+            out
+        })
+        .unwrap();
+        for (r, g) in got.iter().enumerate() {
+            assert!(g.iter().all(|&(a, b)| a && b), "{n} ranks, rank {r}: {g:?}");
+        }
+    }
+}

@@ -108,3 +108,21 @@ fn create_from_a_group_and_nested_splits() {
         assert!(bad, "rank {r}");
     }
 }
+
+#[test]
+fn collectives_in_different_orders_on_two_communicators_are_a_mismatch() {
+    let got = procs_mpi::run(2, |w| {
+        let dup = w.dup().unwrap();
+        let r = if w.rank() == 0 {
+            w.barrier()
+        } else {
+            dup.barrier()
+        };
+        match r {
+            Err(Error::Mismatch(m)) => m.contains("on communicator"),
+            _ => false,
+        }
+    })
+    .unwrap();
+    assert_eq!(got, [true, true]);
+}

@@ -429,3 +429,99 @@ fn a_rank_that_hangs_while_it_panics_fails_its_waiters_at_once_and_is_ended() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_rank_in_a_receive_while_the_others_wait_in_a_collective_is_a_deadlock_naming_both() {
+    // On the world (collective buffers) and on a part of it (messages).
+    for part in [false, true] {
+        let out = procs_mpi::run(4, move |w| {
+            let sub = w.split(i32::from(w.rank() == 3), 0).unwrap().unwrap();
+            if w.rank() == 3 && part {
+                return String::new();
+            }
+            let comm = if part { &sub } else { &**w };
+            let start = Instant::now();
+            // Rank 2 receives; the others (rank 3 too, on the world) wait
+            // in the barrier.
+            let e = if comm.rank() == 2 {
+                comm.recv::<i32>(0, 0).unwrap_err()
+            } else {
+                comm.barrier().unwrap_err()
+            };
+            assert!(start.elapsed() < Duration::from_secs(2));
+            e.to_string()
+        })
+        .unwrap();
+        let names = |r: usize| {
+            assert!(
+                out[r].starts_with("deadlock: ")
+                    && out[r].contains("waits in barrier()")
+                    && out[r].contains("rank 2 waits in recv(source=0, tag=0) for rank 0"),
+                "part {part}, rank {r}: {}",
+                out[r]
+            );
+        };
+        for r in [0, 1, 2] {
+            names(r);
+        }
+        assert!(
+            out[0].starts_with("deadlock: rank 0 waits in barrier() for rank 2;"),
+            "{}",
+            out[0]
+        );
+    }
+}
+
+#[test]
+fn a_rank_killed_at_any_moment_of_a_collective_fails_the_others_within_100_ms() {
+    // Four shapes: small and large parts, on the world (collective
+    // buffers) and on a reordered communicator of the same ranks
+    // (messages); the victim dies at a moment that moves through the call.
+    let mut delays = Vec::new();
+    for trial in 0..24u64 {
+        let out = procs_mpi::run_all(4, move |w| {
+            let comm = w
+                .split(0, if trial % 4 < 2 { 0 } else { -w.rank() })
+                .unwrap()
+                .unwrap();
+            let comm = if trial % 4 < 2 { &**w } else { &comm };
+            let victim = comm.size() - 1;
+            comm.barrier().unwrap();
+            if comm.rank() == victim {
+                spin_for(Duration::from_micros((trial / 4) * 150));
+                let at = now_ns();
+                for r in 0..victim {
+                    comm.send(&at, r, 9).unwrap();
+                }
+                die_by_sigkill();
+            }
+            let res = if trial % 2 == 0 {
+                comm.allreduce_buf(&[1u64; 16], &mut [0; 16], procs_mpi::Op::SUM)
+            } else {
+                let v = (comm.rank() == 0).then_some(vec![3u8; 40_000]);
+                comm.bcast(v.as_ref(), 0).map(drop)
+            };
+            let seen = now_ns();
+            let at: u64 = comm.recv(victim, 9).unwrap();
+            let named = matches!(res, Err(Error::RankDied { rank, .. }) if rank == victim);
+            (named, seen.saturating_sub(at), format!("{res:?}"))
+        })
+        .unwrap();
+        // The victim is the last rank of the communicator: world rank 3,
+        // or world rank 0 on the reordered one.
+        let victim = if trial % 4 < 2 { 3 } else { 0 };
+        assert!(
+            matches!(&out[victim], Err(Error::RankFailed { .. })),
+            "trial {trial}"
+        );
+        for (r, o) in out.iter().enumerate().filter(|&(r, _)| r != victim) {
+            let (named, ns, _) = o
+                .as_ref()
+                .unwrap_or_else(|e| panic!("trial {trial}, rank {r}: {e}"));
+            assert!(named, "trial {trial}, rank {r}: {o:?}");
+            delays.push(*ns);
+        }
+    }
+    assert!(median(delays.clone()) < 100_000_000, "{delays:?}");
+    assert!(delays.iter().all(|&d| d < 2_000_000_000), "{delays:?}");
+}
