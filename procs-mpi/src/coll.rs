@@ -413,6 +413,13 @@ pub(crate) struct Pending {
     world: Option<u64>,
 }
 
+impl Pending {
+    /// The engine requests of the round's messages.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.recvs.iter().flatten().chain(&self.sends).copied()
+    }
+}
+
 impl Comm {
     /// The tag and collective context of the next collective.
     fn next_seq(&self) -> u32 {
@@ -429,8 +436,32 @@ impl Comm {
         &self,
         sig: Sig,
         failed: Option<String>,
+        out: Vec<Vec<u8>>,
+        expect: Vec<u64>,
+    ) -> Result<Pending> {
+        self.start_round_via(sig, failed, out, expect, true)
+    }
+
+    /// As [`start_round`](Comm::start_round), always as messages: for a
+    /// round left pending while this rank makes others (a nonblocking
+    /// collective), which the collective buffers' turn-taking cannot hold.
+    pub(crate) fn start_round_messages(
+        &self,
+        sig: Sig,
+        failed: Option<String>,
+        out: Vec<Vec<u8>>,
+        expect: Vec<u64>,
+    ) -> Result<Pending> {
+        self.start_round_via(sig, failed, out, expect, false)
+    }
+
+    fn start_round_via(
+        &self,
+        sig: Sig,
+        failed: Option<String>,
         mut out: Vec<Vec<u8>>,
         expect: Vec<u64>,
+        buffers: bool,
     ) -> Result<Pending> {
         let n = self.group.len();
         let me = self.rank as usize;
@@ -452,7 +483,7 @@ impl Comm {
         let mut recvs = vec![None; n];
         let mut sends = Vec::with_capacity(n.saturating_sub(1));
         let mut e = self.engine();
-        let world = self.whole_world(&e).then(|| {
+        let world = (buffers && self.whole_world(&e)).then(|| {
             let k = self.core.world_colls.get() + 1;
             self.core.world_colls.set(k);
             k

@@ -74,7 +74,7 @@ impl<T> From<InPlace> for SendBuf<'_, T> {
 /// folds one slice of every rank's buffer, then the slices are shared.
 pub(crate) const LARGE: usize = 64 << 10;
 
-fn as_bytes<T: Pod>(s: &[T]) -> &[u8] {
+pub(crate) fn as_bytes<T: Pod>(s: &[T]) -> &[u8] {
     bytemuck::cast_slice(s)
 }
 
@@ -91,7 +91,7 @@ fn elems<T: Pod>(b: &[u8]) -> Cow<'_, [T]> {
     }
 }
 
-fn copy_into<T: Pod>(dst: &mut [T], src: &[u8]) {
+pub(crate) fn copy_into<T: Pod>(dst: &mut [T], src: &[u8]) {
     let d: &mut [u8] = bytemuck::cast_slice_mut(dst);
     let n = d.len().min(src.len());
     d[..n].copy_from_slice(&src[..n]);
@@ -103,7 +103,7 @@ fn size_of<T>() -> usize {
 
 /// `dst <- x_0 ∘ x_1 ∘ ... ` over `parts` in order (each `dst.len()`
 /// elements as bytes).
-fn fold<'p, T: Element>(
+pub(crate) fn fold<'p, T: Element>(
     op: &Op<T>,
     dst: &mut [T],
     mut parts: impl Iterator<Item = &'p [u8]>,

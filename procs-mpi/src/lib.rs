@@ -47,6 +47,7 @@ mod group;
 mod job;
 mod launch;
 mod measure;
+mod nonblocking;
 mod op;
 mod request;
 mod topo;

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use crate::Status;
 use crate::comm::decode;
 use crate::error::{Error, Result};
+use crate::nonblocking::Nonblocking;
 
 /// A completed request: its status and the bytes it received.
 pub type Completion = Result<(Status, Vec<u8>)>;
@@ -27,7 +28,7 @@ pub trait Requests {
     fn forget(&self, id: u64);
 }
 
-/// A nonblocking send or receive in flight ("MPI_Request").
+/// A nonblocking send, receive or collective in flight ("MPI_Request").
 ///
 /// Wait for it ([`wait`](Request::wait), or [`wait_all`] and [`wait_any`]
 /// for many), or poll it with [`test`](Request::test). A receive that has
@@ -71,6 +72,8 @@ pub struct Request<'a> {
     early: Option<Status>,
     /// The buffer of `irecv_buf`, filled on completion, and its element size.
     dest: Option<(&'a mut [u8], usize)>,
+    /// A nonblocking collective (`ibarrier`, ...): its round, not `id`.
+    coll: Option<Nonblocking<'a>>,
 }
 
 impl std::fmt::Debug for Request<'_> {
@@ -90,6 +93,18 @@ impl<'a> Request<'a> {
             active: true,
             early: None,
             dest: None,
+            coll: None,
+        }
+    }
+
+    pub(crate) fn collective(ops: &'a dyn Requests, nb: Nonblocking<'a>) -> Self {
+        Request {
+            ops,
+            id: 0,
+            active: true,
+            early: None,
+            dest: None,
+            coll: Some(nb),
         }
     }
 
@@ -100,6 +115,7 @@ impl<'a> Request<'a> {
             active: true,
             early: Some(st),
             dest: None,
+            coll: None,
         }
     }
 
@@ -144,6 +160,10 @@ impl<'a> Request<'a> {
             self.active = false;
             return Ok((st, Vec::new()));
         }
+        if let Some(c) = &mut self.coll {
+            self.active = false;
+            return c.wait().map(|()| (Status::empty(), Vec::new()));
+        }
         let (_, c) = self.ops.wait_any(&[self.id])?;
         self.finish(c)
     }
@@ -176,6 +196,13 @@ impl<'a> Request<'a> {
             self.active = false;
             return Ok(Some((st, Vec::new())));
         }
+        if let Some(c) = &mut self.coll {
+            if !c.test()? {
+                return Ok(None);
+            }
+            self.active = false;
+            return c.wait().map(|()| Some((Status::empty(), Vec::new())));
+        }
         if !self.ops.test(self.id)? {
             return Ok(None);
         }
@@ -188,13 +215,31 @@ impl<'a> Request<'a> {
     /// already matched, or is a send (sends are not cancelled).
     #[doc(alias = "Cancel")]
     pub fn cancel(&mut self) -> bool {
-        self.active && self.early.is_none() && self.ops.cancel(self.id)
+        self.active && self.early.is_none() && self.coll.is_none() && self.ops.cancel(self.id)
+    }
+
+    /// Whether `test` would complete it now, without consuming it.
+    fn ready(&mut self) -> Result<bool> {
+        if !self.active || self.early.is_some() {
+            return Ok(true);
+        }
+        match &mut self.coll {
+            Some(c) => c.test(),
+            None => self.ops.test(self.id),
+        }
     }
 }
 
 impl Drop for Request<'_> {
     fn drop(&mut self) {
-        if self.active && self.early.is_none() {
+        if let Some(c) = &mut self.coll {
+            // A collective dropped unfinished is finished here: the other
+            // members' rounds need this rank's part, and the next
+            // collective's numbering needs this one done.
+            if self.active {
+                let _ = c.wait();
+            }
+        } else if self.active && self.early.is_none() {
             self.ops.forget(self.id);
         }
     }
@@ -286,6 +331,21 @@ pub fn wait_any(requests: &mut [Request<'_>]) -> Result<(usize, Status)> {
     let Some(&first) = active.first() else {
         return Err(Error::Job("wait_any: no active request".into()));
     };
+    if active.iter().any(|&i| requests[i].coll.is_some()) {
+        // Collectives among them: each is tested in turn until one is done.
+        let mut spins = 0u32;
+        loop {
+            for &i in &active {
+                if requests[i].ready()? {
+                    return requests[i].wait_inner().map(|(st, _)| (i, st));
+                }
+            }
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+        }
+    }
     let ids: Vec<u64> = active.iter().map(|&i| requests[i].id).collect();
     let (k, c) = requests[first].ops.wait_any(&ids)?;
     let i = active[k];
@@ -296,8 +356,8 @@ pub fn wait_any(requests: &mut [Request<'_>]) -> Result<(usize, Status)> {
 /// then inactive), else `None` and no request is consumed.
 #[doc(alias = "Testall")]
 pub fn test_all(requests: &mut [Request<'_>]) -> Result<Option<Vec<Status>>> {
-    for r in requests.iter() {
-        if r.active && r.early.is_none() && !r.ops.test(r.id)? {
+    for r in requests.iter_mut() {
+        if !r.ready()? {
             return Ok(None);
         }
     }
