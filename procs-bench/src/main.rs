@@ -569,18 +569,116 @@ fn mpi_alltoall_obj() -> Result<Figure, String> {
     })
 }
 
-/// Allreduce (sum) of 131,072 f64 (1 MiB), as buffers.
+/// Allreduce (sum) of 131,072 f64 (1 MiB), as buffers. Also prints, on
+/// stderr, the same at 2, 4 and 8 ranks (unpinned: more ranks than cores
+/// here), beside Open MPI at the same counts when mpicc and mpirun are
+/// installed, so that the growth with the rank count shows.
 fn mpi_allreduce_1mib() -> Result<Figure, String> {
     use procs_mpi::Op;
     let k = 1 << 17;
     let a = vec![1.0f64; k];
     // One result buffer for every call, as the peers have.
     let out = std::sync::Mutex::new(vec![0.0f64; k]);
-    mpi_collective(200, move |w| {
+    let fig = mpi_collective(200, move |w| {
         let mut out = out.lock().map_err(err)?;
         w.allreduce_buf(&a, &mut out, Op::SUM).map_err(err)?;
         expect((out[0], out[k - 1]), (2.0, 2.0))
+    })?;
+    let openmpi = OpenMpiAllreduce::build();
+    for n in [2usize, 4, 8] {
+        let ours = allreduce_1mib_at(n)?;
+        let theirs = match &openmpi {
+            Some(o) => match o.run(n) {
+                Ok(us) => format!("Open MPI {us:.1} us, speedup {:.2}x", us / ours),
+                Err(e) => format!("Open MPI failed: {e}"),
+            },
+            None => "Open MPI: mpicc or mpirun not installed".to_owned(),
+        };
+        eprintln!("# mpi_allreduce_1mib at {n} ranks: procs {ours:.1} us, {theirs}");
+    }
+    Ok(fig)
+}
+
+/// Us per allreduce of 1 MiB of f64 on `n` unpinned ranks (rank 0's).
+fn allreduce_1mib_at(n: usize) -> Result<f64, String> {
+    use procs_mpi::Op;
+    let k = 1 << 17;
+    let calls = 50u32;
+    let out = procs_mpi::run(n, move |w| {
+        let a = vec![1.0f64; k];
+        let mut b = vec![0.0f64; k];
+        w.barrier().map_err(err)?;
+        let t = Instant::now();
+        for _ in 0..calls {
+            w.allreduce_buf(&a, &mut b, Op::SUM).map_err(err)?;
+        }
+        let us = t.elapsed().as_secs_f64() / f64::from(calls) * 1e6;
+        expect(b[k - 1], w.size() as f64)?;
+        Ok::<f64, String>(us)
     })
+    .map_err(err)?;
+    out.into_iter().next().unwrap_or(Err("no ranks".into()))
+}
+
+/// The same loop in C against Open MPI, built in a temporary directory.
+struct OpenMpiAllreduce {
+    dir: std::path::PathBuf,
+}
+
+const ALLREDUCE_C: &str = r#"#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank, n = 50, k = 1 << 17;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    double *a = calloc(k, sizeof(double)), *b = calloc(k, sizeof(double));
+    MPI_Barrier(MPI_COMM_WORLD);
+    double t = MPI_Wtime();
+    for (int i = 0; i < n; i++) MPI_Allreduce(a, b, k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0) printf("%f\n", (MPI_Wtime() - t) / n * 1e6);
+    MPI_Finalize();
+    return 0;
+}
+"#;
+
+impl OpenMpiAllreduce {
+    fn build() -> Option<OpenMpiAllreduce> {
+        let dir = std::env::temp_dir().join(format!("procs-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let me = OpenMpiAllreduce { dir };
+        let src = me.dir.join("allreduce.c");
+        std::fs::write(&src, ALLREDUCE_C).ok()?;
+        let built = std::process::Command::new("mpicc")
+            .arg("-O2")
+            .arg(&src)
+            .arg("-o")
+            .arg(me.dir.join("allreduce"))
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        built.then_some(me)
+    }
+
+    fn run(&self, n: usize) -> Result<f64, String> {
+        let out = std::process::Command::new("mpirun")
+            .args(["--allow-run-as-root", "--oversubscribe", "-n"])
+            .arg(n.to_string())
+            .arg(self.dir.join("allreduce"))
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(err)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("mpirun printed {text:?}"))
+    }
+}
+
+impl Drop for OpenMpiAllreduce {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Two ranks, 20,000 round trips of a small object (the integer 7, as the

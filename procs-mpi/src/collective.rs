@@ -156,8 +156,10 @@ impl Comm {
         self.rank as usize
     }
 
+    /// Messages of no payload for every member (the round writes their
+    /// headers into them).
     fn empties(&self) -> Vec<Vec<u8>> {
-        vec![frame(&[]); self.n()]
+        vec![Vec::new(); self.n()]
     }
 
     fn any_len(&self) -> Vec<u64> {
@@ -173,8 +175,22 @@ impl Comm {
     /// Every member's encoding of `bytes`, for a round that sends all the
     /// same.
     fn to_all(&self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        // This rank's own entry is never sent: left empty, not a copy.
+        let (n, me) = (self.n(), self.me());
         let f = frame(bytes);
-        vec![f; self.n()]
+        let mut out: Vec<Vec<u8>> = (0..n)
+            .map(|j| {
+                if j == me || j + 1 == n {
+                    Vec::new()
+                } else {
+                    f.clone()
+                }
+            })
+            .collect();
+        if me + 1 != n {
+            out[n - 1] = f;
+        }
+        out
     }
 
     // ----- object forms -----
@@ -1040,7 +1056,11 @@ impl Comm {
         let n = self.n();
         let me = self.me();
         let k = recv.len();
-        let own = Self::input(send, recv);
+        // The input, borrowed from `send` (a copy only in place).
+        let own: Cow<'_, [T]> = match send {
+            SendBuf::Slice(s) => Cow::Borrowed(s),
+            SendBuf::InPlace => Cow::Owned(recv.to_vec()),
+        };
         let mut out = self.empties();
         let mut expect = self.any_len();
         let (lo, hi) = Self::slice_of(k, n, me);
@@ -1050,12 +1070,11 @@ impl Comm {
             expect[j] = ((hi - lo) * size_of::<T>()) as u64;
         }
         let got = self.round(sig, None, out, expect)?;
-        let mut mine = own[lo..hi].to_vec();
-        let own_part = own[lo..hi].to_vec();
-        drop(own);
-        let parts = parts(&got, n, me, as_bytes(&own_part));
-        fold(op, &mut mine, parts)?;
+        // This rank's slice, folded straight into its place in `recv`.
+        let parts = parts(&got, n, me, as_bytes(&own[lo..hi]));
+        fold(op, &mut recv[lo..hi], parts)?;
         drop(got);
+        drop(own);
         let mut expect = self.any_len();
         for (j, e) in expect.iter_mut().enumerate() {
             let (a, b) = Self::slice_of(k, n, j);
@@ -1064,16 +1083,12 @@ impl Comm {
         let got = self.round(
             Sig::new(Kind::Continue).count(k),
             None,
-            self.to_all(as_bytes(&mine)),
+            self.to_all(as_bytes(&recv[lo..hi])),
             expect,
         )?;
-        for (j, msg) in got.iter().enumerate() {
+        for (j, msg) in got.iter().enumerate().filter(|&(j, _)| j != me) {
             let (a, b) = Self::slice_of(k, n, j);
-            if j == me {
-                recv[a..b].copy_from_slice(&mine);
-            } else {
-                copy_into(&mut recv[a..b], body(msg));
-            }
+            copy_into(&mut recv[a..b], body(msg));
         }
         Ok(())
     }

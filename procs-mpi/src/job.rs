@@ -105,16 +105,21 @@ pub(crate) struct RankBlock {
     pub bell: CachePadded<Doorbell>,
 }
 
-/// The control line of a collective buffer, owned by its writing rank.
-#[repr(C, align(128))]
+/// The control words of a collective buffer, owned by its writing rank;
+/// its data follows them, so that a small part shares their cache line.
+#[repr(C)]
 pub(crate) struct CollCtl {
     /// The number of the world collective whose part the buffer holds
     /// (1, 2, ...; 0: none yet), stored last with release.
     pub op: AtomicU64,
-    /// The bytes of data written, or [`COLL_BIG`]: the part went as
-    /// messages.
+    /// The bytes of data written (with [`COLL_SAME`] when one message
+    /// for every member), or [`COLL_BIG`]: the part went as messages.
     pub len: AtomicU64,
 }
+
+/// A collective buffer's `len` bit: the data is one message (header and
+/// payload) that every member reads.
+pub(crate) const COLL_SAME: u64 = 1 << 62;
 
 /// A collective buffer's `len` when its writer sent its part as messages
 /// (it did not fit).
@@ -342,9 +347,9 @@ impl Job {
         }
     }
 
-    /// Rank `r`'s collective buffer `parity` (0 or 1): its control line
-    /// and its data, `COLL_BUF - 128` bytes that only `r` writes, and only
-    /// while no member can still read them (see `coll.rs`).
+    /// Rank `r`'s collective buffer `parity` (0 or 1): its control words
+    /// and its data, the rest of `COLL_BUF` bytes, that only `r` writes,
+    /// and only while no member can still read them (see `coll.rs`).
     pub(crate) fn coll_buf(&self, r: usize, parity: usize) -> (&CollCtl, SharedBytes) {
         assert!(r < self.layout.n && parity < 2);
         // SAFETY: inside the collective area (r < n, parity < 2: one of
@@ -358,7 +363,7 @@ impl Job {
         let line = std::mem::size_of::<CollCtl>();
         // SAFETY: as above; `at` is valid for COLL_BUF bytes.
         let ctl = unsafe { &*at.cast::<CollCtl>() };
-        // SAFETY: the data follows the control line inside the same
+        // SAFETY: the data follows the control words inside the same
         // buffer; its writer and readers take turns as coll.rs argues.
         let data = unsafe { SharedBytes::new(at.add(line), COLL_BUF - line) };
         (ctl, data)
