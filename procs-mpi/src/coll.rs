@@ -316,6 +316,25 @@ pub(crate) fn body(msg: &[u8]) -> &[u8] {
     &msg[HDR.min(msg.len())..]
 }
 
+/// Waits until world rank `r` has written its part of world collective
+/// `k` (watched as the engine's `watch` says).
+fn await_part(e: &mut Engine, r: usize, k: u64) -> Result<()> {
+    let parity = (k % 2) as usize;
+    let written = |e: &Engine| e.job.coll_buf(r, parity).0.op.load(Ordering::Acquire) == k;
+    if written(e) {
+        return Ok(());
+    }
+    e.coll_want = Some((r, parity, k));
+    let w = WaitDesc {
+        call: Call::Coll,
+        peer: r as i32,
+        tag: (k & 0x7fff_ffff) as i32,
+    };
+    let res = e.block(w, |e| Ok(written(e).then_some(())));
+    e.coll_want = None;
+    res
+}
+
 /// Where a packed part's table starts: after the header and the count.
 const TABLE: usize = HDR + 4;
 /// Bytes of a table entry: offset, length (u32 each), expected length.
@@ -566,6 +585,122 @@ impl Comm {
         })
     }
 
+    /// A round whose message is the same for every member, `payload`, with
+    /// `expect` the length this rank expects from each ([`ANY_LEN`]: any),
+    /// through the world's collective buffers without building a message
+    /// per member: `each(j, payload_j)` then sees every member's payload in
+    /// rank order (this rank's own included). `None`, and nothing done,
+    /// when the round cannot go this way (not the whole world, too large):
+    /// the caller makes a [`round`](Comm::round). A member whose part is
+    /// not the same message (a mismatch, a failed argument) sends the
+    /// round the general way, which reports it.
+    pub(crate) fn same_round(
+        &self,
+        sig: Sig,
+        payload: &[u8],
+        expect: u64,
+        mut each: impl FnMut(usize, &[u8]) -> Result<()>,
+    ) -> Option<Result<()>> {
+        let n = self.group.len();
+        let me = self.rank as usize;
+        let mut e = self.engine();
+        if !self.whole_world(&e) || HDR + payload.len() > e.job.coll_buf(me, 0).1.len() {
+            return None;
+        }
+        let seq = self.next_seq();
+        let k = self.core.world_colls.get() + 1;
+        self.core.world_colls.set(k);
+        let parity = (k % 2) as usize;
+        let mut head = [0u8; HDR];
+        write_header(&mut head, &sig, seq, self.ctx, false, expect);
+        {
+            let (ctl, data) = e.job.coll_buf(me, parity);
+            data.write(0, &head);
+            data.write(HDR, payload);
+            ctl.len
+                .store((HDR + payload.len()) as u64 | COLL_SAME, Ordering::Relaxed);
+            ctl.op.store(k, Ordering::Release);
+        }
+        for &r in self.group.iter().filter(|&&r| r != me) {
+            e.job.rank(r).bell.ring();
+        }
+        let saved = (e.watch.take(), e.in_coll);
+        e.watch = Some(self.group.clone());
+        e.in_coll = sig.wait_code();
+        let mut waited = Ok(());
+        for j in (0..n).filter(|&j| j != me) {
+            waited = await_part(&mut e, j, k);
+            if waited.is_err() {
+                break;
+            }
+        }
+        // Every part the same message, as this rank's: read in place.
+        let fine = |e: &Engine, j: usize| -> Option<usize> {
+            let (ctl, data) = e.job.coll_buf(j, parity);
+            let len = ctl.len.load(Ordering::Relaxed);
+            if len == COLL_BIG || len & COLL_SAME == 0 {
+                return None;
+            }
+            let len = usize::try_from(len & !COLL_SAME).ok()?;
+            if !(HDR..=data.len()).contains(&len) {
+                return None;
+            }
+            let mut h = [0u8; HDR];
+            data.read(0, &mut h);
+            let h = read_header(&h)?;
+            let body = (len - HDR) as u64;
+            let agrees = h.ctx == self.ctx
+                && h.sig == sig
+                && h.seq == seq
+                && !h.failed
+                && (h.expect == ANY_LEN || h.expect == payload.len() as u64)
+                && (expect == ANY_LEN || expect == body);
+            agrees.then_some(len - HDR)
+        };
+        let quick = waited.is_ok() && (0..n).all(|j| j == me || fine(&e, j).is_some());
+        if quick {
+            let mut scratch = Vec::new();
+            let mut out = Ok(());
+            for j in 0..n {
+                if j == me {
+                    out = each(j, payload);
+                } else if let Some(len) = fine(&e, j) {
+                    scratch.resize(len, 0);
+                    e.job.coll_buf(j, parity).1.read(HDR, &mut scratch);
+                    out = each(j, &scratch);
+                }
+                if out.is_err() {
+                    break;
+                }
+            }
+            (e.watch, e.in_coll) = saved;
+            return Some(out);
+        }
+        (e.watch, e.in_coll) = saved;
+        if let Err(err) = waited {
+            drop(e);
+            return Some(self.here(Err(err)));
+        }
+        drop(e);
+        // The general way: every part read whole and every header checked.
+        let p = Pending {
+            sig,
+            seq,
+            failed: None,
+            recvs: vec![None; n],
+            sends: Vec::new(),
+            sent: vec![payload.len() as u64; n],
+            expect: vec![expect; n],
+            world: Some(k),
+        };
+        Some(self.finish_round(p).and_then(|got| {
+            for (j, msg) in got.iter().enumerate() {
+                each(j, if j == me { payload } else { body(msg) })?;
+            }
+            Ok(())
+        }))
+    }
+
     /// Whether this communicator's rounds go through the world's
     /// collective buffers: it holds every rank of the job, in the world's
     /// order (the world, its duplicates). Every rank then makes the same
@@ -687,20 +822,8 @@ impl Comm {
         let me = self.rank as usize;
         let n = self.group.len();
         let parity = (k % 2) as usize;
-        let written =
-            |e: &Engine, r: usize| e.job.coll_buf(r, parity).0.op.load(Ordering::Acquire) == k;
         for j in (0..n).filter(|&j| j != me) {
-            if !written(e, j) {
-                e.coll_want = Some((j, parity, k));
-                let w = WaitDesc {
-                    call: Call::Coll,
-                    peer: j as i32,
-                    tag: (k & 0x7fff_ffff) as i32,
-                };
-                let r = e.block(w, |e| Ok(written(e, j).then_some(())));
-                e.coll_want = None;
-                r?;
-            }
+            await_part(e, j, k)?;
             let (ctl, data) = e.job.coll_buf(j, parity);
             let len = ctl.len.load(Ordering::Relaxed);
             if len == COLL_BIG {

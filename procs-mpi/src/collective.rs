@@ -198,6 +198,10 @@ impl Comm {
     /// Waits until every member has called it.
     #[doc(alias = "Barrier")]
     pub fn barrier(&self) -> Result<()> {
+        let sig = Sig::new(Kind::Barrier);
+        if let Some(done) = self.same_round(sig, &[], ANY_LEN, |_, _| Ok(())) {
+            return done;
+        }
         self.round(
             Sig::new(Kind::Barrier),
             None,
@@ -1022,7 +1026,26 @@ impl Comm {
         if failed.is_none() && k * size_of::<T>() > LARGE && self.n() > 1 {
             return self.allreduce_large(sig, &send, recv, &op);
         }
-        let own = Self::input(&send, recv).into_owned();
+        let own: Cow<'_, [T]> = match send {
+            SendBuf::Slice(s) => Cow::Borrowed(s),
+            SendBuf::InPlace => Cow::Owned(recv.to_vec()),
+        };
+        if failed.is_none() {
+            // Each part folded as it is read, in rank order.
+            let bytes = as_bytes(&own);
+            let mut first = true;
+            let done = self.same_round(sig, bytes, bytes.len() as u64, |_, part| {
+                if std::mem::take(&mut first) {
+                    copy_into(recv, part);
+                    Ok(())
+                } else {
+                    op.apply(recv, &elems::<T>(part))
+                }
+            });
+            if let Some(done) = done {
+                return done;
+            }
+        }
         let mut expect = self.any_len();
         let out = if failed.is_none() {
             expect.fill((k * size_of::<T>()) as u64);

@@ -493,3 +493,43 @@ fn parts_too_large_for_a_collective_buffer_go_as_messages_beside_packed_ones() {
         }
     }
 }
+
+#[test]
+fn a_bad_argument_or_another_length_beside_quick_rounds_fails_every_rank_and_the_next_calls_work() {
+    for n in [2usize, 3, 5] {
+        let got = procs_mpi::run(n, move |w| {
+            let r = w.rank();
+            // Rank 1's input is one element short: the others' rounds are
+            // the quick kind, its own is not.
+            let send: Vec<i32> = vec![r; if r == 1 { 1 } else { 2 }];
+            let mut out = [0i32; 2];
+            let bad = matches!(
+                w.allreduce_buf(&send[..], &mut out, Op::SUM),
+                Err(Error::Argument(m)) if m.starts_with("rank 1:")
+            );
+            // Lengths that differ: a mismatch on every rank.
+            let mut other = vec![0u8; if r == 0 { 3 } else { 4 }];
+            let mismatch = matches!(
+                w.allreduce_buf(&other.clone()[..], &mut other, Op::BOR),
+                Err(Error::Mismatch(_))
+            );
+            // A barrier against an allreduce.
+            let cross = if r == 0 {
+                w.barrier()
+            } else {
+                w.allreduce_buf(&[1u8], &mut [0u8], Op::SUM)
+            };
+            let cross = matches!(cross, Err(Error::Mismatch(m)) if m.contains("barrier"));
+            w.barrier().unwrap();
+            let mut sum = [0i64; 1];
+            w.allreduce_buf(&[i64::from(r)], &mut sum, Op::SUM).unwrap();
+            (bad, mismatch, cross, sum[0])
+        })
+        .unwrap();
+        let total = (0..n as i64).sum::<i64>();
+        assert!(
+            got.iter().all(|g| *g == (true, true, true, total)),
+            "{n} ranks: {got:?}"
+        );
+    }
+}
