@@ -11,9 +11,12 @@
 //! never a hang or a corrupted buffer; a member's bad argument (a scatter
 //! list of the wrong length) fails every member's call, naming that rank.
 //!
-//! A round waits with the whole group watched: a member that dies fails
-//! every other member's call with `RankDied` naming it, whichever member
-//! each was waiting for.
+//! A round waits with every member it still needs a part from (or that
+//! still needs its part) watched: one that dies fails the call with
+//! `RankDied` naming it, whichever member the wait was looking at. As each
+//! member sends to and receives from every other, a death fails the round
+//! of every member that had not finished with the dead one; a member that
+//! died after its part was delivered fails no one.
 //!
 //! On a communicator of the whole world in the world's order (the world
 //! and its duplicates) a round goes through the job's collective buffers
@@ -317,7 +320,7 @@ pub(crate) fn body(msg: &[u8]) -> &[u8] {
 }
 
 /// Waits until world rank `r` has written its part of world collective
-/// `k` (watched as the engine's `watch` says).
+/// `k`; its death while this rank waits fails the wait.
 fn await_part(e: &mut Engine, r: usize, k: u64) -> Result<()> {
     let parity = (k % 2) as usize;
     let written = |e: &Engine| e.job.coll_buf(r, parity).0.op.load(Ordering::Acquire) == k;
@@ -325,6 +328,8 @@ fn await_part(e: &mut Engine, r: usize, k: u64) -> Result<()> {
         return Ok(());
     }
     e.coll_want = Some((r, parity, k));
+    // The rank waited for is the one watched (the wait names it).
+    let watch = e.watch.take();
     let w = WaitDesc {
         call: Call::Coll,
         peer: r as i32,
@@ -332,6 +337,7 @@ fn await_part(e: &mut Engine, r: usize, k: u64) -> Result<()> {
     };
     let res = e.block(w, |e| Ok(written(e).then_some(())));
     e.coll_want = None;
+    e.watch = watch;
     res
 }
 
@@ -443,7 +449,8 @@ pub(crate) struct Pending {
     failed: Option<String>,
     /// Request ids of the receives, by member (none for this rank).
     recvs: Vec<Option<u64>>,
-    sends: Vec<u64>,
+    /// Request ids of the sends, with the member each goes to.
+    sends: Vec<(usize, u64)>,
     /// What this rank sent each member (payload bytes).
     sent: Vec<u64>,
     /// What this rank expects from each member.
@@ -457,7 +464,11 @@ pub(crate) struct Pending {
 impl Pending {
     /// The engine requests of the round's messages.
     pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.recvs.iter().flatten().chain(&self.sends).copied()
+        self.recvs
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.sends.iter().map(|&(_, id)| id))
     }
 }
 
@@ -547,7 +558,7 @@ impl Comm {
             if !packed {
                 for j in (0..n).filter(|&j| j != me) {
                     let msg = std::mem::take(&mut out[j]);
-                    sends.push(e.isend(msg, self.group[j], ctx, tag, false)?);
+                    sends.push((j, e.isend(msg, self.group[j], ctx, tag, false)?));
                 }
             }
             Ok(())
@@ -567,7 +578,7 @@ impl Comm {
             }
         }
         if let Err(err) = posted {
-            for id in recvs.iter().flatten().chain(&sends) {
+            for id in recvs.iter().flatten().chain(sends.iter().map(|(_, id)| id)) {
                 e.forget(*id);
             }
             drop(e);
@@ -625,7 +636,6 @@ impl Comm {
             e.job.rank(r).bell.ring();
         }
         let saved = (e.watch.take(), e.in_coll);
-        e.watch = Some(self.group.clone());
         e.in_coll = sig.wait_code();
         let mut waited = Ok(());
         for j in (0..n).filter(|&j| j != me) {
@@ -733,7 +743,6 @@ impl Comm {
         let mut got: Vec<Vec<u8>> = vec![Vec::new(); n];
         let mut e = self.engine();
         let saved = (e.watch.take(), e.in_coll);
-        e.watch = Some(self.group.clone());
         e.in_coll = p.sig.wait_code();
         let mut waiting: Vec<(usize, u64)> = p
             .recvs
@@ -741,36 +750,36 @@ impl Comm {
             .enumerate()
             .filter_map(|(j, id)| id.map(|id| (j, id)))
             .collect();
-        let mut sends = std::mem::take(&mut p.sends);
+        let sends = std::mem::take(&mut p.sends);
         let mut result = Ok(());
         if let Some(k) = p.world {
             result = self.read_buffers(&mut e, k, p.seq, &mut got, &mut waiting);
         }
-        while !waiting.is_empty() && result.is_ok() {
-            let ids: Vec<u64> = waiting.iter().map(|&(_, id)| id).collect();
+        // One wait for every receive and send left, so that each
+        // completion is seen before any death is judged; while it waits,
+        // this rank watches the members those are with: one that dies
+        // fails the call at once, whichever request the wait looks at; one
+        // that died after its part of the round was done fails nothing.
+        let recvs_left = waiting.len();
+        let mut left: Vec<(usize, u64)> = waiting.into_iter().chain(sends).collect();
+        let mut is_recv: Vec<bool> = (0..left.len()).map(|i| i < recvs_left).collect();
+        while !left.is_empty() && result.is_ok() {
+            let ids: Vec<u64> = left.iter().map(|&(_, id)| id).collect();
+            e.watch = Some(left.iter().map(|&(j, _)| self.group[j]).collect());
             match e.wait_any(&ids) {
                 Ok((i, c)) => {
-                    let (j, _) = waiting.swap_remove(i);
+                    let (j, _) = left.swap_remove(i);
+                    let recv = is_recv.swap_remove(i);
                     match c {
-                        Ok((_, v)) => got[j] = v,
+                        Ok((_, v)) if recv => got[j] = v,
+                        Ok(_) => {}
                         Err(err) => result = Err(err),
                     }
                 }
                 Err(err) => result = Err(err),
             }
         }
-        while !sends.is_empty() && result.is_ok() {
-            match e.wait_any(&sends) {
-                Ok((i, c)) => {
-                    sends.swap_remove(i);
-                    if let Err(err) = c {
-                        result = Err(err);
-                    }
-                }
-                Err(err) => result = Err(err),
-            }
-        }
-        for id in waiting.iter().map(|&(_, id)| id).chain(sends) {
+        for &(_, id) in &left {
             e.forget(id);
         }
         (e.watch, e.in_coll) = saved;

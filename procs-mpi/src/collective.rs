@@ -73,6 +73,56 @@ impl<T> From<InPlace> for SendBuf<'_, T> {
 /// Above this many bytes an allreduce reduces in parallel: each rank
 /// folds one slice of every rank's buffer, then the slices are shared.
 pub(crate) const LARGE: usize = 64 << 10;
+/// The bytes of each rank's input a large allreduce folds at a time (they
+/// stay in cache between the copy and the fold).
+const CHUNK: usize = 64 << 10;
+
+/// Where a rank of a large allreduce keeps its input and its folded slice,
+/// and whether it copies straight out of other ranks.
+#[derive(Debug, Clone, Copy)]
+struct Direct {
+    ok: bool,
+    input: crate::frame::Rts,
+    result: u64,
+}
+
+impl Direct {
+    const LEN: usize = 48;
+
+    fn encode(&self) -> [u8; Direct::LEN] {
+        let mut b = [0u8; Direct::LEN];
+        b[0] = u8::from(self.ok);
+        let words = [
+            u64::from(self.input.pid),
+            self.input.addr,
+            self.input.nonce_addr,
+            self.input.nonce,
+            self.result,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Direct> {
+        if b.len() != Direct::LEN || b[0] > 1 || b[1..8] != [0; 7] {
+            return None;
+        }
+        let w =
+            |i: usize| u64::from_le_bytes(b[8 + 8 * i..16 + 8 * i].try_into().unwrap_or([0; 8]));
+        Some(Direct {
+            ok: b[0] == 1,
+            input: crate::frame::Rts {
+                pid: u32::try_from(w(0)).ok()?,
+                addr: w(1),
+                nonce_addr: w(2),
+                nonce: w(3),
+            },
+            result: w(4),
+        })
+    }
+}
 
 pub(crate) fn as_bytes<T: Pod>(s: &[T]) -> &[u8] {
     bytemuck::cast_slice(s)
@@ -1066,9 +1116,8 @@ impl Comm {
         (lo, lo + base + usize::from(j < extra))
     }
 
-    /// A large allreduce: each rank folds its slice of every rank's
-    /// buffer (one copy of each slice, out of its owner), then every rank
-    /// gathers the folded slices.
+    /// A large allreduce: by single copies where every rank can make them,
+    /// else by messages.
     fn allreduce_large<T: Element>(
         &self,
         sig: Sig,
@@ -1076,6 +1125,162 @@ impl Comm {
         recv: &mut [T],
         op: &Op<T>,
     ) -> Result<()> {
+        let n = self.n();
+        let me = self.me();
+        let k = recv.len();
+        let (lo, hi) = Self::slice_of(k, n, me);
+        // In place, this rank's slice is folded apart (its input stays
+        // whole for the others to read) and copied in at the end.
+        let mut apart: Vec<T> = match send {
+            SendBuf::InPlace => vec![T::zeroed(); hi - lo],
+            SendBuf::Slice(_) => Vec::new(),
+        };
+        let input_addr = match send {
+            SendBuf::Slice(s) => s.as_ptr() as u64,
+            SendBuf::InPlace => recv.as_ptr() as u64,
+        };
+        let result_addr = match send {
+            SendBuf::Slice(_) => recv[lo..].as_ptr() as u64,
+            SendBuf::InPlace => apart.as_ptr() as u64,
+        };
+        // Every rank says whether it copies straight out of others (as
+        // measured where it runs) and where its input and result are: the
+        // single-copy way is taken only if every rank can.
+        let mine = Direct {
+            ok: self.engine().single_copy_works(),
+            input: crate::engine::own_rts(input_addr),
+            result: result_addr,
+        };
+        let got = self.round(sig, None, self.to_all(&mine.encode()), self.any_len())?;
+        let mut peers = Vec::with_capacity(n);
+        for (j, msg) in got.iter().enumerate() {
+            peers.push(if j == me {
+                mine
+            } else {
+                Direct::decode(body(msg)).ok_or_else(|| Error::Corrupt {
+                    rank: j as i32,
+                    what: "a large allreduce's addresses do not parse".into(),
+                })?
+            });
+        }
+        if peers.iter().all(|d| d.ok) {
+            return self.allreduce_direct(send, recv, op, &peers, &mut apart);
+        }
+        self.allreduce_messages(send, recv, op)
+    }
+
+    /// A large allreduce by single copies: each rank folds its slice of
+    /// every rank's input, read straight out of that rank in chunks that
+    /// stay in cache, then reads every other rank's folded slice straight
+    /// into its result. Two small rounds order the phases (no rank reads a
+    /// result before it is folded, or returns while another reads from it)
+    /// and agree that every copy worked; where the kernel refused one in
+    /// the first phase, every rank takes the message way instead.
+    fn allreduce_direct<T: Element>(
+        &self,
+        send: &SendBuf<'_, T>,
+        recv: &mut [T],
+        op: &Op<T>,
+        peers: &[Direct],
+        apart: &mut [T],
+    ) -> Result<()> {
+        let n = self.n();
+        let me = self.me();
+        let k = recv.len();
+        let esz = size_of::<T>();
+        let (lo, hi) = Self::slice_of(k, n, me);
+        let chunk = (CHUNK / esz.max(1)).max(1);
+        let mut scratch: Vec<T> = vec![T::zeroed(); chunk.min(hi - lo)];
+        // Phase 1: fold this rank's slice.
+        let mut refused = false;
+        let mut gone = false;
+        {
+            let (input, target): (&[T], &mut [T]) = match send {
+                SendBuf::Slice(s) => (s, &mut recv[lo..hi]),
+                SendBuf::InPlace => (&*recv, apart),
+            };
+            'fold: for c in (lo..hi).step_by(chunk) {
+                let e = (c + chunk).min(hi);
+                let acc = &mut target[c - lo..e - lo];
+                for (j, d) in peers.iter().enumerate() {
+                    let part: &[T] = if j == me {
+                        &input[c..e]
+                    } else {
+                        let into = &mut scratch[..e - c];
+                        match crate::engine::read_remote(
+                            &d.input,
+                            c * esz,
+                            bytemuck::cast_slice_mut(into),
+                        ) {
+                            Ok(()) => into,
+                            Err(r) => {
+                                refused |= r;
+                                gone |= !r;
+                                break 'fold;
+                            }
+                        }
+                    };
+                    if j == 0 {
+                        acc.copy_from_slice(part);
+                    } else {
+                        op.apply(acc, part)?;
+                    }
+                }
+            }
+        }
+        // Everyone folded (or says why not); a dead rank fails this round.
+        let ok = self.all_true(!refused && !gone)?;
+        if !ok {
+            // A refused copy (nothing written to any input): messages.
+            return self.allreduce_messages(send, recv, op);
+        }
+        // Phase 2: every other slice, straight into this rank's result.
+        let mut failed = false;
+        for (j, d) in peers.iter().enumerate().filter(|&(j, _)| j != me) {
+            let (a, b) = Self::slice_of(k, n, j);
+            let rts = crate::frame::Rts {
+                addr: d.result,
+                ..d.input
+            };
+            if crate::engine::read_remote(&rts, 0, bytemuck::cast_slice_mut(&mut recv[a..b]))
+                .is_err()
+            {
+                failed = true;
+                break;
+            }
+        }
+        // No rank returns (and frees or changes its buffers) while another
+        // still reads from it.
+        let ok = self.all_true(!failed)?;
+        if matches!(send, SendBuf::InPlace) {
+            recv[lo..hi].copy_from_slice(apart);
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Job(
+                "a large allreduce's single copy failed after it had worked".into(),
+            ))
+        }
+    }
+
+    /// Whether `mine` holds on every member (a small round).
+    fn all_true(&self, mine: bool) -> Result<bool> {
+        let mut all = [0u8];
+        self.allreduce_buf(&[u8::from(mine)], &mut all, Op::BAND)?;
+        Ok(all[0] == 1)
+    }
+
+    /// A large allreduce by messages: each rank folds its slice of every
+    /// rank's buffer (one copy of each slice, out of its owner), then every
+    /// rank gathers the folded slices.
+    fn allreduce_messages<T: Element>(
+        &self,
+        send: &SendBuf<'_, T>,
+        recv: &mut [T],
+        op: &Op<T>,
+    ) -> Result<()> {
+        let sig = Sig::new(Kind::Continue).count(recv.len());
         let n = self.n();
         let me = self.me();
         let k = recv.len();

@@ -329,6 +329,33 @@ fn copy_from(pid: u32, rts: &Rts, dest: &mut [u8]) -> std::result::Result<(), Co
     Ok(())
 }
 
+/// How another rank reads `addr` straight out of this process (its pid,
+/// and the nonce that proves the pid still names it).
+pub(crate) fn own_rts(addr: u64) -> Rts {
+    Rts {
+        pid: std::process::id(),
+        addr,
+        nonce_addr: &NONCE as *const _ as u64,
+        nonce: nonce(),
+    }
+}
+
+/// Copies `dest.len()` bytes from the memory `rts` names in another rank,
+/// at `offset` bytes past its address, checking the nonce in the same call:
+/// `Err(true)` if the kernel refuses such copies here, `Err(false)` if the
+/// process is gone (or its pid names another one now).
+pub(crate) fn read_remote(
+    rts: &Rts,
+    offset: usize,
+    dest: &mut [u8],
+) -> std::result::Result<(), bool> {
+    let at = Rts {
+        addr: rts.addr.wrapping_add(offset as u64),
+        ..*rts
+    };
+    copy_from(at.pid, &at, dest).map_err(|f| matches!(f, CopyFailed::Refused))
+}
+
 /// Under Yama's ptrace scope 1 a process may read only its descendants'
 /// memory, and ranks are siblings: each rank then declares that any process
 /// of its user may (what scope 0 allows everywhere, and what Open MPI's
@@ -1610,7 +1637,7 @@ impl Engine {
             Some(st) => Ok(Some(st)),
             // Nothing can come from a rank that died: a polling loop ends.
             // (From one that finished, "nothing" is simply the answer.)
-            None if matches!(before, PeerLife::Died(_)) => self.judge(before).map(|()| None),
+            None if matches!(before, PeerLife::Died(_)) => self.judge_read(before).map(|()| None),
             None => self.check_abort().map(|()| None),
         }
     }
@@ -1745,7 +1772,7 @@ impl Engine {
             let before = self.lives(&w);
             self.progress()?;
             if !self.done.contains_key(&id)
-                && let Err(e) = self.judge(before)
+                && let Err(e) = self.judge_read(before)
             {
                 self.fail_request(id);
                 if let Some(i) = self.posted.iter().position(|p| p.id == id) {
@@ -1892,6 +1919,16 @@ impl Engine {
         }
     }
 
+    /// [`judge`](Engine::judge), once the frames a dead rank left in its
+    /// ring (a message streamed through it, the last frames of a pass that
+    /// did not read them all) are read: they came before its death.
+    fn judge_read(&self, before: PeerLife) -> Result<()> {
+        match before {
+            PeerLife::Died(r) if self.job.ring(r, self.rank).recv_ready(&Ranks) => Ok(()),
+            _ => self.judge(before),
+        }
+    }
+
     fn judge(&self, before: PeerLife) -> Result<()> {
         self.check_abort()?;
         match before {
@@ -1926,7 +1963,7 @@ impl Engine {
             if let Some(t) = step(self)? {
                 return Ok(t);
             }
-            self.judge(before)?;
+            self.judge_read(before)?;
             if moved {
                 idle = None;
                 looks = 0;

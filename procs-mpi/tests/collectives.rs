@@ -533,3 +533,79 @@ fn a_bad_argument_or_another_length_beside_quick_rounds_fails_every_rank_and_the
         );
     }
 }
+
+#[test]
+fn large_allreduces_by_single_copies_and_by_messages_agree_in_place_and_not() {
+    // Both ways forced (the default is measured where the test runs), odd
+    // lengths that split unevenly, a non-commutative operation applied in
+    // rank order, and one rank whose input is its result (IN_PLACE).
+    for single in [true, false] {
+        for n in [2usize, 3, 5] {
+            let cfg = procs_mpi::Config::new().single_copy(Some(single));
+            let got = cfg
+                .run(n, move |w| {
+                    let r = w.rank() as usize;
+                    let k = 300_001;
+                    let mine: Vec<i64> = (0..k).map(|i| x(r, i)).collect();
+                    let mut out = vec![0i64; k];
+                    w.allreduce_buf(&mine, &mut out, Op::SUM).unwrap();
+                    let sum_ok = (0..k).all(|i| out[i] == (0..n).map(|j| x(j, i)).sum::<i64>());
+                    // acc = acc * 3 + x: not commutative, so rank order shows.
+                    let horner = Op::<i64>::user(|acc, x| {
+                        for (a, b) in acc.iter_mut().zip(x) {
+                            *a = a.wrapping_mul(3).wrapping_add(*b);
+                        }
+                    });
+                    let mut inplace = mine.clone();
+                    if r == 1 {
+                        w.allreduce_buf(IN_PLACE, &mut inplace, horner).unwrap();
+                    } else {
+                        w.allreduce_buf(&mine, &mut inplace, horner).unwrap();
+                    }
+                    let order_ok = (0..k).all(|i| {
+                        let want =
+                            (1..n).fold(x(0, i), |a, j| a.wrapping_mul(3).wrapping_add(x(j, i)));
+                        inplace[i] == want
+                    });
+                    sum_ok && order_ok
+                })
+                .unwrap();
+            assert!(
+                got.iter().all(|&ok| ok),
+                "single copy {single}, {n} ranks: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_rank_killed_inside_a_large_allreduce_fails_the_others() {
+    for single in [true, false] {
+        let cfg = procs_mpi::Config::new().single_copy(Some(single));
+        let got = cfg
+            .run_all(3, move |w| {
+                let k = 1 << 18;
+                let mine = vec![1u64; k];
+                let mut out = vec![0u64; k];
+                w.allreduce_buf(&mine, &mut out, Op::SUM).unwrap();
+                if w.rank() == 2 {
+                    // SAFETY: raise has no preconditions; the rank dies by SIGKILL.
+                    unsafe { libc::raise(libc::SIGKILL) };
+                }
+                let t = Instant::now();
+                let res = w.allreduce_buf(&mine, &mut out, Op::SUM);
+                (
+                    matches!(res, Err(Error::RankDied { rank: 2, .. })),
+                    t.elapsed() < Duration::from_secs(2),
+                )
+            })
+            .unwrap();
+        assert!(got[2].is_err());
+        for g in &got[..2] {
+            assert!(
+                matches!(g, Ok((true, true))),
+                "single copy {single}: {got:?}"
+            );
+        }
+    }
+}
