@@ -288,6 +288,20 @@ impl Comm {
                 }
             }
         }
+        if failed.is_none() {
+            // The root's object to every member; the others send nothing.
+            let mut value = None;
+            let done = self.same_round(sig, &own, ANY_LEN, |j, part| {
+                if j == root as usize {
+                    value = Some(decode(part, root)?);
+                }
+                Ok(())
+            });
+            if let Some(done) = done {
+                done?;
+                return value.ok_or_else(|| Error::Job("bcast: no value from the root".into()));
+            }
+        }
         let got = self.round(sig, failed, out, self.any_len())?;
         if self.rank == root {
             decode(&own, root)
@@ -358,6 +372,21 @@ impl Comm {
     fn gathered<T: Serialize>(&self, sig: Sig, obj: &T, root: i32) -> Result<Option<Vec<Vec<u8>>>> {
         let failed = self.bad_root(root);
         let own = encode(obj)?;
+        if failed.is_none() {
+            // Every member's object to every member: the root keeps them.
+            let mut parts = Vec::new();
+            let keep = self.rank == root;
+            let done = self.same_round(sig, &own, ANY_LEN, |_, part| {
+                if keep {
+                    parts.push(part.to_vec());
+                }
+                Ok(())
+            });
+            if let Some(done) = done {
+                done?;
+                return Ok(keep.then_some(parts));
+            }
+        }
         let mut out = self.empties();
         if failed.is_none() && self.rank != root {
             out[root as usize] = frame(&own);
@@ -379,6 +408,15 @@ impl Comm {
     /// The encodings of every rank's `obj`, in rank order, on every rank.
     fn all_gathered<T: Serialize>(&self, sig: Sig, obj: &T) -> Result<Vec<Vec<u8>>> {
         let own = encode(obj)?;
+        let mut parts = Vec::with_capacity(self.n());
+        let done = self.same_round(sig, &own, ANY_LEN, |_, part| {
+            parts.push(part.to_vec());
+            Ok(())
+        });
+        if let Some(done) = done {
+            done?;
+            return Ok(parts);
+        }
         let mut got = self.round(sig, None, self.to_all(&own), self.any_len())?;
         for (j, m) in got.iter_mut().enumerate() {
             if j == self.me() {

@@ -483,7 +483,22 @@ fn parts_too_large_for_a_collective_buffer_go_as_messages_beside_packed_ones() {
                 let ok_swap = back.iter().enumerate().all(|(j, v)| {
                     v.len() == (j + 1) * 1500 && v.iter().all(|&b| b == (j * 16 + cr) as u8)
                 });
-                out.push((ok_gather, ok_swap));
+                // gather at the last rank and bcast from rank 1 % cn of the
+                // same mixed sizes.
+                let root = cn as i32 - 1;
+                let at_root = comm.gather(&mine, root).unwrap();
+                let ok_root = match at_root {
+                    Some(all) => {
+                        cr as i32 == root
+                            && all.iter().enumerate().all(|(j, v)| v.len() == j * 6000)
+                    }
+                    None => cr as i32 != root,
+                };
+                let from = (1 % cn) as i32;
+                let sent = (cr as i32 == from).then(|| vec![7u8; 20_000 + cr]);
+                let b: Vec<u8> = comm.bcast(sent.as_ref(), from).unwrap();
+                let ok_bcast = b.len() == 20_000 + from as usize && b.iter().all(|&x| x == 7);
+                out.push((ok_gather && ok_root && ok_bcast, ok_swap));
             }
             out
         })
