@@ -82,22 +82,29 @@ const CHUNK: usize = 64 << 10;
 #[derive(Debug, Clone, Copy)]
 struct Direct {
     ok: bool,
+    /// Its input is its result (IN_PLACE).
+    in_place: bool,
     input: crate::frame::Rts,
+    /// Its folded slice.
     result: u64,
+    /// Its whole result buffer.
+    recv: u64,
 }
 
 impl Direct {
-    const LEN: usize = 48;
+    const LEN: usize = 56;
 
     fn encode(&self) -> [u8; Direct::LEN] {
         let mut b = [0u8; Direct::LEN];
         b[0] = u8::from(self.ok);
+        b[1] = u8::from(self.in_place);
         let words = [
             u64::from(self.input.pid),
             self.input.addr,
             self.input.nonce_addr,
             self.input.nonce,
             self.result,
+            self.recv,
         ];
         for (i, w) in words.iter().enumerate() {
             b[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
@@ -106,13 +113,14 @@ impl Direct {
     }
 
     fn decode(b: &[u8]) -> Option<Direct> {
-        if b.len() != Direct::LEN || b[0] > 1 || b[1..8] != [0; 7] {
+        if b.len() != Direct::LEN || b[0] > 1 || b[1] > 1 || b[2..8] != [0; 6] {
             return None;
         }
         let w =
             |i: usize| u64::from_le_bytes(b[8 + 8 * i..16 + 8 * i].try_into().unwrap_or([0; 8]));
         Some(Direct {
             ok: b[0] == 1,
+            in_place: b[1] == 1,
             input: crate::frame::Rts {
                 pid: u32::try_from(w(0)).ok()?,
                 addr: w(1),
@@ -120,6 +128,7 @@ impl Direct {
                 nonce: w(3),
             },
             result: w(4),
+            recv: w(5),
         })
     }
 }
@@ -1186,8 +1195,10 @@ impl Comm {
         // single-copy way is taken only if every rank can.
         let mine = Direct {
             ok: self.engine().single_copy_works(),
+            in_place: matches!(send, SendBuf::InPlace),
             input: crate::engine::own_rts(input_addr),
             result: result_addr,
+            recv: recv.as_ptr() as u64,
         };
         let got = self.round(sig, None, self.to_all(&mine.encode()), self.any_len())?;
         let mut peers = Vec::with_capacity(n);
@@ -1202,6 +1213,11 @@ impl Comm {
             });
         }
         if peers.iter().all(|d| d.ok) {
+            if let SendBuf::Slice(s) = send
+                && !peers.iter().any(|d| d.in_place)
+            {
+                return self.allreduce_push(s, recv, op, &peers);
+            }
             return self.allreduce_direct(send, recv, op, &peers, &mut apart);
         }
         self.allreduce_messages(send, recv, op)
@@ -1237,10 +1253,29 @@ impl Comm {
                 SendBuf::Slice(s) => (s, &mut recv[lo..hi]),
                 SendBuf::InPlace => (&*recv, apart),
             };
+            // The first operand is copied straight into the result (out of
+            // its owner, or this rank's own: then, where the operation
+            // allows, the second one is, and this rank's folded in).
+            let swap = me == 0 && n > 1 && op.swaps_exactly();
             'fold: for c in (lo..hi).step_by(chunk) {
                 let e = (c + chunk).min(hi);
                 let acc = &mut target[c - lo..e - lo];
-                for (j, d) in peers.iter().enumerate() {
+                let first = if swap { 1 } else { 0 };
+                if first == me {
+                    acc.copy_from_slice(&input[c..e]);
+                } else if let Err(r) = crate::engine::read_remote(
+                    &peers[first].input,
+                    c * esz,
+                    bytemuck::cast_slice_mut(acc),
+                ) {
+                    refused |= r;
+                    gone |= !r;
+                    break 'fold;
+                }
+                if swap {
+                    op.apply(acc, &input[c..e])?;
+                }
+                for (j, d) in peers.iter().enumerate().skip(first + 1) {
                     let part: &[T] = if j == me {
                         &input[c..e]
                     } else {
@@ -1258,11 +1293,7 @@ impl Comm {
                             }
                         }
                     };
-                    if j == 0 {
-                        acc.copy_from_slice(part);
-                    } else {
-                        op.apply(acc, part)?;
-                    }
+                    op.apply(acc, part)?;
                 }
             }
         }
@@ -1299,6 +1330,92 @@ impl Comm {
             Err(Error::Job(
                 "a large allreduce's single copy failed after it had worked".into(),
             ))
+        }
+    }
+
+    /// A large allreduce by single copies where no rank works in place:
+    /// each rank folds its slice of every rank's input, read straight out
+    /// of that rank in chunks that stay in cache, and writes each folded
+    /// chunk, still in cache, into every other rank's result. One small
+    /// round then agrees that every copy worked and keeps every rank until
+    /// no one writes into it; where the kernel refused a copy, every rank
+    /// takes the message way (the inputs are untouched, the results are
+    /// written whole again).
+    fn allreduce_push<T: Element>(
+        &self,
+        input: &[T],
+        recv: &mut [T],
+        op: &Op<T>,
+        peers: &[Direct],
+    ) -> Result<()> {
+        let n = self.n();
+        let me = self.me();
+        let k = recv.len();
+        let esz = size_of::<T>();
+        let (lo, hi) = Self::slice_of(k, n, me);
+        let chunk = (CHUNK / esz.max(1)).max(1);
+        let mut scratch: Vec<T> = vec![T::zeroed(); chunk.min(hi - lo)];
+        let mut refused = false;
+        let mut gone = false;
+        let mut note = |r: bool| {
+            refused |= r;
+            gone |= !r;
+        };
+        let swap = me == 0 && op.swaps_exactly();
+        'fold: for c in (lo..hi).step_by(chunk) {
+            let e = (c + chunk).min(hi);
+            let acc = &mut recv[c..e];
+            // The first operand straight into the result (see
+            // allreduce_direct), then the others folded in.
+            let first = usize::from(swap);
+            if first == me {
+                acc.copy_from_slice(&input[c..e]);
+            } else if let Err(r) = crate::engine::read_remote(
+                &peers[first].input,
+                c * esz,
+                bytemuck::cast_slice_mut(acc),
+            ) {
+                note(r);
+                break 'fold;
+            }
+            if swap {
+                op.apply(acc, &input[c..e])?;
+            }
+            for (j, d) in peers.iter().enumerate().skip(first + 1) {
+                let part: &[T] = if j == me {
+                    &input[c..e]
+                } else {
+                    let into = &mut scratch[..e - c];
+                    if let Err(r) = crate::engine::read_remote(
+                        &d.input,
+                        c * esz,
+                        bytemuck::cast_slice_mut(into),
+                    ) {
+                        note(r);
+                        break 'fold;
+                    }
+                    into
+                };
+                op.apply(acc, part)?;
+            }
+            for (_, d) in peers.iter().enumerate().filter(|&(j, _)| j != me) {
+                let to = crate::frame::Rts {
+                    addr: d.recv,
+                    ..d.input
+                };
+                if let Err(r) = crate::engine::write_remote(&to, c * esz, bytemuck::cast_slice(acc))
+                {
+                    note(r);
+                    break 'fold;
+                }
+            }
+        }
+        // Everyone folded and wrote (or says why not); a dead rank fails
+        // this round.
+        if self.all_true(!refused && !gone)? {
+            Ok(())
+        } else {
+            self.allreduce_messages(&SendBuf::Slice(input), recv, op)
         }
     }
 

@@ -356,6 +356,13 @@ pub(crate) fn read_remote(
     copy_from(at.pid, &at, dest).map_err(|f| matches!(f, CopyFailed::Refused))
 }
 
+/// Writes `src` into the memory `rts` names in another rank, at `offset`
+/// bytes past its address, after checking its nonce: `Err(true)` if the
+/// kernel refuses such copies here, `Err(false)` if the process is gone.
+pub(crate) fn write_remote(rts: &Rts, offset: usize, src: &[u8]) -> std::result::Result<(), bool> {
+    copy_to(rts, offset, src).map_err(|f| matches!(f, CopyFailed::Refused))
+}
+
 /// Under Yama's ptrace scope 1 a process may read only its descendants'
 /// memory, and ranks are siblings: each rank then declares that any process
 /// of its user may (what scope 0 allows everywhere, and what Open MPI's

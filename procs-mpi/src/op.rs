@@ -210,6 +210,15 @@ impl<T> Op<T> {
 }
 
 impl<T: Element> Op<T> {
+    /// Whether the first two operands may be taken in either order with
+    /// the same bits as a result ([`Element::swaps_exactly`]).
+    pub(crate) fn swaps_exactly(&self) -> bool {
+        match &self.kind {
+            OpKind::Builtin(b) => T::swaps_exactly(*b),
+            OpKind::User { .. } => false,
+        }
+    }
+
     /// `acc <- acc ∘ x`, element by element. A predefined operation the
     /// element type lacks (BAND on floats) is [`Error::Argument`].
     pub fn apply(&self, acc: &mut [T], x: &[T]) -> Result<()> {
@@ -252,6 +261,16 @@ pub trait Element: Pod {
     /// `acc <- acc ∘ x` for a predefined operation; the slices have one
     /// length.
     fn combine(op: Builtin, acc: &mut [Self], x: &[Self]) -> Result<()>;
+
+    /// Whether `a ∘ b` and `b ∘ a` are the same bits for every `a` and `b`
+    /// (integer operations; a floating-point sum or product, not a MAX or
+    /// MIN, whose NaN handling depends on the order). An algorithm may then
+    /// take the first two operands in either order and still give the
+    /// rank-order result.
+    fn swaps_exactly(op: Builtin) -> bool {
+        let _ = op;
+        false
+    }
 }
 
 fn undefined<T>(op: Builtin) -> Error {
@@ -273,6 +292,10 @@ macro_rules! integer_element {
         impl Element for $t {
             fn supports(op: Builtin) -> bool {
                 !matches!(op, Builtin::MaxLoc | Builtin::MinLoc)
+            }
+
+            fn swaps_exactly(op: Builtin) -> bool {
+                Self::supports(op)
             }
 
             fn combine(op: Builtin, acc: &mut [Self], x: &[Self]) -> Result<()> {
@@ -303,6 +326,10 @@ macro_rules! float_element {
         impl Element for $t {
             fn supports(op: Builtin) -> bool {
                 matches!(op, Builtin::Sum | Builtin::Prod | Builtin::Max | Builtin::Min)
+            }
+
+            fn swaps_exactly(op: Builtin) -> bool {
+                matches!(op, Builtin::Sum | Builtin::Prod)
             }
 
             fn combine(op: Builtin, acc: &mut [Self], x: &[Self]) -> Result<()> {
