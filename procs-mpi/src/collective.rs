@@ -77,6 +77,57 @@ pub(crate) const LARGE: usize = 64 << 10;
 /// stay in cache between the copy and the fold).
 const CHUNK: usize = 64 << 10;
 
+/// Folds elements `c..c + acc.len()` of every rank's input into `acc`, in
+/// rank order: this rank's from `input`, the others' read straight out of
+/// them (through `scratch`). The first operand is copied straight into
+/// `acc`; with `swap` (rank 0, an operation that gives the same bits in
+/// either order) the second is, and this rank's folded into it. `Ok(false)`:
+/// a copy failed (refused by the kernel, or its rank is gone).
+#[allow(clippy::too_many_arguments)]
+fn fold_chunk<T: Element>(
+    op: &Op<T>,
+    acc: &mut [T],
+    input: &[T],
+    c: usize,
+    peers: &[Direct],
+    me: usize,
+    swap: bool,
+    scratch: &mut [T],
+) -> Result<bool> {
+    let esz = size_of::<T>();
+    let e = c + acc.len();
+    let first = usize::from(swap);
+    if first == me {
+        acc.copy_from_slice(&input[c..e]);
+    } else if crate::engine::read_remote(
+        &peers[first].input,
+        c * esz,
+        bytemuck::cast_slice_mut(acc),
+    )
+    .is_err()
+    {
+        return Ok(false);
+    }
+    if swap {
+        op.apply(acc, &input[c..e])?;
+    }
+    for (j, d) in peers.iter().enumerate().skip(first + 1) {
+        let part: &[T] = if j == me {
+            &input[c..e]
+        } else {
+            let into = &mut scratch[..e - c];
+            if crate::engine::read_remote(&d.input, c * esz, bytemuck::cast_slice_mut(into))
+                .is_err()
+            {
+                return Ok(false);
+            }
+            into
+        };
+        op.apply(acc, part)?;
+    }
+    Ok(true)
+}
+
 /// Where a rank of a large allreduce keeps its input and its folded slice,
 /// and whether it copies straight out of other ranks.
 #[derive(Debug, Clone, Copy)]
@@ -1246,59 +1297,26 @@ impl Comm {
         let chunk = (CHUNK / esz.max(1)).max(1);
         let mut scratch: Vec<T> = vec![T::zeroed(); chunk.min(hi - lo)];
         // Phase 1: fold this rank's slice.
-        let mut refused = false;
-        let mut gone = false;
+        // A copy that failed (refused, or its rank gone: the round below
+        // tells the two apart).
+        let mut failed = false;
         {
             let (input, target): (&[T], &mut [T]) = match send {
                 SendBuf::Slice(s) => (s, &mut recv[lo..hi]),
                 SendBuf::InPlace => (&*recv, apart),
             };
-            // The first operand is copied straight into the result (out of
-            // its owner, or this rank's own: then, where the operation
-            // allows, the second one is, and this rank's folded in).
             let swap = me == 0 && n > 1 && op.swaps_exactly();
-            'fold: for c in (lo..hi).step_by(chunk) {
+            for c in (lo..hi).step_by(chunk) {
                 let e = (c + chunk).min(hi);
                 let acc = &mut target[c - lo..e - lo];
-                let first = if swap { 1 } else { 0 };
-                if first == me {
-                    acc.copy_from_slice(&input[c..e]);
-                } else if let Err(r) = crate::engine::read_remote(
-                    &peers[first].input,
-                    c * esz,
-                    bytemuck::cast_slice_mut(acc),
-                ) {
-                    refused |= r;
-                    gone |= !r;
-                    break 'fold;
-                }
-                if swap {
-                    op.apply(acc, &input[c..e])?;
-                }
-                for (j, d) in peers.iter().enumerate().skip(first + 1) {
-                    let part: &[T] = if j == me {
-                        &input[c..e]
-                    } else {
-                        let into = &mut scratch[..e - c];
-                        match crate::engine::read_remote(
-                            &d.input,
-                            c * esz,
-                            bytemuck::cast_slice_mut(into),
-                        ) {
-                            Ok(()) => into,
-                            Err(r) => {
-                                refused |= r;
-                                gone |= !r;
-                                break 'fold;
-                            }
-                        }
-                    };
-                    op.apply(acc, part)?;
+                if !fold_chunk(op, acc, input, c, peers, me, swap, &mut scratch)? {
+                    failed = true;
+                    break;
                 }
             }
         }
         // Everyone folded (or says why not); a dead rank fails this round.
-        let ok = self.all_true(!refused && !gone)?;
+        let ok = self.all_true(!failed)?;
         if !ok {
             // A refused copy (nothing written to any input): messages.
             return self.allreduce_messages(send, recv, op);
@@ -1355,64 +1373,29 @@ impl Comm {
         let (lo, hi) = Self::slice_of(k, n, me);
         let chunk = (CHUNK / esz.max(1)).max(1);
         let mut scratch: Vec<T> = vec![T::zeroed(); chunk.min(hi - lo)];
-        let mut refused = false;
-        let mut gone = false;
-        let mut note = |r: bool| {
-            refused |= r;
-            gone |= !r;
-        };
+        let mut failed = false;
         let swap = me == 0 && op.swaps_exactly();
         'fold: for c in (lo..hi).step_by(chunk) {
             let e = (c + chunk).min(hi);
             let acc = &mut recv[c..e];
-            // The first operand straight into the result (see
-            // allreduce_direct), then the others folded in.
-            let first = usize::from(swap);
-            if first == me {
-                acc.copy_from_slice(&input[c..e]);
-            } else if let Err(r) = crate::engine::read_remote(
-                &peers[first].input,
-                c * esz,
-                bytemuck::cast_slice_mut(acc),
-            ) {
-                note(r);
-                break 'fold;
-            }
-            if swap {
-                op.apply(acc, &input[c..e])?;
-            }
-            for (j, d) in peers.iter().enumerate().skip(first + 1) {
-                let part: &[T] = if j == me {
-                    &input[c..e]
-                } else {
-                    let into = &mut scratch[..e - c];
-                    if let Err(r) = crate::engine::read_remote(
-                        &d.input,
-                        c * esz,
-                        bytemuck::cast_slice_mut(into),
-                    ) {
-                        note(r);
-                        break 'fold;
-                    }
-                    into
-                };
-                op.apply(acc, part)?;
+            if !fold_chunk(op, acc, input, c, peers, me, swap, &mut scratch)? {
+                failed = true;
+                break;
             }
             for (_, d) in peers.iter().enumerate().filter(|&(j, _)| j != me) {
                 let to = crate::frame::Rts {
                     addr: d.recv,
                     ..d.input
                 };
-                if let Err(r) = crate::engine::write_remote(&to, c * esz, bytemuck::cast_slice(acc))
-                {
-                    note(r);
+                if crate::engine::write_remote(&to, c * esz, bytemuck::cast_slice(acc)).is_err() {
+                    failed = true;
                     break 'fold;
                 }
             }
         }
         // Everyone folded and wrote (or says why not); a dead rank fails
         // this round.
-        if self.all_true(!refused && !gone)? {
+        if self.all_true(!failed)? {
             Ok(())
         } else {
             self.allreduce_messages(&SendBuf::Slice(input), recv, op)
