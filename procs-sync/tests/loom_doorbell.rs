@@ -38,3 +38,37 @@ fn a_ring_on_the_first_bell_wakes_a_sleeper_on_both() {
 fn a_ring_on_the_second_bell_wakes_a_sleeper_on_both() {
     one_ring_wakes_a_sleeper_on_two(1);
 }
+
+/// A publisher publishes under a lock and rings after releasing it, with
+/// no fence of its own (`ring_after_release`); the sleeper reads the lock
+/// after registering (`observe`). No wake-up is lost: a loom deadlock
+/// otherwise. The flag is read relaxed: what makes it seen is the lock's
+/// release, as the item under a queue's put lock. (loom cannot model the
+/// order of sequentially consistent accesses that lets the release stand
+/// for a fence, so under loom `ring_after_release` fences: the model checks
+/// the sleeper's loop and wake-up; that the release stands for the fence is
+/// argued by hand in `Doorbell::ring_after_release`.)
+#[test]
+fn a_ring_after_a_release_wakes_a_sleeper_that_observes_the_lock() {
+    loom::model(|| {
+        let bell = Arc::new(Doorbell::new());
+        let lock = Arc::new(procs_sync::raw::lock::RawLock::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        let (b, l, f) = (bell.clone(), lock.clone(), flag.clone());
+        let publisher = thread::spawn(move || {
+            assert!(l.lock(None).is_some());
+            f.store(true, Ordering::Relaxed);
+            // SAFETY: this thread holds the lock.
+            unsafe { l.unlock() };
+            b.ring_after_release();
+        });
+        let ready = || {
+            lock.observe();
+            flag.load(Ordering::Relaxed)
+        };
+        while !ready() {
+            bell.sleep(ready, None);
+        }
+        publisher.join().unwrap();
+    });
+}

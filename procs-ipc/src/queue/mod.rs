@@ -253,23 +253,26 @@ impl<T> Queue<T> {
         if !self.role.puts {
             return Err(Error::Invalid("this handle only gets"));
         }
-        let _held = self.inner.lock_puts(deadline)?;
         let ctl = self.ctl();
-        let maxsize = u64::from(ctl.maxsize.load(Ordering::Relaxed));
-        let puts = ctl.puts.begin(ctl.ring.write_position());
-        if maxsize > 0 {
-            // Saturating: a consumer may have taken (and counted) an item
-            // whose producer died before counting it, until the repair.
-            let room = || puts.saturating_sub(ctl.gets.count.load(Ordering::Acquire)) < maxsize;
-            if !room() {
-                self.wait_slot(&room, deadline)?;
+        let ring = self.inner.ring().hinted(&self.inner.put_hints);
+        {
+            let _held = self.inner.lock_puts(deadline)?;
+            let maxsize = u64::from(ctl.maxsize.load(Ordering::Relaxed));
+            let puts = ctl.puts.begin(ctl.ring.write_position());
+            if maxsize > 0 {
+                // Saturating: a consumer may have taken (and counted) an item
+                // whose producer died before counting it, until the repair.
+                let room = || puts.saturating_sub(ctl.gets.count.load(Ordering::Acquire)) < maxsize;
+                if !room() {
+                    self.wait_slot(&room, deadline)?;
+                }
             }
+            ring.send(bytes, deadline, &self.consumers())?;
+            ctl.puts.commit(puts);
         }
-        self.inner
-            .ring()
-            .hinted(&self.inner.put_hints)
-            .send(bytes, deadline, &self.consumers())?;
-        ctl.puts.commit(puts);
+        // The lock is released: its release orders the item before this
+        // look for a sleeping consumer (the ring is taken in turns).
+        ring.wake_reader();
         Ok(())
     }
 
@@ -391,17 +394,16 @@ impl<T> Queue<T> {
     #[inline]
     fn take(&self, sink: &mut Sink<'_>, deadline: Option<Instant>) -> Result<usize> {
         let ctl = self.ctl();
+        let ring = self.inner.ring().hinted(&self.inner.get_hints);
         let n = {
             let _held = self.inner.lock_gets(deadline)?;
             let gets = ctl.gets.begin(ctl.ring.read_position());
-            let n = self.inner.ring().hinted(&self.inner.get_hints).recv(
-                sink,
-                deadline,
-                &self.producers(),
-            )?;
+            let n = ring.recv(sink, deadline, &self.producers())?;
             ctl.gets.commit(gets);
             n
         };
+        // After the release, as `put_bytes` wakes a consumer.
+        ring.wake_writer();
         if ctl.maxsize.load(Ordering::Relaxed) > 0 {
             ctl.slots_bell.ring();
         }

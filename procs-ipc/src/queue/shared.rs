@@ -160,7 +160,8 @@ impl Inner {
         // keep one writer and one reader on it at a time.
         let bytes =
             unsafe { SharedBytes::new(self.seg.as_ptr().add(self.data_offset), self.capacity) };
-        Ring::whole_frames(&self.ctl().ring, bytes)
+        let ctl = self.ctl();
+        Ring::whole_frames(&ctl.ring, bytes).taken_in_turns(&ctl.put_lock, &ctl.get_lock)
     }
 
     #[inline]

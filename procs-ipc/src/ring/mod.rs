@@ -40,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::frame::HEADER;
 use crate::sync::{AtomicU64, HOLDER_CHECKS, Ordering, spin_loop};
 use crossbeam_utils::CachePadded;
+use procs_sync::raw::lock::RawLock;
 
 mod bytes;
 mod read;
@@ -221,6 +222,13 @@ pub struct Hints {
     tail: std::sync::atomic::AtomicU64,
 }
 
+/// The locks a ring's writers and readers take turns under.
+#[derive(Clone, Copy)]
+struct Turns<'a> {
+    writers: &'a RawLock,
+    readers: &'a RawLock,
+}
+
 /// One side's view of a ring: its control block and its data.
 pub struct Ring<'a, B: Bytes> {
     ctl: &'a RingCtl,
@@ -230,6 +238,9 @@ pub struct Ring<'a, B: Bytes> {
     hints: Option<&'a Hints>,
     /// Called by the writer after each publish (see [`Ring::notified`]).
     notify: Option<&'a dyn Fn(u64)>,
+    /// The locks the sides are used under, when each side rings the other's
+    /// bell after releasing its lock (see [`Ring::taken_in_turns`]).
+    turns: Option<Turns<'a>>,
     /// The control block's capacity disagrees with the data: every call is
     /// `Corrupt`.
     corrupt: bool,
@@ -250,6 +261,7 @@ impl<'a, B: Bytes> Ring<'a, B> {
             streams: true,
             hints: None,
             notify: None,
+            turns: None,
             corrupt,
         }
     }
@@ -271,6 +283,51 @@ impl<'a, B: Bytes> Ring<'a, B> {
     pub fn notified(mut self, notify: &'a dyn Fn(u64)) -> Self {
         self.notify = Some(notify);
         self
+    }
+
+    /// The same ring, whose writers take turns under `writers` and readers
+    /// under `readers` (a queue's put and get locks): a publish or a consume
+    /// then rings no bell, and its side calls [`wake_reader`](Ring::wake_reader)
+    /// or [`wake_writer`](Ring::wake_writer) once it released its lock (the
+    /// release's swap stands for the bell's fence: one locked instruction an
+    /// item instead of two); a side that sleeps reads the other side's lock
+    /// after registering, which is what makes the release enough (see
+    /// procs-sync's `Doorbell::ring_after_release`).
+    #[inline]
+    pub fn taken_in_turns(mut self, writers: &'a RawLock, readers: &'a RawLock) -> Self {
+        // A streamed frame is published in pieces, each needing its ring
+        // while the writer still holds its lock.
+        debug_assert!(!self.streams, "a ring taken in turns writes whole frames");
+        self.turns = Some(Turns { writers, readers });
+        self
+    }
+
+    /// For a writer under [`taken_in_turns`](Ring::taken_in_turns), after
+    /// it released the writers' lock: wakes a reader that sleeps for data.
+    #[inline]
+    pub fn wake_reader(&self) {
+        self.ctl.data_bell.ring_after_release();
+    }
+
+    /// For a reader under [`taken_in_turns`](Ring::taken_in_turns), after
+    /// it released the readers' lock: wakes a writer that sleeps for room.
+    #[inline]
+    pub fn wake_writer(&self) {
+        self.ctl.space_bell.ring_after_release();
+    }
+
+    /// Reads the lock of the side that rings `bell` after releasing it, if
+    /// the sides take turns: a sleeper calls it after registering, before
+    /// it checks (see [`taken_in_turns`](Ring::taken_in_turns)).
+    #[inline]
+    fn observe_ringer(&self, bell: &Doorbell) {
+        if let Some(t) = self.turns {
+            if std::ptr::eq(bell, &*self.ctl.data_bell) {
+                t.writers.observe();
+            } else {
+                t.readers.observe();
+            }
+        }
     }
 
     fn check(&self) -> Result<()> {
@@ -368,7 +425,10 @@ impl<'a, B: Bytes> Ring<'a, B> {
         };
         let woke = sleep_until(
             bell,
-            || ready() || peer.closed() || stuck(),
+            || {
+                self.observe_ringer(bell);
+                ready() || peer.closed() || stuck()
+            },
             deadline,
             HOLDER_CHECKS.then_some(look),
         );

@@ -206,7 +206,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
     fn consume(&self, tail: u64) {
         // Release: the bytes were read before the writer may overwrite them.
         self.ctl.tail.store(tail, Ordering::Release);
-        self.ctl.space_bell.ring();
+        if self.turns.is_none() {
+            self.ctl.space_bell.ring();
+        }
     }
 
     /// Waits until `need` bytes are published after `tail`; returns `head`.
@@ -281,6 +283,9 @@ impl<'a, B: Bytes> Ring<'a, B> {
     /// receive reports it at once). Cheap: the writer's life is not checked
     /// (see [`Peer::alive`]).
     pub fn recv_ready(&self, peer: &dyn Peer) -> bool {
+        // A wait on several objects calls this after registering on the
+        // data bell.
+        self.observe_ringer(&self.ctl.data_bell);
         let tail = self.ctl.tail.load(Ordering::Relaxed);
         if self.corrupt || !tail.is_multiple_of(HEADER as u64) {
             return true;

@@ -203,7 +203,9 @@ impl<B: Bytes> Ring<'_, B> {
     fn publish(&self, head: u64) {
         // Release: the frame's bytes are seen by a reader that sees `head`.
         self.ctl.head.store(head, Ordering::Release);
-        self.ctl.data_bell.ring();
+        if self.turns.is_none() {
+            self.ctl.data_bell.ring();
+        }
         if let Some(notify) = self.notify {
             notify(head);
         }

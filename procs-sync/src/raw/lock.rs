@@ -328,8 +328,11 @@ impl RawLock {
     /// the lock protects is then raced on.
     #[inline]
     pub unsafe fn unlock(&self) {
-        // Release: what the holder wrote is seen by the next one.
-        if self.word.swap(0, Ordering::Release) & CONTENDED != 0 {
+        // Release: what the holder wrote is seen by the next one. SeqCst
+        // (the same instruction on x86-64): a holder that published under
+        // the lock may ring a doorbell right after, without a fence of its
+        // own (see [`observe`](RawLock::observe)).
+        if self.word.swap(0, Ordering::SeqCst) & CONTENDED != 0 {
             self.wake_one();
         }
     }
@@ -337,6 +340,20 @@ impl RawLock {
     #[cold]
     fn wake_one(&self) {
         wake(&self.word, 1);
+    }
+
+    /// Reads the lock's word with acquire, for a sleeper on a doorbell
+    /// that its holders ring only after they release the lock
+    /// ([`Doorbell::ring_after_release`](crate::raw::notify::Doorbell::ring_after_release)):
+    /// read after the sleeper registered (inside the `ready` of
+    /// [`Doorbell::sleep`](crate::raw::notify::Doorbell::sleep)), it makes
+    /// every release either seen here, with all the holder wrote before it,
+    /// or ordered after the registration, so that the holder's ring sees the
+    /// sleeper. Every change of the word is a read-modify-write, so a later
+    /// holder's take continues the release this read may land on.
+    #[inline]
+    pub fn observe(&self) {
+        let _ = self.word.load(Ordering::Acquire);
     }
 
     /// The holder's id, 0 if free: a thread id, or a process id for a lock

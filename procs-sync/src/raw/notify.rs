@@ -109,6 +109,31 @@ impl Doorbell {
         }
     }
 
+    /// Wakes the sleepers, if any, without a fence: for a publisher that
+    /// published under a [`RawLock`](crate::raw::lock::RawLock) and has just
+    /// released it (its release, a sequentially consistent swap, stands for
+    /// the fence), when every sleeper calls
+    /// [`RawLock::observe`](crate::raw::lock::RawLock::observe) on that lock
+    /// in its `ready` before it checks the progress. Then no wake-up is
+    /// lost: if this load misses a sleeper, the sleeper's fence comes after
+    /// the release in the single order of sequentially consistent
+    /// operations, so its read of the lock sees that release (or a later
+    /// take, which continues it) and with it the progress. It saves the
+    /// fence of [`ring`](Doorbell::ring) on every item of a queue.
+    #[inline]
+    pub fn ring_after_release(&self) {
+        // loom models sequentially consistent loads and read-modify-writes
+        // as acquire/release only (tokio-rs/loom#180), so it cannot check
+        // the argument above, which rests on their single order: the model
+        // fences here, and checks the rest (the sleeper's observe and
+        // re-checks; see procs-sync's tests/loom_doorbell.rs).
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            self.wake_all();
+        }
+    }
+
     #[cold]
     fn wake_all(&self) {
         self.seq.fetch_add(1, Ordering::Release);
