@@ -1,6 +1,64 @@
-//! A manager process that holds shared objects, reached through proxies.
+//! A manager process that holds shared objects, reached through proxies:
+//! Python's `multiprocessing.Manager()`.
 //!
-//! Part of procs, Python's `multiprocessing` rebuilt in Rust. This crate is
-//! not yet implemented; its README says what it will hold.
+//! Part of procs, Python's `multiprocessing` rebuilt in Rust.
+//! [`Manager::start`] forks a server process; [`Manager::dict`],
+//! [`Manager::list`] and [`Manager::namespace`] make objects it holds and
+//! return proxies, handles that any process of the tree can use (move one
+//! into a child as any value). Each call through a proxy is one round trip
+//! to the server: over shared-memory rings for the processes forked after
+//! the manager started, over its socket (authenticated with the manager's
+//! key) for the others. Values travel encoded with postcard, so the server
+//! knows nothing of the clients' types.
+//!
+//! ```
+//! use procs_manager::Manager;
+//!
+//! let manager = Manager::start()?;
+//! let counts = manager.dict::<String, u64>()?;
+//! let mut p = procs_core::Process::new({
+//!     let counts = counts.clone();
+//!     move || {
+//!         counts.insert("child".into(), 1).unwrap();
+//!     }
+//! });
+//! p.start()?;
+//! p.join()?;
+//! assert_eq!(counts.get(&"child".to_string())?, Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Python's names
+//!
+//! | Python | here |
+//! |---|---|
+//! | `Manager()`, `SyncManager().start()` | [`Manager::start`] |
+//! | `with Manager() as m:` | drop the [`Manager`] |
+//! | `m.shutdown()` | [`Manager::shutdown`] |
+//! | `m.address` | [`Manager::address`] |
+//! | `m.dict()` | [`Manager::dict`] -> [`DictProxy`] |
+//! | `m.list()` | [`Manager::list`] -> [`ListProxy`] |
+//! | `m.Namespace()` | [`Manager::namespace`] -> [`Namespace`] |
+//! | `d[k] = v`, `d[k]`, `del d[k]`, `k in d` | `insert`, `get`/`pop`, `remove`, `contains` |
+//! | `l.append`, `l[i]`, `l[i] = v`, `l[a:b]` | `push`, `get`, `set`, `slice` |
+//! | `KeyError`, `IndexError`, `ValueError`, `AttributeError` | [`Error::Remote`] with an [`ErrorKind`] |
+//!
+//! Not yet here (see the crate's README): reference counts (objects live
+//! until the server ends), the other proxies of `SyncManager` (queues,
+//! locks, events, values, pools), `serve`/`connect` for unrelated
+//! programs, and registered user types.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod link;
+mod manager;
+mod proxy;
+mod server;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use manager::Manager;
+pub use proxy::{DictProxy, ListProxy, Namespace};
+pub use server::Limits;
+pub use wire::ErrorKind;

@@ -118,6 +118,24 @@ impl RingCtl {
         self.tail.store(tail, Ordering::Release);
     }
 
+    /// Makes a ring whose writer and reader are both gone ready for a new
+    /// pair: both positions move a lap past anything written, so that no
+    /// frame left in it (a whole frame whose writer died before publishing
+    /// it, a stream cut short) can be read by the next reader: every header
+    /// is stamped with its position, and none was written at or past the
+    /// new one. Only while nobody uses the ring.
+    pub fn restart(&self) {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        let cap = self.capacity.load(Ordering::Acquire);
+        let at = head
+            .max(tail)
+            .wrapping_add(cap)
+            .next_multiple_of(HEADER as u64);
+        self.head.store(at, Ordering::Release);
+        self.tail.store(at, Ordering::Release);
+    }
+
     /// Where the writer will write next (for the writer itself: it alone
     /// moves it).
     #[inline]

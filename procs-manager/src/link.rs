@@ -1,0 +1,204 @@
+//! How a client's calls reach the server: over shared-memory rings for
+//! processes of the manager's tree, over the authenticated socket for the
+//! others.
+//!
+//! ```text
+//! slots segment (made by `Manager::start` before the server is forked, so
+//! the server and every process the starter forks later map it):
+//!   header: token u64 (pad to 128) | [SlotCtl; SLOTS]
+//!   (page-aligned) data: SLOTS x 2 rings x RING bytes
+//! SlotCtl: ring 0 (client -> server), ring 1 (server -> client)
+//! ```
+//!
+//! Every connection starts on the manager's socket, whose handshake
+//! proves the authkey. A client that maps the slots segment asks for a
+//! slot; the server, which alone hands slots out and takes them back,
+//! restarts its two rings and names it, and the calls go through the rings
+//! from then on (a round trip of well under a microsecond against tens
+//! for a socket here). The socket stays open, unused: its end is how each
+//! side learns that the other is gone (checked while a side sleeps on its
+//! ring, every `CHECK_EVERY`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use procs_ipc::ring::{Peer, Ring, RingCtl, SharedBytes, Sink};
+use procs_ipc::{Connection, Error as IpcError};
+use procs_sync::Segment;
+
+/// Connections of the tree served over rings at once; more go over the
+/// socket.
+pub(crate) const SLOTS: usize = 32;
+/// Each ring's capacity: a larger message streams through it.
+const RING: usize = 64 * 1024;
+const HEADER: usize = 128;
+
+#[repr(C)]
+#[derive(Debug, Default)]
+struct SlotCtl {
+    rings: [RingCtl; 2],
+}
+
+/// The slots segment: rings for the connections of the manager's tree.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    seg: Segment,
+    ctl_offset: usize,
+    data_offset: usize,
+}
+
+impl Slots {
+    pub(crate) fn create(token: u64) -> procs_ipc::Result<Slots> {
+        let ctl_size = HEADER + SLOTS * std::mem::size_of::<SlotCtl>();
+        let data_offset = (ctl_size + std::mem::align_of::<SlotCtl>()).next_multiple_of(4096);
+        let seg = Segment::create(data_offset + SLOTS * 2 * RING)?;
+        let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<SlotCtl>());
+        let slots = Slots {
+            seg,
+            ctl_offset,
+            data_offset,
+        };
+        // SAFETY: the segment's first 8 bytes past `ctl_offset` are inside
+        // it (its size covers the header), aligned for a u64 (the offset is
+        // aligned for SlotCtl, which holds u64s), and nobody else maps it yet.
+        unsafe {
+            slots
+                .seg
+                .as_ptr()
+                .add(ctl_offset)
+                .cast::<u64>()
+                .write(token)
+        };
+        for i in 0..SLOTS {
+            for ring in &slots.slot(i).rings {
+                ring.init(RING as u64);
+            }
+        }
+        Ok(slots)
+    }
+
+    /// The token the manager wrote: a client proves with it that it maps
+    /// this manager's segment.
+    pub(crate) fn token(&self) -> u64 {
+        // SAFETY: written by `create` before the segment was shared, and
+        // never again.
+        unsafe { self.seg.as_ptr().add(self.ctl_offset).cast::<u64>().read() }
+    }
+
+    fn slot(&self, i: usize) -> &SlotCtl {
+        assert!(i < SLOTS);
+        // SAFETY: slot i's control lies inside the header (ctl_size counts
+        // SLOTS of them past HEADER), aligned (ctl_offset is, and HEADER is
+        // a multiple of the alignment), in zero-filled memory, a valid
+        // SlotCtl (atomics only); the segment lives as long as self.
+        unsafe {
+            &*self
+                .seg
+                .as_ptr()
+                .add(self.ctl_offset + HEADER + i * std::mem::size_of::<SlotCtl>())
+                .cast::<SlotCtl>()
+        }
+    }
+
+    fn ring(&self, slot: usize, which: usize) -> Ring<'_, SharedBytes> {
+        let at = self.data_offset + (slot * 2 + which) * RING;
+        // SAFETY: the ring's RING bytes lie inside the segment (its size
+        // counts SLOTS x 2 rings past data_offset), which outlives the
+        // borrow; each ring has one writer and one reader, the two ends of
+        // one connection, which the server gives the slot to alone.
+        let bytes = unsafe { SharedBytes::new(self.seg.as_ptr().add(at), RING) };
+        Ring::new(&self.slot(slot).rings[which], bytes)
+    }
+
+    /// Readies slot `i` for a new connection (the server, while nobody
+    /// uses it).
+    pub(crate) fn restart(&self, i: usize) {
+        for ring in &self.slot(i).rings {
+            ring.restart();
+        }
+    }
+}
+
+/// A side whose peer is alive while its socket is open: the socket carries
+/// nothing once the rings are in use, so anything readable on it is its
+/// end (or bytes no peer of this library sends: treated as the end too).
+pub(crate) struct SocketPeer<'a>(pub(crate) &'a Connection<()>);
+
+impl Peer for SocketPeer<'_> {
+    fn closed(&self) -> bool {
+        false
+    }
+    fn alive(&self) -> bool {
+        !matches!(self.0.poll(Duration::ZERO), Ok(true) | Err(_))
+    }
+}
+
+/// One end of a connection: the socket, and the slot when it has one.
+pub(crate) struct Link {
+    pub(crate) socket: Connection<()>,
+    pub(crate) slot: Option<(Arc<Slots>, usize)>,
+}
+
+/// Which end of a connection a link is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+impl Link {
+    /// Sends one message.
+    pub(crate) fn send(&self, side: Side, msg: &[u8]) -> procs_ipc::Result<()> {
+        match &self.slot {
+            Some((slots, i)) => {
+                let ring = if side == Side::Client { 0 } else { 1 };
+                slots
+                    .ring(*i, ring)
+                    .send(msg, None, &SocketPeer(&self.socket))
+            }
+            None => self.socket.send_bytes(msg),
+        }
+    }
+
+    /// Receives one message into `buf` (replacing what it held).
+    pub(crate) fn recv(&self, side: Side, buf: &mut Vec<u8>) -> procs_ipc::Result<()> {
+        match &self.slot {
+            Some((slots, i)) => {
+                let ring = if side == Side::Client { 1 } else { 0 };
+                slots
+                    .ring(*i, ring)
+                    .recv(&mut Sink::Vec(buf), None, &SocketPeer(&self.socket))
+                    .map(|_| ())
+            }
+            None => {
+                *buf = self.socket.recv_bytes()?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The first message of a connection, from the client: whether it maps
+/// the slots segment (and proves it with the token).
+pub(crate) fn hello(token: Option<u64>) -> [u8; 9] {
+    let mut h = [0u8; 9];
+    if let Some(t) = token {
+        h[0] = 1;
+        h[1..].copy_from_slice(&t.to_le_bytes());
+    }
+    h
+}
+
+/// The server's reading of a hello: the token, if the client claims one.
+pub(crate) fn parse_hello(bytes: &[u8]) -> Result<Option<u64>, IpcError> {
+    match bytes {
+        [0, ..] if bytes.len() == 9 => Ok(None),
+        [1, t @ ..] if t.len() == 8 => Ok(Some(u64::from_le_bytes(t.try_into().expect("8 bytes")))),
+        _ => Err(IpcError::Corrupt("a hello that no client sends")),
+    }
+}
+
+/// The server's answer to a hello: the slot given, if any.
+pub(crate) fn slot_answer(slot: Option<usize>) -> [u8; 1] {
+    [slot.map_or(u8::MAX, |s| s as u8)]
+}

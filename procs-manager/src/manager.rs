@@ -1,0 +1,284 @@
+//! The manager handle, the server's process, and each client thread's
+//! connection.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use procs_core::Process;
+use procs_ipc::{Address, Client, Connection, Listener};
+
+use crate::error::{Error, Result};
+use crate::link::{Link, Side, Slots, hello};
+use crate::proxy::{DictProxy, ListProxy, Namespace};
+use crate::server::{self, Limits};
+use crate::wire::{self, Fields, Kind, Type};
+
+/// How long a manager's drop waits for its server to end after asking it
+/// to, before killing it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// What a proxy needs to reach its manager: where it serves, the key, and
+/// (in the manager's process tree) the slots of shared memory.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    address: Address,
+    authkey: Vec<u8>,
+    slots: Option<Arc<Slots>>,
+    /// Names this manager among the connections a thread holds.
+    id: u64,
+}
+
+/// A server process that holds shared objects, and the way to it
+/// (Python's `multiprocessing.Manager()`, a `SyncManager`).
+///
+/// Objects made through a manager ([`dict`](Manager::dict),
+/// [`list`](Manager::list), [`namespace`](Manager::namespace)) live in the
+/// server; their proxies are handles that any process of the tree can
+/// use, moved into children as any value is. Each call is one round trip
+/// to the server, through shared memory for the processes the manager's
+/// starter forks (after the start), through the socket for others.
+///
+/// The server ends with [`shutdown`](Manager::shutdown), when the manager
+/// is dropped (Python's `with Manager() as m:`), and when the process that
+/// started it dies, by panic or by `SIGKILL` (it watches its parent).
+///
+/// ```
+/// use procs_manager::Manager;
+///
+/// let manager = Manager::start()?;
+/// let d = manager.dict::<String, i32>()?;
+/// let mut workers = Vec::new();
+/// for i in 0..3 {
+///     let d = d.clone();
+///     let mut p = procs_core::Process::new(move || {
+///         d.insert(format!("worker {i}"), i * i).unwrap();
+///     });
+///     p.start()?;
+///     workers.push(p);
+/// }
+/// for mut w in workers {
+///     w.join()?;
+/// }
+/// assert_eq!(d.len()?, 3);
+/// assert_eq!(d.get(&"worker 2".to_string())?, Some(4));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Manager {
+    shared: Arc<Shared>,
+    server: Option<Process>,
+    /// The process that started the server: only it stops it (a copy of
+    /// the handle in a forked child does not).
+    starter: u32,
+}
+
+impl Manager {
+    /// Starts a server process on a fresh abstract Unix socket with a
+    /// random authkey (Python's `Manager()`).
+    pub fn start() -> Result<Manager> {
+        Self::start_with(Limits::default())
+    }
+
+    /// As [`start`](Manager::start), with the server's `limits`.
+    pub fn start_with(limits: Limits) -> Result<Manager> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let id = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+        let address =
+            Address::abstract_name(format!("procs-manager-{}-{id:016x}", std::process::id()));
+        let listener = Listener::bind(&address, key)?;
+        let slots = Arc::new(Slots::create(id)?);
+        let parent = std::process::id() as i32;
+        let server_slots = slots.clone();
+        let mut server = procs_core::Process::builder()
+            .name("SyncManager")
+            .daemon(false)
+            .build(move || server::serve(listener, server_slots, limits, parent));
+        server.start()?;
+        Ok(Manager {
+            shared: Arc::new(Shared {
+                address,
+                authkey: key.to_vec(),
+                slots: Some(slots),
+                id,
+            }),
+            server: Some(server),
+            starter: std::process::id(),
+        })
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> &Address {
+        &self.shared.address
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.server.as_ref().and_then(Process::pid)
+    }
+
+    /// A new empty dictionary held by the server (Python's `m.dict()`).
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(self.create(Type::Dict)?))
+    }
+
+    /// A new empty list held by the server (Python's `m.list()`).
+    pub fn list<T>(&self) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(self.create(Type::List)?))
+    }
+
+    /// A new namespace (named fields) held by the server (Python's
+    /// `m.Namespace()`).
+    pub fn namespace(&self) -> Result<Namespace> {
+        Ok(Namespace::new(self.create(Type::Namespace)?))
+    }
+
+    fn create(&self, ty: Type) -> Result<ObjectRef> {
+        let id = call(
+            &self.shared,
+            Kind::Create,
+            0,
+            ty as u16,
+            |_| {},
+            |mut f| Ok(f.take_u64()?),
+        )?;
+        Ok(ObjectRef {
+            shared: self.shared.clone(),
+            id,
+        })
+    }
+
+    /// Stops the server (Python's `shutdown()`): it answers, then ends;
+    /// proxies get [`Error::ManagerGone`] from then on. Waits for it.
+    pub fn shutdown(&mut self) -> Result<()> {
+        if std::process::id() != self.starter {
+            return Err(Error::NotStarter);
+        }
+        let Some(mut server) = self.server.take() else {
+            return Ok(());
+        };
+        let asked = call(&self.shared, Kind::Shutdown, 0, 0, |_| {}, |_| Ok(()));
+        forget_connection(self.shared.id);
+        if asked.is_err() || server.join_timeout(SHUTDOWN_GRACE)?.is_none() {
+            let _ = server.kill();
+            server.join()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if std::process::id() == self.starter {
+            let _ = self.shutdown();
+        }
+    }
+}
+
+/// An object held by a manager's server: what every proxy holds.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectRef {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl ObjectRef {
+    /// Calls `method` on the object: `args` writes the arguments' fields,
+    /// `result` reads the answer's.
+    pub(crate) fn call<R>(
+        &self,
+        method: u16,
+        args: impl FnOnce(&mut Vec<u8>),
+        result: impl FnOnce(Fields<'_>) -> Result<R>,
+    ) -> Result<R> {
+        call(&self.shared, Kind::Call, self.id, method, args, result)
+    }
+}
+
+/// This thread's connection to one manager, and the pid it was made in (a
+/// connection inherited by a fork belongs to the parent).
+struct ThreadLink {
+    pid: u32,
+    link: Link,
+    buf: Vec<u8>,
+}
+
+thread_local! {
+    static LINKS: RefCell<HashMap<u64, ThreadLink>> = RefCell::new(HashMap::new());
+}
+
+fn forget_connection(id: u64) {
+    let _ = LINKS.try_with(|l| l.borrow_mut().remove(&id));
+}
+
+fn connect(shared: &Shared) -> Result<ThreadLink> {
+    let socket: Connection<()> =
+        Client::connect(&shared.address, &shared.authkey).map_err(|e| match e {
+            procs_ipc::Error::Io(_) | procs_ipc::Error::Disconnected => Error::ManagerGone,
+            e => Error::Ipc(e),
+        })?;
+    let token = shared.slots.as_ref().map(|s| s.token());
+    socket.send_bytes(&hello(token)).map_err(gone)?;
+    let answer = socket
+        .recv_bytes_timeout(procs_ipc::HANDSHAKE_TIMEOUT)
+        .map_err(gone)?;
+    let slot = match (answer.as_slice(), &shared.slots) {
+        ([s], Some(slots)) if (*s as usize) < crate::link::SLOTS => {
+            Some((slots.clone(), *s as usize))
+        }
+        ([_], _) => None,
+        _ => return Err(Error::Protocol("the server's answer to a hello")),
+    };
+    Ok(ThreadLink {
+        pid: std::process::id(),
+        link: Link { socket, slot },
+        buf: Vec::new(),
+    })
+}
+
+fn gone(e: procs_ipc::Error) -> Error {
+    match e {
+        procs_ipc::Error::Disconnected => Error::ManagerGone,
+        e => Error::Ipc(e),
+    }
+}
+
+/// One round trip: the request written by `args` after its head, the
+/// answer read by `result`.
+fn call<R>(
+    shared: &Shared,
+    kind: Kind,
+    object: u64,
+    method: u16,
+    args: impl FnOnce(&mut Vec<u8>),
+    result: impl FnOnce(Fields<'_>) -> Result<R>,
+) -> Result<R> {
+    LINKS.with(|links| {
+        let mut links = links.borrow_mut();
+        let me = std::process::id();
+        if links.get(&shared.id).is_none_or(|l| l.pid != me) {
+            // Made in this process: a link inherited from the parent is its
+            // parent's to use (dropping this copy closes only this
+            // process's descriptor).
+            links.remove(&shared.id);
+            links.insert(shared.id, connect(shared)?);
+        }
+        let tl = links.get_mut(&shared.id).expect("just made");
+        wire::request(&mut tl.buf, kind, object, method);
+        args(&mut tl.buf);
+        let sent = tl.link.send(Side::Client, &tl.buf);
+        let got = sent.and_then(|()| tl.link.recv(Side::Client, &mut tl.buf));
+        if let Err(e) = got {
+            // The connection is not to be trusted after a failed call (a
+            // reply may still come): the next call makes a new one.
+            links.remove(&shared.id);
+            return Err(gone(e));
+        }
+        match wire::parse_response(&tl.buf)? {
+            Ok(fields) => result(fields),
+            Err((kind, message)) => Err(Error::Remote { kind, message }),
+        }
+    })
+}

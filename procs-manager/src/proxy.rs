@@ -1,0 +1,400 @@
+//! Proxies: typed handles, on the client, to objects the server holds as
+//! bytes.
+//!
+//! A proxy encodes keys and values with postcard before they leave and
+//! decodes what comes back; equal values encode to equal bytes, which is
+//! what the server compares. (A key whose encoding depends on more than
+//! its value, a `HashMap` inside a key, whose order varies, is not
+//! supported.)
+
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::manager::ObjectRef;
+use crate::server::method::*;
+use crate::wire::{self, Fields};
+
+fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(|e| Error::Encode(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| Error::Decode(e.to_string()))
+}
+
+/// An optional value: no field, or one.
+fn maybe<T: DeserializeOwned>(mut f: Fields<'_>) -> Result<Option<T>> {
+    f.next_field()?.map(dec).transpose()
+}
+
+fn all<T: DeserializeOwned>(mut f: Fields<'_>) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(f.len());
+    while let Some(b) = f.next_field()? {
+        out.push(dec(b)?);
+    }
+    Ok(out)
+}
+
+fn count(mut f: Fields<'_>) -> Result<usize> {
+    Ok(f.take_u64()? as usize)
+}
+
+/// Encodes first, then calls: a value that does not serialize fails
+/// before anything is sent.
+fn fields<'a>(parts: &'a [&'a [u8]]) -> impl FnOnce(&mut Vec<u8>) + 'a {
+    move |out| parts.iter().for_each(|p| wire::field(out, p))
+}
+
+/// The types a dictionary proxy encodes and decodes (a function type:
+/// the proxy is Send and Sync whatever they are, as it holds none).
+type Types<K, V> = fn(K, V) -> (K, V);
+
+/// A dictionary held by a manager (Python's `m.dict()`): `K` and `V`
+/// travel encoded. Cloning the proxy gives another handle to the same
+/// dictionary; move it into a child to share it.
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let d = m.dict::<String, u32>()?;
+/// assert_eq!(d.insert("a".into(), 1)?, None);
+/// assert_eq!(d.insert("a".into(), 2)?, Some(1));
+/// assert_eq!(d.setdefault("b".into(), 7)?, 7);
+/// let mut items = d.items()?;
+/// items.sort();
+/// assert_eq!(items, [("a".to_string(), 2), ("b".to_string(), 7)]);
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DictProxy<K, V> {
+    obj: ObjectRef,
+    _types: PhantomData<Types<K, V>>,
+}
+
+impl<K, V> Clone for DictProxy<K, V> {
+    fn clone(&self) -> Self {
+        DictProxy::new(self.obj.clone())
+    }
+}
+
+impl<K, V> DictProxy<K, V> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        DictProxy {
+            obj,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    /// Sets `d[key] = value`; returns the value it replaced.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let (k, v) = (enc(&key)?, enc(&value)?);
+        self.obj.call(D_INSERT, fields(&[&k, &v]), maybe)
+    }
+
+    /// `d.get(key)`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let k = enc(key)?;
+        self.obj.call(D_GET, fields(&[&k]), maybe)
+    }
+
+    /// `d.get(key, default)`.
+    pub fn get_or(&self, key: &K, default: V) -> Result<V> {
+        Ok(self.get(key)?.unwrap_or(default))
+    }
+
+    /// Removes `key`; returns its value, if it was there.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let k = enc(key)?;
+        self.obj.call(D_REMOVE, fields(&[&k]), maybe)
+    }
+
+    /// `d.pop(key)`: the value, or Python's `KeyError` as
+    /// [`Error::Remote`] with [`ErrorKind::Key`](crate::ErrorKind::Key).
+    pub fn pop(&self, key: &K) -> Result<V> {
+        self.remove(key)?.ok_or_else(|| Error::Remote {
+            kind: crate::ErrorKind::Key,
+            message: "no such key".into(),
+        })
+    }
+
+    /// `key in d`.
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        let k = enc(key)?;
+        self.obj
+            .call(D_CONTAINS, fields(&[&k]), |mut f| Ok(f.take_u64()? != 0))
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<usize> {
+        self.obj.call(D_LEN, |_| {}, count)
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `list(d.keys())`, in the server's order.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        self.obj.call(D_KEYS, |_| {}, all)
+    }
+
+    /// `list(d.values())`, in the server's order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        self.obj.call(D_VALUES, |_| {}, all)
+    }
+
+    /// `list(d.items())`, in the server's order.
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        self.obj.call(
+            D_ITEMS,
+            |_| {},
+            |mut f| {
+                let mut out = Vec::with_capacity(f.len() / 2);
+                while let Some(k) = f.next_field()? {
+                    out.push((dec(k)?, dec(f.take()?)?));
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// `d.setdefault(key, default)`: the value at `key`, set to `default`
+    /// first if there was none. Atomic on the server.
+    pub fn setdefault(&self, key: K, default: V) -> Result<V> {
+        let (k, v) = (enc(&key)?, enc(&default)?);
+        self.obj
+            .call(D_SETDEFAULT, fields(&[&k, &v]), |mut f| dec(f.take()?))
+    }
+
+    /// `d.update(pairs)`, in one call.
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let mut enc_pairs = Vec::new();
+        for (k, v) in pairs {
+            enc_pairs.push(enc(&k)?);
+            enc_pairs.push(enc(&v)?);
+        }
+        self.obj.call(
+            D_UPDATE,
+            |out| enc_pairs.iter().for_each(|p| wire::field(out, p)),
+            |_| Ok(()),
+        )
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.obj.call(D_CLEAR, |_| {}, |_| Ok(()))
+    }
+}
+
+/// A list held by a manager (Python's `m.list()`).
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let l = m.list::<i64>()?;
+/// l.extend([1, 2, 3])?;
+/// l.push(4)?;
+/// l.insert(0, 0)?;
+/// assert_eq!(l.to_vec()?, [0, 1, 2, 3, 4]);
+/// assert_eq!(l.slice(1..3)?, [1, 2]);
+/// assert_eq!(l.pop()?, Some(4));
+/// assert!(l.get(10).is_err()); // IndexError
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ListProxy<T> {
+    obj: ObjectRef,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for ListProxy<T> {
+    fn clone(&self) -> Self {
+        ListProxy::new(self.obj.clone())
+    }
+}
+
+impl<T> ListProxy<T> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        ListProxy {
+            obj,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    /// `l.append(value)`.
+    #[doc(alias = "append")]
+    pub fn push(&self, value: T) -> Result<()> {
+        let v = enc(&value)?;
+        self.obj.call(L_PUSH, fields(&[&v]), |_| Ok(()))
+    }
+
+    /// `l.pop()`: the last item, `None` if the list is empty.
+    pub fn pop(&self) -> Result<Option<T>> {
+        self.obj.call(L_POP, |_| {}, maybe)
+    }
+
+    /// `l[index]`; Python's `IndexError` past the end.
+    pub fn get(&self, index: usize) -> Result<T> {
+        self.obj.call(
+            L_GET,
+            |out| wire::field_u64(out, index as u64),
+            |mut f| dec(f.take()?),
+        )
+    }
+
+    /// `l[index] = value`; Python's `IndexError` past the end.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        let v = enc(&value)?;
+        self.obj.call(
+            L_SET,
+            |out| {
+                wire::field_u64(out, index as u64);
+                wire::field(out, &v);
+            },
+            |_| Ok(()),
+        )
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<usize> {
+        self.obj.call(L_LEN, |_| {}, count)
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l.extend(values)`, in one call.
+    pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
+        let encoded = values
+            .into_iter()
+            .map(|v| enc(&v))
+            .collect::<Result<Vec<_>>>()?;
+        self.obj.call(
+            L_EXTEND,
+            |out| encoded.iter().for_each(|v| wire::field(out, v)),
+            |_| Ok(()),
+        )
+    }
+
+    /// `l.insert(index, value)` (past the end: at the end, as Python).
+    pub fn insert(&self, index: usize, value: T) -> Result<()> {
+        let v = enc(&value)?;
+        self.obj.call(
+            L_INSERT,
+            |out| {
+                wire::field_u64(out, index as u64);
+                wire::field(out, &v);
+            },
+            |_| Ok(()),
+        )
+    }
+
+    /// `l.remove(value)`: the first equal item; Python's `ValueError` if
+    /// there is none.
+    pub fn remove(&self, value: &T) -> Result<()> {
+        let v = enc(value)?;
+        self.obj.call(L_REMOVE, fields(&[&v]), |_| Ok(()))
+    }
+
+    /// `l[range]` (bounds past the end are the end, as Python's slices).
+    pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
+        self.obj.call(
+            L_SLICE,
+            |out| {
+                wire::field_u64(out, range.start as u64);
+                wire::field_u64(out, range.end as u64);
+            },
+            all,
+        )
+    }
+
+    /// `list(l)`: every item.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.slice(0..usize::MAX)
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.obj.call(L_CLEAR, |_| {}, |_| Ok(()))
+    }
+}
+
+/// Named fields held by a manager (Python's `m.Namespace()`): each field
+/// any serde type, read as the type it was written as.
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let ns = m.namespace()?;
+/// ns.set("name", &"job".to_string())?;
+/// assert_eq!(ns.add("count", 2)?, 2);
+/// assert_eq!(ns.add("count", 3)?, 5);
+/// assert_eq!(ns.get::<String>("name")?, "job");
+/// assert!(ns.get::<i64>("missing").is_err()); // AttributeError
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    obj: ObjectRef,
+}
+
+impl Namespace {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        Namespace { obj }
+    }
+
+    /// `ns.name = value`.
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<()> {
+        let v = enc(value)?;
+        self.obj
+            .call(N_SET, fields(&[name.as_bytes(), &v]), |_| Ok(()))
+    }
+
+    /// `ns.name`; Python's `AttributeError` if there is no such field.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        self.obj
+            .call(N_GET, fields(&[name.as_bytes()]), |mut f| dec(f.take()?))
+    }
+
+    /// `del ns.name`.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.obj.call(N_DEL, fields(&[name.as_bytes()]), |_| Ok(()))
+    }
+
+    /// The fields' names, in order.
+    pub fn names(&self) -> Result<Vec<String>> {
+        self.obj.call(
+            N_NAMES,
+            |_| {},
+            |mut f| {
+                let mut out = Vec::new();
+                while let Some(n) = f.next_field()? {
+                    out.push(String::from_utf8_lossy(n).into_owned());
+                }
+                Ok(out)
+            },
+        )
+    }
+
+    /// `ns.name += by` for an `i64` field (a missing field counts as 0),
+    /// atomically on the server: the counter of several processes needs
+    /// no lock. Returns the new value.
+    pub fn add(&self, name: &str, by: i64) -> Result<i64> {
+        self.obj.call(
+            N_ADD,
+            |out| {
+                wire::field(out, name.as_bytes());
+                wire::field_u64(out, by as u64);
+            },
+            |mut f| dec(f.take()?),
+        )
+    }
+}
