@@ -39,6 +39,7 @@ const CASES: &[(&str, Case)] = &[
     ("queue_mpmc", queue_mpmc),
     ("pool_map", pool_map),
     ("pool_apply_async", pool_apply_async),
+    ("manager_dict_rtt", manager_dict_rtt),
     ("mpi_pingpong_obj", mpi_pingpong_obj),
     ("mpi_pingpong_buf", mpi_pingpong_buf),
     ("mpi_bandwidth_1mib", mpi_bandwidth_1mib),
@@ -53,7 +54,7 @@ const CASES: &[(&str, Case)] = &[
 ];
 
 /// Cases of CASES.md that later parts of procs will measure.
-const PLANNED: &[&str] = &["manager_dict_rtt"];
+const PLANNED: &[&str] = &[];
 
 /// Start and join, one after another, 300 processes that run an empty function.
 fn spawn_join() -> Result<Figure, String> {
@@ -315,6 +316,35 @@ fn queue_throughput() -> Result<Figure, String> {
         value: n as f64 / t.elapsed().as_secs_f64(),
         unit: "items/s",
         better: "higher",
+    })
+}
+
+/// 10,000 x (set one key, get one key) on a dictionary held by a manager
+/// process, from the process that started it; microseconds per operation.
+/// On stderr: the same over the manager's socket (the way of clients
+/// outside the manager's process tree).
+fn manager_dict_rtt() -> Result<Figure, String> {
+    let run = |limits: procs_manager::Limits| -> Result<f64, String> {
+        let m = procs_manager::Manager::start_with(limits).map_err(err)?;
+        let d = m.dict::<u64, u64>().map_err(err)?;
+        let n = 10_000u64;
+        let t = Instant::now();
+        for i in 0..n {
+            d.insert(i % 64, i).map_err(err)?;
+            if d.get(&(i % 64)).map_err(err)? != Some(i) {
+                return Err("a get saw another value than the set before it".into());
+            }
+        }
+        Ok(t.elapsed().as_secs_f64() / (2 * n) as f64 * 1e6)
+    };
+    let ring = run(procs_manager::Limits::default())?;
+    let mut socket = procs_manager::Limits::default();
+    socket.ring_connections = 0;
+    eprintln!("# manager_dict_rtt over the socket: {:.2} us", run(socket)?);
+    Ok(Figure {
+        value: ring,
+        unit: "us",
+        better: "lower",
     })
 }
 

@@ -114,6 +114,12 @@ impl Manager {
         &self.shared.address
     }
 
+    /// The key a client proves it holds before the server reads anything
+    /// from it (Python's `authkey`): random, 32 bytes.
+    pub fn authkey(&self) -> &[u8] {
+        &self.shared.authkey
+    }
+
     /// The server's pid, while it runs.
     pub fn pid(&self) -> Option<i32> {
         self.server.as_ref().and_then(Process::pid)

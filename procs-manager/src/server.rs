@@ -23,6 +23,10 @@ pub struct Limits {
     pub max_objects: usize,
     /// The most connections served at once (default 1,024).
     pub max_connections: usize,
+    /// The most connections of the manager's tree served over shared
+    /// memory at once (default and at most 32); the others go over the
+    /// socket. 0 sends every call over the socket (to measure it).
+    pub ring_connections: usize,
 }
 
 impl Default for Limits {
@@ -30,6 +34,7 @@ impl Default for Limits {
         Limits {
             max_objects: 1_000_000,
             max_connections: 1024,
+            ring_connections: SLOTS,
         }
     }
 }
@@ -93,7 +98,7 @@ pub(crate) fn serve(mut listener: Listener, slots: Arc<Slots>, limits: Limits, p
         objects: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         slots,
-        free_slots: Mutex::new((0..SLOTS).rev().collect()),
+        free_slots: Mutex::new((0..limits.ring_connections.min(SLOTS)).rev().collect()),
         connections: AtomicU64::new(0),
         limits,
         shutdown: AtomicBool::new(false),
@@ -370,8 +375,12 @@ fn call(
             let (k, by) = (a.take()?, a.take_u64()? as i64);
             a.end()?;
             let now = match n.get(k) {
-                Some(v) => postcard::from_bytes::<i64>(v)
-                    .map_err(|_| (ErrorKind::Value, "the field is not an integer"))?,
+                // The whole field, not a prefix of it: a string's length
+                // would decode as an integer too.
+                Some(v) => match postcard::take_from_bytes::<i64>(v) {
+                    Ok((n, [])) => n,
+                    _ => return Err((ErrorKind::Value, "the field is not an integer")),
+                },
                 None => 0,
             };
             let sum = now

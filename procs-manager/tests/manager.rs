@@ -1,0 +1,278 @@
+//! A manager's server and its proxies, across real processes: children
+//! writing at once, errors as Python raises them, a server that never
+//! outlives its starter (drop, panic, SIGKILL), clients that die or send
+//! garbage.
+
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use procs_core::Process;
+use procs_ipc::{Client, Connection};
+use procs_manager::{Error, ErrorKind, Manager};
+
+/// Kills and joins a process when dropped, so that a failed assertion
+/// leaves no child behind.
+struct Reaper(Process);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.join();
+    }
+}
+
+fn start(f: impl FnOnce() + Send + 'static) -> Reaper {
+    let mut p = Process::new(f);
+    p.start().expect("start");
+    Reaper(p)
+}
+
+fn read_line(r: &mut PipeReader) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while r.read(&mut byte).expect("read") == 1 && byte[0] != b'\n' {
+        out.push(byte[0]);
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet: its parent died
+/// and init reaps it).
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Waits up to 10 s for `pid` to be gone.
+fn wait_gone(pid: i32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    gone(pid)
+}
+
+#[test]
+fn forty_children_write_at_once_and_the_parent_sees_every_write() {
+    // More children than the manager's 32 shared-memory slots: the rest
+    // are served over the socket, and all at once.
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u32, Vec<u32>>().unwrap();
+    let l = m.list::<u32>().unwrap();
+    let ns = m.namespace().unwrap();
+    let children: Vec<Reaper> = (0..40)
+        .map(|i| {
+            let (d, l, ns) = (d.clone(), l.clone(), ns.clone());
+            start(move || {
+                for j in 0..20 {
+                    d.insert(i * 100 + j, vec![i, j]).unwrap();
+                    l.push(i).unwrap();
+                    ns.add("count", 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut c in children {
+        assert_eq!(c.0.join().unwrap(), 0);
+    }
+    assert_eq!(d.len().unwrap(), 800);
+    assert_eq!(d.get(&3917).unwrap(), Some(vec![39, 17]));
+    let mut items = l.to_vec().unwrap();
+    items.sort();
+    assert_eq!(items.len(), 800);
+    assert_eq!(items.iter().filter(|&&x| x == 7).count(), 20);
+    assert_eq!(ns.get::<i64>("count").unwrap(), 800);
+}
+
+#[test]
+fn refused_calls_are_pythons_errors_and_the_object_goes_on() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<String>().unwrap();
+    l.extend(["a".to_string(), "b".to_string()]).unwrap();
+    assert_eq!(l.get(2).unwrap_err().remote_kind(), Some(ErrorKind::Index));
+    assert_eq!(
+        l.set(5, "x".into()).unwrap_err().remote_kind(),
+        Some(ErrorKind::Index)
+    );
+    assert_eq!(
+        l.remove(&"z".to_string()).unwrap_err().remote_kind(),
+        Some(ErrorKind::Value)
+    );
+    l.remove(&"a".to_string()).unwrap();
+    l.insert(99, "end".into()).unwrap();
+    assert_eq!(l.to_vec().unwrap(), ["b", "end"]);
+    assert_eq!(l.slice(1..99).unwrap(), ["end"]);
+    let d = m.dict::<String, u8>().unwrap();
+    assert_eq!(
+        d.pop(&"nope".into()).unwrap_err().remote_kind(),
+        Some(ErrorKind::Key)
+    );
+    d.update([("x".to_string(), 1), ("y".to_string(), 2)])
+        .unwrap();
+    assert!(d.contains(&"y".into()).unwrap());
+    assert_eq!(d.get_or(&"q".into(), 9).unwrap(), 9);
+    assert_eq!(d.pop(&"x".into()).unwrap(), 1);
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, ["y"]);
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+    // A value of another type than was written: a decode error here, the
+    // server untouched.
+    let ns = m.namespace().unwrap();
+    ns.set("s", &"text".to_string()).unwrap();
+    assert!(matches!(ns.add("s", 1), Err(Error::Remote { .. })));
+    assert_eq!(ns.names().unwrap(), ["s"]);
+    ns.remove("s").unwrap();
+    assert_eq!(
+        ns.get::<u8>("s").unwrap_err().remote_kind(),
+        Some(ErrorKind::Attribute)
+    );
+}
+
+#[test]
+fn shutdown_ends_the_server_and_proxies_then_say_so() {
+    let mut m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 1).unwrap();
+    let pid = m.pid().unwrap();
+    m.shutdown().unwrap();
+    assert!(gone(pid), "the server was joined");
+    assert!(matches!(d.get(&1), Err(Error::ManagerGone)));
+    assert!(matches!(d.insert(2, 2), Err(Error::ManagerGone)));
+    // Drop after shutdown does nothing more.
+    drop(m);
+}
+
+#[test]
+fn dropping_the_manager_ends_its_server() {
+    let m = Manager::start().unwrap();
+    let l = m.list::<u8>().unwrap();
+    l.push(1).unwrap();
+    let pid = m.pid().unwrap();
+    drop(m);
+    assert!(gone(pid));
+    assert!(matches!(l.len(), Err(Error::ManagerGone)));
+}
+
+/// A process that starts a manager, reports its server's pid, then does
+/// what `end` says; returns the starter and the server's pid.
+fn starter(end: fn(Manager)) -> (Reaper, i32) {
+    let (mut r, w): (PipeReader, PipeWriter) = std::io::pipe().unwrap();
+    let p = start(move || {
+        let m = Manager::start().unwrap();
+        let d = m.dict::<u8, u8>().unwrap();
+        d.insert(0, 0).unwrap();
+        let mut w = w;
+        writeln!(w, "{}", m.pid().unwrap()).unwrap();
+        drop(w);
+        end(m);
+    });
+    let pid: i32 = read_line(&mut r).parse().unwrap();
+    (p, pid)
+}
+
+#[test]
+fn the_server_ends_when_its_starter_is_killed() {
+    let (mut p, server) = starter(|m| {
+        // Not dropped: only the server's watch on its parent can end it.
+        std::mem::forget(m);
+        loop {
+            std::thread::park();
+        }
+    });
+    assert!(!gone(server));
+    kill(Pid::from_raw(p.0.pid().unwrap()), Signal::SIGKILL).unwrap();
+    p.0.join().unwrap();
+    assert!(wait_gone(server), "the server outlived its killed starter");
+}
+
+#[test]
+fn the_server_ends_when_its_starter_panics() {
+    let (mut p, server) = starter(|m| {
+        let _keep = m;
+        panic!("the starter fails");
+    });
+    assert_ne!(p.0.join().unwrap(), 0);
+    assert!(
+        wait_gone(server),
+        "the server outlived its panicked starter"
+    );
+}
+
+#[test]
+fn a_client_killed_mid_use_leaves_the_others_served() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u64, u64>().unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut busy = {
+        let d = d.clone();
+        start(move || {
+            d.insert(0, 0).unwrap();
+            writeln!(w, "ready").unwrap();
+            for i in 0.. {
+                d.insert(i % 8, i).unwrap();
+            }
+        })
+    };
+    assert_eq!(read_line(&mut r), "ready");
+    busy.0.kill().unwrap();
+    busy.0.join().unwrap();
+    // More new clients than there are slots, one after another: the dead
+    // client's slot and every finished one's come back.
+    for i in 0..40u64 {
+        let d = d.clone();
+        let mut c = start(move || d.insert(100 + i, i).unwrap().map_or((), drop));
+        assert_eq!(c.0.join().unwrap(), 0);
+    }
+    assert_eq!(d.get(&139).unwrap(), Some(39));
+    assert!(d.len().unwrap() >= 41);
+}
+
+#[test]
+fn a_wrong_key_and_garbage_get_errors_and_the_server_goes_on() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(1, 2).unwrap();
+    // A wrong key is refused before anything is read.
+    let wrong = Client::connect::<()>(m.address(), b"not the key");
+    assert!(wrong.is_err());
+    // The right key, then a hello that no client sends: that connection
+    // is dropped.
+    let c: Connection<()> = Client::connect(m.address(), m.authkey()).unwrap();
+    c.send_bytes(b"garbage").unwrap();
+    assert!(c.recv_bytes_timeout(Duration::from_secs(10)).is_err());
+    // A good hello (no shared memory), then requests that do not parse or
+    // name nothing: each gets an error answer on the same connection.
+    let c: Connection<()> = Client::connect(m.address(), m.authkey()).unwrap();
+    c.send_bytes(&[0; 9]).unwrap();
+    assert_eq!(c.recv_bytes().unwrap(), [u8::MAX]);
+    let bad: &[&[u8]] = &[
+        b"",
+        &[1, 0, 0],
+        &[9; 11],
+        // A call whose field claims 4 GiB.
+        &[1, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0xff, 0xff, 0xff, 0xff, 1],
+        // A call on an object that does not exist.
+        &[1, 0xee, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 1],
+        // A type that does not exist.
+        &[2, 0, 0, 0, 0, 0, 0, 0, 0, 99, 0],
+    ];
+    for req in bad {
+        c.send_bytes(req).unwrap();
+        let answer = c.recv_bytes().unwrap();
+        assert_ne!(answer.first(), Some(&0), "{req:?} was not refused");
+    }
+    drop(c);
+    // Everyone else is still served.
+    assert_eq!(d.get(&1).unwrap(), Some(2));
+}
