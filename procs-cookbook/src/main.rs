@@ -49,6 +49,7 @@ recipes! {
     shared_value_array = "../examples/shared_value_array.rs": "Share a Value and an Array with a child",
     queue_producer_consumer = "../examples/queue_producer_consumer.rs": "A producer and a consumer exchange objects through a Queue",
     joinable_queue = "../examples/joinable_queue.rs": "Wait for every job to be done with a JoinableQueue",
+    manager_state = "../examples/manager_state.rs": "Manage a state between processes with a Manager's dict",
     pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
     pool_square = "../examples/pool_square.rs": "Map a function over a list with a Pool",
     pool_progress = "../examples/pool_progress.rs": "Show progress with imap_unordered",
