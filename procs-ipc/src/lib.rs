@@ -97,7 +97,7 @@ mod wait;
 
 pub use error::{Error, PutError, Result};
 #[cfg(not(loom))]
-pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Listener};
+pub use listener::{Address, Client, HANDSHAKE_TIMEOUT, Incoming, Listener};
 #[cfg(not(loom))]
 pub use pipe::{Connection, DEFAULT_CAPACITY, PipeBuilder, Receiver, Sender, pipe, pipe_one_way};
 #[cfg(not(loom))]

@@ -324,6 +324,10 @@ impl Listener {
     }
 
     fn accept_until<T>(&mut self, deadline: Option<Instant>) -> Result<Connection<T>> {
+        self.accept_raw(deadline)?.authenticate()
+    }
+
+    fn accept_raw(&mut self, deadline: Option<Instant>) -> Result<Incoming> {
         let socket = self.socket.as_ref().ok_or(Error::Closed)?;
         let fd = match socket {
             Socket::Unix(l) => l.as_fd(),
@@ -349,11 +353,39 @@ impl Listener {
                 (s.into(), Some(Address::Tcp(a)))
             }
         };
-        let until = Instant::now() + self.handshake;
-        deliver_challenge(fd.as_fd(), &self.authkey, until)?;
-        answer_challenge(fd.as_fd(), &self.authkey, until)?;
-        self.last_accepted = peer;
-        Ok(Connection::from_socket(SocketEnd::new(fd)))
+        self.last_accepted = peer.clone();
+        Ok(Incoming {
+            fd,
+            authkey: self.authkey.clone(),
+            handshake: self.handshake,
+            peer,
+        })
+    }
+
+    /// Accepts the next peer without authenticating it yet, waiting at
+    /// most `timeout` (`None`: as long as it takes): a server that serves
+    /// each peer on a thread of its own runs the handshake there
+    /// ([`Incoming::authenticate`]), so that a peer that connects and says
+    /// nothing holds up only its own thread, never the accepting one.
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Client, Connection, Listener};
+    /// use std::time::Duration;
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-incoming-{}", std::process::id()));
+    /// let mut l = Listener::bind(&name, b"key")?;
+    /// let client = std::thread::spawn({
+    ///     let name = name.clone();
+    ///     move || Client::connect::<u8>(&name, b"key").unwrap().send(&7).unwrap()
+    /// });
+    /// let incoming = l.accept_incoming(Some(Duration::from_secs(10)))?;
+    /// let c: Connection<u8> = std::thread::spawn(move || incoming.authenticate()).join().unwrap()?;
+    /// assert_eq!(c.recv()?, 7);
+    /// client.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_incoming(&mut self, timeout: Option<Duration>) -> Result<Incoming> {
+        self.accept_raw(timeout.map(|t| Instant::now() + t))
     }
 
     /// The listening socket, readable when a client waits to be accepted
@@ -404,6 +436,34 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// A peer accepted by [`Listener::accept_incoming`], not yet
+/// authenticated: nothing has been read from it.
+#[derive(Debug)]
+pub struct Incoming {
+    fd: OwnedFd,
+    authkey: Vec<u8>,
+    handshake: Duration,
+    peer: Option<Address>,
+}
+
+impl Incoming {
+    /// Where the peer connected from, when the socket says.
+    pub fn peer(&self) -> Option<&Address> {
+        self.peer.as_ref()
+    }
+
+    /// The mutual challenge of the listener's key, bounded by its
+    /// handshake timeout: the connection, or
+    /// [`Error::Authentication`] for a peer without the key (or
+    /// [`Error::Timeout`] for one too slow).
+    pub fn authenticate<T>(self) -> Result<Connection<T>> {
+        let until = Instant::now() + self.handshake;
+        deliver_challenge(self.fd.as_fd(), &self.authkey, until)?;
+        answer_challenge(self.fd.as_fd(), &self.authkey, until)?;
+        Ok(Connection::from_socket(SocketEnd::new(self.fd)))
     }
 }
 

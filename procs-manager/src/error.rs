@@ -28,7 +28,8 @@ pub enum Error {
     /// The server answered what this library's servers never answer.
     #[error("a malformed answer: {0}")]
     Protocol(&'static str),
-    /// Only the process that started the manager may shut it down.
+    /// Only the process that started the manager may shut it down (not a
+    /// child holding a copy of the handle, nor a client that connected).
     #[error("only the process that started the manager may shut it down")]
     NotStarter,
     /// From the transport.

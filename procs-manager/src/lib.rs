@@ -58,7 +58,10 @@ mod server;
 pub mod wire;
 
 pub use error::{Error, Result};
-pub use manager::Manager;
-pub use proxy::{DictProxy, ListProxy, Namespace};
+pub use manager::{Bound, Manager, ManagerBuilder};
+pub use proxy::{
+    Acquired, DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy,
+    ValueProxy,
+};
 pub use server::Limits;
 pub use wire::ErrorKind;

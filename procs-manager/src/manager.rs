@@ -11,7 +11,9 @@ use procs_ipc::{Address, Client, Connection, Listener};
 
 use crate::error::{Error, Result};
 use crate::link::{Link, Side, Slots, hello};
-use crate::proxy::{DictProxy, ListProxy, Namespace};
+use crate::proxy::{
+    DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
+};
 use crate::server::{self, Limits};
 use crate::wire::{self, Fields, Kind, Type};
 
@@ -74,37 +76,130 @@ pub struct Manager {
     starter: u32,
 }
 
-impl Manager {
-    /// Starts a server process on a fresh abstract Unix socket with a
-    /// random authkey (Python's `Manager()`).
-    pub fn start() -> Result<Manager> {
-        Self::start_with(Limits::default())
+/// How to start a manager: where it listens, its key, its limits.
+#[derive(Debug, Clone, Default)]
+pub struct ManagerBuilder {
+    address: Option<Address>,
+    authkey: Option<Vec<u8>>,
+    limits: Limits,
+}
+
+impl ManagerBuilder {
+    /// Listens on `address`: a Unix socket path, an abstract name, or a
+    /// TCP address such as `127.0.0.1:50000` (port 0: any free port; see
+    /// [`Manager::address`]). Default: a fresh abstract Unix name.
+    pub fn address(mut self, address: impl Into<Address>) -> Self {
+        self.address = Some(address.into());
+        self
     }
 
-    /// As [`start`](Manager::start), with the server's `limits`.
-    pub fn start_with(limits: Limits) -> Result<Manager> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-        let id = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
-        let address =
-            Address::abstract_name(format!("procs-manager-{}-{id:016x}", std::process::id()));
-        let listener = Listener::bind(&address, key)?;
+    /// The key clients must prove they hold (Python's `authkey`).
+    /// Default: 32 random bytes, known to this process and its children.
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// The server's limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Starts the server process.
+    pub fn start(self) -> Result<Manager> {
+        let mut random = [0u8; 40];
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let id = u64::from_le_bytes(random[..8].try_into().expect("8 bytes"));
+        let authkey = self.authkey.unwrap_or_else(|| random[8..].to_vec());
+        let address = self.address.unwrap_or_else(|| {
+            Address::abstract_name(format!("procs-manager-{}-{id:016x}", std::process::id()))
+        });
+        let listener = Listener::bind(&address, &authkey)?;
+        // A TCP port 0 is now a real port.
+        let address = listener.address().clone();
         let slots = Arc::new(Slots::create(id)?);
         let parent = std::process::id() as i32;
         let server_slots = slots.clone();
+        let limits = self.limits;
         let mut server = procs_core::Process::builder()
             .name("SyncManager")
             .daemon(false)
-            .build(move || server::serve(listener, server_slots, limits, parent));
+            .build(move || server::serve(listener, Some(server_slots), limits, Some(parent)));
         server.start()?;
         Ok(Manager {
             shared: Arc::new(Shared {
                 address,
-                authkey: key.to_vec(),
+                authkey,
                 slots: Some(slots),
                 id,
             }),
             server: Some(server),
+            starter: std::process::id(),
+        })
+    }
+}
+
+impl Manager {
+    /// Starts a server process on a fresh abstract Unix socket with a
+    /// random authkey (Python's `Manager()`).
+    pub fn start() -> Result<Manager> {
+        Self::builder().start()
+    }
+
+    /// As [`start`](Manager::start), with the server's `limits`.
+    pub fn start_with(limits: Limits) -> Result<Manager> {
+        Self::builder().limits(limits).start()
+    }
+
+    /// Serves a manager from this process, at `address` with `authkey`,
+    /// until a client asks it to shut down (Python's
+    /// `get_server().serve_forever()`); what the `procs-manager serve`
+    /// command runs. Clients reach it with [`connect`](Manager::connect).
+    pub fn serve(
+        address: impl Into<Address>,
+        authkey: impl AsRef<[u8]>,
+        limits: Limits,
+    ) -> Result<()> {
+        let listener = Listener::bind(address, authkey)?;
+        server::serve(listener, None, limits, None);
+        Ok(())
+    }
+
+    /// Where [`serve`](Manager::serve) would listen once bound, for a
+    /// caller that must print it before serving (a TCP port 0 is chosen at
+    /// bind).
+    pub fn bind(address: impl Into<Address>, authkey: impl AsRef<[u8]>) -> Result<Bound> {
+        Ok(Bound(Listener::bind(address, authkey)?))
+    }
+
+    /// A builder, to choose the address, the key, the limits.
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// A handle to a manager that another program serves at `address`
+    /// (Python's `BaseManager(address, authkey).connect()`): its calls go
+    /// over the socket; [`shutdown`](Manager::shutdown) and drop leave the
+    /// server running. The handshake happens here (a wrong key is
+    /// [`Error::Ipc`] with an authentication error).
+    pub fn connect(address: impl Into<Address>, authkey: impl AsRef<[u8]>) -> Result<Manager> {
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random)
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        let shared = Arc::new(Shared {
+            address: address.into(),
+            authkey: authkey.as_ref().to_vec(),
+            slots: None,
+            id: u64::from_le_bytes(random),
+        });
+        // Connect now, so that a wrong key or nobody listening shows here.
+        let link = connect(&shared)?;
+        LINKS.with(|l| l.borrow_mut().insert(shared.id, link));
+        Ok(Manager {
+            shared,
+            server: None,
             starter: std::process::id(),
         })
     }
@@ -127,29 +222,94 @@ impl Manager {
 
     /// A new empty dictionary held by the server (Python's `m.dict()`).
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::new(self.create(Type::Dict)?))
+        Ok(DictProxy::new(self.create(Type::Dict, "", 0)?))
     }
 
     /// A new empty list held by the server (Python's `m.list()`).
     pub fn list<T>(&self) -> Result<ListProxy<T>> {
-        Ok(ListProxy::new(self.create(Type::List)?))
+        Ok(ListProxy::new(self.create(Type::List, "", 0)?))
     }
 
     /// A new namespace (named fields) held by the server (Python's
     /// `m.Namespace()`).
     pub fn namespace(&self) -> Result<Namespace> {
-        Ok(Namespace::new(self.create(Type::Namespace)?))
+        Ok(Namespace::new(self.create(Type::Namespace, "", 0)?))
     }
 
-    fn create(&self, ty: Type) -> Result<ObjectRef> {
-        let id = call(
-            &self.shared,
-            Kind::Create,
-            0,
-            ty as u16,
-            |_| {},
-            |mut f| Ok(f.take_u64()?),
-        )?;
+    /// A new value held by the server, set to `initial` (Python's
+    /// `m.Value(typecode, initial)`).
+    pub fn value<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        initial: &T,
+    ) -> Result<ValueProxy<T>> {
+        let v = ValueProxy::new(self.create(Type::Value, "", 0)?);
+        v.set(initial)?;
+        Ok(v)
+    }
+
+    /// A new queue held by the server (Python's `m.Queue(maxsize)`; 0:
+    /// no limit).
+    pub fn queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::new(self.create(
+            Type::Queue,
+            "",
+            maxsize as u64,
+        )?))
+    }
+
+    /// A new lock held by the server (Python's `m.Lock()`): one client
+    /// connection holds it at a time; a holder that dies frees it, and the
+    /// next acquire is told so.
+    pub fn lock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::new(self.create(Type::Lock, "", 0)?))
+    }
+
+    /// A new event held by the server (Python's `m.Event()`).
+    pub fn event(&self) -> Result<EventProxy> {
+        Ok(EventProxy::new(self.create(Type::Event, "", 0)?))
+    }
+
+    /// The dictionary named `name` on the server, made empty on first use:
+    /// how clients that connected on their own share one (Python's
+    /// `register('get_dict', ...)` pattern). A name taken by an object of
+    /// another type is [`ErrorKind::Value`](crate::ErrorKind::Value).
+    pub fn named_dict<K, V>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        Ok(DictProxy::new(self.create(Type::Dict, name, 0)?))
+    }
+
+    /// The list named `name`, as [`named_dict`](Manager::named_dict).
+    pub fn named_list<T>(&self, name: &str) -> Result<ListProxy<T>> {
+        Ok(ListProxy::new(self.create(Type::List, name, 0)?))
+    }
+
+    /// The queue named `name`, as [`named_dict`](Manager::named_dict) (its
+    /// `maxsize` is the first user's).
+    pub fn named_queue<T>(&self, name: &str, maxsize: usize) -> Result<QueueProxy<T>> {
+        Ok(QueueProxy::new(self.create(
+            Type::Queue,
+            name,
+            maxsize as u64,
+        )?))
+    }
+
+    /// The namespace named `name`, as [`named_dict`](Manager::named_dict).
+    pub fn named_namespace(&self, name: &str) -> Result<Namespace> {
+        Ok(Namespace::new(self.create(Type::Namespace, name, 0)?))
+    }
+
+    /// The lock named `name`, as [`named_dict`](Manager::named_dict).
+    pub fn named_lock(&self, name: &str) -> Result<LockProxy> {
+        Ok(LockProxy::new(self.create(Type::Lock, name, 0)?))
+    }
+
+    fn create(&self, ty: Type, name: &str, param: u64) -> Result<ObjectRef> {
+        let args = |out: &mut Vec<u8>| {
+            wire::field(out, name.as_bytes());
+            wire::field_u64(out, param);
+        };
+        let id = call(&self.shared, Kind::Create, 0, ty as u16, args, |mut f| {
+            Ok(f.take_u64()?)
+        })?;
         Ok(ObjectRef {
             shared: self.shared.clone(),
             id,
@@ -159,7 +319,7 @@ impl Manager {
     /// Stops the server (Python's `shutdown()`): it answers, then ends;
     /// proxies get [`Error::ManagerGone`] from then on. Waits for it.
     pub fn shutdown(&mut self) -> Result<()> {
-        if std::process::id() != self.starter {
+        if std::process::id() != self.starter || self.shared.slots.is_none() {
             return Err(Error::NotStarter);
         }
         let Some(mut server) = self.server.take() else {
@@ -177,7 +337,7 @@ impl Manager {
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        if std::process::id() == self.starter {
+        if std::process::id() == self.starter && self.server.is_some() {
             let _ = self.shutdown();
         }
     }
@@ -287,4 +447,20 @@ fn call<R>(
             Err((kind, message)) => Err(Error::Remote { kind, message }),
         }
     })
+}
+
+/// A listening socket, ready to serve (see [`Manager::bind`]).
+#[derive(Debug)]
+pub struct Bound(Listener);
+
+impl Bound {
+    /// Where it listens.
+    pub fn address(&self) -> &Address {
+        self.0.address()
+    }
+
+    /// Serves until a client asks the server to shut down.
+    pub fn serve(self, limits: Limits) {
+        server::serve(self.0, None, limits, None);
+    }
 }

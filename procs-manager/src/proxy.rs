@@ -9,6 +9,7 @@
 
 use std::marker::PhantomData;
 use std::ops::Range;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -396,5 +397,322 @@ impl Namespace {
             },
             |mut f| dec(f.take()?),
         )
+    }
+}
+
+/// A timeout on the wire: milliseconds (rounded up), `u64::MAX` for none.
+fn millis(timeout: Option<Duration>) -> u64 {
+    timeout.map_or(u64::MAX, |t| {
+        u64::try_from(t.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(u64::MAX - 1)
+            .min(u64::MAX - 1)
+    })
+}
+
+/// A value held by a manager (Python's `m.Value`).
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let v = m.value(&1.5f64)?;
+/// v.set(&2.5)?;
+/// assert_eq!(v.get()?, 2.5);
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ValueProxy<T> {
+    obj: ObjectRef,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for ValueProxy<T> {
+    fn clone(&self) -> Self {
+        ValueProxy::new(self.obj.clone())
+    }
+}
+
+impl<T> ValueProxy<T> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        ValueProxy {
+            obj,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// `v.value`.
+    pub fn get(&self) -> Result<T> {
+        self.obj.call(V_GET, |_| {}, |mut f| dec(f.take()?))
+    }
+
+    /// `v.value = value`.
+    pub fn set(&self, value: &T) -> Result<()> {
+        let v = enc(value)?;
+        self.obj.call(V_SET, fields(&[&v]), |_| Ok(()))
+    }
+}
+
+/// A queue held by a manager (Python's `m.Queue()`): first in, first
+/// out, between any processes that hold a proxy. A `get` that waits
+/// blocks only its caller (each thread has its own connection).
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let q = m.queue::<String>(0)?;
+/// let tx = q.clone();
+/// let mut p = procs_core::Process::new(move || tx.put("hi".into()).unwrap());
+/// p.start()?;
+/// assert_eq!(q.get_timeout(Duration::from_secs(10))?, "hi");
+/// p.join()?;
+/// assert!(q.try_get().is_err()); // queue.Empty
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct QueueProxy<T> {
+    obj: ObjectRef,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for QueueProxy<T> {
+    fn clone(&self) -> Self {
+        QueueProxy::new(self.obj.clone())
+    }
+}
+
+impl<T> QueueProxy<T> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        QueueProxy {
+            obj,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    fn put_within(&self, item: &T, timeout: Option<Duration>) -> Result<()> {
+        let v = enc(item)?;
+        self.obj.call(
+            Q_PUT,
+            |out| {
+                wire::field(out, &v);
+                wire::field_u64(out, millis(timeout));
+            },
+            |_| Ok(()),
+        )
+    }
+
+    fn get_within(&self, timeout: Option<Duration>) -> Result<T> {
+        self.obj.call(
+            Q_GET,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| dec(f.take()?),
+        )
+    }
+
+    /// `q.put(item)`, waiting for room as long as it takes.
+    pub fn put(&self, item: T) -> Result<()> {
+        self.put_within(&item, None)
+    }
+
+    /// `q.put(item, timeout=...)`: Python's `queue.Full` as
+    /// [`ErrorKind::Full`](crate::ErrorKind::Full).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<()> {
+        self.put_within(&item, Some(timeout))
+    }
+
+    /// `q.put_nowait(item)`.
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, item: T) -> Result<()> {
+        self.put_within(&item, Some(Duration::ZERO))
+    }
+
+    /// `q.get()`, waiting as long as it takes.
+    pub fn get(&self) -> Result<T> {
+        self.get_within(None)
+    }
+
+    /// `q.get(timeout=...)`: Python's `queue.Empty` as
+    /// [`ErrorKind::Empty`](crate::ErrorKind::Empty).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_within(Some(timeout))
+    }
+
+    /// `q.get_nowait()`.
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> Result<T> {
+        self.get_within(Some(Duration::ZERO))
+    }
+
+    /// `q.qsize()`.
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> Result<usize> {
+        self.obj.call(Q_LEN, |_| {}, count)
+    }
+
+    /// `q.empty()`.
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// What an acquire through a [`LockProxy`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lock was free.
+    Clean,
+    /// The lock's last holder (a connection, so a thread of some process)
+    /// ended while holding it; the lock is now the caller's, and what it
+    /// protects may be half-changed.
+    OwnerDied,
+}
+
+/// A lock held by a manager (Python's `m.Lock()`): held by one thread
+/// (one connection) of one process at a time.
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let lock = m.lock()?;
+/// let guard = lock.acquire()?;
+/// assert!(lock.locked()?);
+/// drop(guard);
+/// assert!(lock.acquire_timeout(Duration::from_secs(1))?.is_some());
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LockProxy {
+    obj: ObjectRef,
+}
+
+/// A held [`LockProxy`], released when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard drops"]
+pub struct LockGuard<'a> {
+    lock: &'a LockProxy,
+    acquired: Acquired,
+    /// Released by the thread that took it: its connection holds the lock.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LockGuard<'_> {
+    /// Whether the lock was free or its last holder died.
+    pub fn acquired(&self) -> Acquired {
+        self.acquired
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // A server gone has released every lock with it.
+        let _ = self.lock.release();
+    }
+}
+
+impl LockProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        LockProxy { obj }
+    }
+
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
+        let got = self.obj.call(
+            K_ACQUIRE,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()?),
+        )?;
+        let acquired = match got {
+            ACQUIRED => Acquired::Clean,
+            ACQUIRED_OWNER_DIED => Acquired::OwnerDied,
+            ACQUIRE_TIMED_OUT => return Ok(None),
+            _ => return Err(Error::Protocol("an acquire answered neither yes nor no")),
+        };
+        Ok(Some(LockGuard {
+            lock: self,
+            acquired,
+            _not_send: PhantomData,
+        }))
+    }
+
+    /// `with lock:` — waits as long as it takes.
+    pub fn acquire(&self) -> Result<LockGuard<'_>> {
+        self.acquire_within(None)?
+            .ok_or(Error::Protocol("an acquire without a timeout timed out"))
+    }
+
+    /// `lock.acquire(timeout=...)`: `None` if it stayed held.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_>>> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `lock.acquire(blocking=False)`.
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+
+    fn release(&self) -> Result<()> {
+        self.obj.call(K_RELEASE, |_| {}, |_| Ok(()))
+    }
+
+    /// `lock.locked()`.
+    pub fn locked(&self) -> Result<bool> {
+        self.obj
+            .call(K_LOCKED, |_| {}, |mut f| Ok(f.take_u64()? != 0))
+    }
+}
+
+/// An event held by a manager (Python's `m.Event()`).
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let e = m.event()?;
+/// assert!(!e.wait_timeout(Duration::from_millis(10))?);
+/// e.set()?;
+/// assert!(e.is_set()? && e.wait_timeout(Duration::from_secs(1))?);
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct EventProxy {
+    obj: ObjectRef,
+}
+
+impl EventProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        EventProxy { obj }
+    }
+
+    /// `e.set()`: wakes every waiter.
+    pub fn set(&self) -> Result<()> {
+        self.obj.call(E_SET, |_| {}, |_| Ok(()))
+    }
+
+    /// `e.clear()`.
+    pub fn clear(&self) -> Result<()> {
+        self.obj.call(E_CLEAR, |_| {}, |_| Ok(()))
+    }
+
+    /// `e.is_set()`.
+    pub fn is_set(&self) -> Result<bool> {
+        self.obj
+            .call(E_IS_SET, |_| {}, |mut f| Ok(f.take_u64()? != 0))
+    }
+
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.obj.call(
+            E_WAIT,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()? != 0),
+        )
+    }
+
+    /// `e.wait()`: until it is set.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_within(None).map(drop)
+    }
+
+    /// `e.wait(timeout)`: whether it was set in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_within(Some(timeout))
     }
 }

@@ -5,15 +5,17 @@
 //! encodes equal values to equal bytes), so it needs no knowledge of the
 //! clients' types: a dictionary is a map of byte strings to byte strings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use procs_ipc::{Connection, Error as IpcError, Listener};
 
-use crate::link::{Link, SLOTS, Side, Slots, parse_hello, slot_answer};
+use crate::link::{Link, SLOTS, Side, Slots, SocketPeer, parse_hello, slot_answer};
 use crate::wire::{self, ErrorKind, Fields, Kind, Malformed, Type};
+use procs_ipc::ring::Peer;
 
 /// Limits of a server, so that no client can exhaust it.
 #[derive(Debug, Clone)]
@@ -71,19 +73,88 @@ pub(crate) mod method {
     pub const N_NAMES: u16 = 43;
     /// Adds an integer to an i64 field (encoded by postcard), atomically.
     pub const N_ADD: u16 = 44;
+    // Values.
+    pub const V_GET: u16 = 50;
+    pub const V_SET: u16 = 51;
+    // Queues.
+    pub const Q_PUT: u16 = 60;
+    pub const Q_GET: u16 = 61;
+    pub const Q_LEN: u16 = 62;
+    // Locks.
+    pub const K_ACQUIRE: u16 = 70;
+    pub const K_RELEASE: u16 = 71;
+    pub const K_LOCKED: u16 = 72;
+    // Events.
+    pub const E_SET: u16 = 80;
+    pub const E_CLEAR: u16 = 81;
+    pub const E_IS_SET: u16 = 82;
+    pub const E_WAIT: u16 = 83;
+    /// What an acquire answers.
+    pub const ACQUIRED: u64 = 0;
+    pub const ACQUIRED_OWNER_DIED: u64 = 1;
+    pub const ACQUIRE_TIMED_OUT: u64 = 2;
 }
 
 enum Object {
     Dict(HashMap<Vec<u8>, Vec<u8>>),
     List(Vec<Vec<u8>>),
     Namespace(BTreeMap<Vec<u8>, Vec<u8>>),
+    Value(Vec<u8>),
+    Queue {
+        items: VecDeque<Vec<u8>>,
+        /// 0: no limit.
+        maxsize: usize,
+    },
+    Lock {
+        /// The connection holding it.
+        holder: Option<u64>,
+        /// Its last holder's connection ended while holding it: the next
+        /// acquire says so (`OwnerDied`).
+        owner_died: bool,
+    },
+    Event(bool),
+}
+
+impl Object {
+    fn ty(&self) -> Type {
+        match self {
+            Object::Dict(_) => Type::Dict,
+            Object::List(_) => Type::List,
+            Object::Namespace(_) => Type::Namespace,
+            Object::Value(_) => Type::Value,
+            Object::Queue { .. } => Type::Queue,
+            Object::Lock { .. } => Type::Lock,
+            Object::Event(_) => Type::Event,
+        }
+    }
+}
+
+/// An object and the condition its blocking calls wait on.
+struct Held {
+    obj: Mutex<Object>,
+    changed: Condvar,
+}
+
+/// How long a blocking call waits between looks at its client's life.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
+
+/// The connection a call comes from.
+pub(crate) struct Caller<'a> {
+    id: u64,
+    /// Whether the client is still there (its socket open).
+    alive: &'a dyn Fn() -> bool,
+    /// The locks it holds, released if it goes.
+    locks: RefCell<Vec<u64>>,
 }
 
 /// What every connection's thread shares.
 struct State {
-    objects: Mutex<HashMap<u64, Arc<Mutex<Object>>>>,
+    objects: Mutex<HashMap<u64, Arc<Held>>>,
+    /// Objects made by name (`Manager::named_*`): the same one for every
+    /// client that asks.
+    names: Mutex<HashMap<Vec<u8>, (Type, u64)>>,
     next_id: AtomicU64,
-    slots: Arc<Slots>,
+    slots: Option<Arc<Slots>>,
     free_slots: Mutex<Vec<usize>>,
     connections: AtomicU64,
     limits: Limits,
@@ -92,10 +163,16 @@ struct State {
 
 /// Serves `listener` until a client asks for shutdown or `parent` is
 /// gone (the process that started the server: its death is seen within
-/// a tenth of a second).
-pub(crate) fn serve(mut listener: Listener, slots: Arc<Slots>, limits: Limits, parent: i32) {
+/// a tenth of a second). Clients that map `slots` are served through them.
+pub(crate) fn serve(
+    mut listener: Listener,
+    slots: Option<Arc<Slots>>,
+    limits: Limits,
+    parent: Option<i32>,
+) {
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
+        names: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         slots,
         free_slots: Mutex::new((0..limits.ring_connections.min(SLOTS)).rev().collect()),
@@ -105,10 +182,10 @@ pub(crate) fn serve(mut listener: Listener, slots: Arc<Slots>, limits: Limits, p
     });
     // A process whose parent died is adopted by another: its parent's pid
     // changes, which pid reuse cannot fake.
-    let parent_alive = || nix::unistd::getppid().as_raw() == parent;
+    let parent_alive = || parent.is_none_or(|p| nix::unistd::getppid().as_raw() == p);
     while !state.shutdown.load(Ordering::Acquire) && parent_alive() {
-        match listener.accept_timeout::<()>(Duration::from_millis(100)) {
-            Ok(conn) => {
+        match listener.accept_incoming(Some(Duration::from_millis(100))) {
+            Ok(incoming) => {
                 let n = state.connections.fetch_add(1, Ordering::AcqRel);
                 if n as usize >= state.limits.max_connections {
                     state.connections.fetch_sub(1, Ordering::AcqRel);
@@ -119,15 +196,18 @@ pub(crate) fn serve(mut listener: Listener, slots: Arc<Slots>, limits: Limits, p
                 let spawned = std::thread::Builder::new()
                     .name("procs-manager-conn".into())
                     .spawn(move || {
-                        serve_connection(&state, conn);
+                        // The handshake runs here: a peer that says nothing
+                        // holds up this thread alone.
+                        match incoming.authenticate::<()>() {
+                            Ok(conn) => serve_connection(&state, conn),
+                            Err(e) => eprintln!("procs-manager: a connection refused: {e}"),
+                        }
                         state.connections.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
                     eprintln!("procs-manager: no thread for a connection");
                 }
             }
-            // A wrong key is refused (and logged by the listener); a
-            // handshake cut short or late ends that peer only.
             Err(IpcError::Timeout) => {}
             Err(e) => eprintln!("procs-manager: a connection failed: {e}"),
         }
@@ -138,30 +218,40 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     let Ok(hello) = socket.recv_bytes_timeout(procs_ipc::HANDSHAKE_TIMEOUT) else {
         return;
     };
-    let slot = match parse_hello(&hello) {
-        Ok(Some(token)) if token == state.slots.token() => state
+    let slot = match (parse_hello(&hello), &state.slots) {
+        (Ok(Some(token)), Some(slots)) if token == slots.token() => state
             .free_slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pop(),
-        Ok(_) => None,
-        Err(_) => return,
+            .pop()
+            .map(|i| (slots.clone(), i)),
+        (Ok(_), _) => None,
+        (Err(_), _) => return,
     };
-    if let Some(i) = slot {
-        state.slots.restart(i);
+    if let Some((slots, i)) = &slot {
+        slots.restart(*i);
     }
-    if socket.send_bytes(&slot_answer(slot)).is_err() {
-        free(state, slot);
+    let slot_index = slot.as_ref().map(|(_, i)| *i);
+    if socket.send_bytes(&slot_answer(slot_index)).is_err() {
+        free(state, slot_index);
         return;
     }
-    let link = Link {
-        socket,
-        slot: slot.map(|i| (state.slots.clone(), i)),
+    let link = Link { socket, slot };
+    let alive = || SocketPeer(&link.socket).alive();
+    let caller = Caller {
+        id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        alive: &alive,
+        locks: RefCell::new(Vec::new()),
     };
     let (mut req, mut resp) = (Vec::new(), Vec::new());
     while link.recv(Side::Server, &mut req).is_ok() {
         match wire::parse_request(&req) {
-            Ok(r) => answer(state, r, &mut resp),
+            Ok(r) => {
+                if answer(state, &caller, r, &mut resp).is_err() {
+                    // The client went during a blocking call.
+                    break;
+                }
+            }
             Err(Malformed(why)) => {
                 // The stream is still whole (the transport frames each
                 // message): answer, and go on.
@@ -175,8 +265,32 @@ fn serve_connection(state: &State, socket: Connection<()>) {
             break;
         }
     }
+    release_locks(state, &caller);
     drop(link);
-    free(state, slot);
+    free(state, slot_index);
+}
+
+/// Frees the locks a connection that ended still held: their next
+/// acquire is told that the owner died.
+fn release_locks(state: &State, caller: &Caller<'_>) {
+    for id in caller.locks.take() {
+        let held = state
+            .objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some(held) = held {
+            let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+            if let Object::Lock { holder, owner_died } = &mut *obj
+                && *holder == Some(caller.id)
+            {
+                *holder = None;
+                *owner_died = true;
+                held.changed.notify_all();
+            }
+        }
+    }
 }
 
 fn free(state: &State, slot: Option<usize>) {
@@ -189,47 +303,246 @@ fn free(state: &State, slot: Option<usize>) {
     }
 }
 
-fn answer(state: &State, r: wire::Request<'_>, out: &mut Vec<u8>) {
+/// The client went in the middle of a blocking call: the connection ends.
+pub(crate) struct Gone;
+
+fn answer(
+    state: &State,
+    caller: &Caller<'_>,
+    r: wire::Request<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Gone> {
     match r.kind {
         Kind::Shutdown => {
             state.shutdown.store(true, Ordering::Release);
             wire::done(out);
         }
         Kind::Create => {
-            let Some(ty) = Type::from_code(r.method) else {
-                return wire::failed(out, ErrorKind::NoMethod, "no such type of object");
-            };
-            let mut objects = state.objects.lock().unwrap_or_else(|e| e.into_inner());
-            if objects.len() >= state.limits.max_objects {
-                return wire::failed(out, ErrorKind::Limit, "the limit of objects");
+            if let Err((kind, why)) = create(state, r.method, r.args, out) {
+                wire::failed(out, kind, why);
             }
-            let obj = match ty {
-                Type::Dict => Object::Dict(HashMap::new()),
-                Type::List => Object::List(Vec::new()),
-                Type::Namespace => Object::Namespace(BTreeMap::new()),
-            };
-            let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-            objects.insert(id, Arc::new(Mutex::new(obj)));
-            wire::done(out);
-            wire::field_u64(out, id);
         }
         Kind::Call => {
-            let obj = state
+            let held = state
                 .objects
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&r.object)
                 .cloned();
-            let Some(obj) = obj else {
-                return wire::failed(out, ErrorKind::NoObject, "no such object");
+            let Some(held) = held else {
+                wire::failed(out, ErrorKind::NoObject, "no such object");
+                return Ok(());
             };
-            let mut obj = obj.lock().unwrap_or_else(|e| e.into_inner());
             wire::done(out);
-            if let Err((kind, why)) = call(&mut obj, r.method, r.args, out) {
-                wire::failed(out, kind, why);
+            match call_held(&held, caller, r.object, r.method, r.args, out) {
+                Ok(()) => {}
+                Err(Call::Failed((kind, why))) => wire::failed(out, kind, why),
+                Err(Call::Gone) => return Err(Gone),
             }
         }
     }
+    Ok(())
+}
+
+/// Makes an object (or finds the one of that name): arguments name
+/// (empty: none) and a parameter (a queue's maxsize).
+fn create(state: &State, ty: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+    let ty = Type::from_code(ty).ok_or((ErrorKind::NoMethod, "no such type of object"))?;
+    let (name, param) = (a.take()?, a.take_u64()?);
+    a.end()?;
+    let mut names = state.names.lock().unwrap_or_else(|e| e.into_inner());
+    if !name.is_empty()
+        && let Some(&(t, id)) = names.get(name)
+    {
+        if t != ty {
+            return Err((ErrorKind::Value, "an object of another type has that name"));
+        }
+        wire::done(out);
+        wire::field_u64(out, id);
+        return Ok(());
+    }
+    let mut objects = state.objects.lock().unwrap_or_else(|e| e.into_inner());
+    if objects.len() >= state.limits.max_objects {
+        return Err((ErrorKind::Limit, "the limit of objects"));
+    }
+    let obj = match ty {
+        Type::Dict => Object::Dict(HashMap::new()),
+        Type::List => Object::List(Vec::new()),
+        Type::Namespace => Object::Namespace(BTreeMap::new()),
+        Type::Value => Object::Value(Vec::new()),
+        Type::Queue => Object::Queue {
+            items: VecDeque::new(),
+            maxsize: usize::try_from(param).unwrap_or(usize::MAX),
+        },
+        Type::Lock => Object::Lock {
+            holder: None,
+            owner_died: false,
+        },
+        Type::Event => Object::Event(false),
+    };
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    objects.insert(
+        id,
+        Arc::new(Held {
+            obj: Mutex::new(obj),
+            changed: Condvar::new(),
+        }),
+    );
+    if !name.is_empty() {
+        names.insert(name.to_vec(), (ty, id));
+    }
+    wire::done(out);
+    wire::field_u64(out, id);
+    Ok(())
+}
+
+/// How a call failed.
+enum Call {
+    Failed(Failure),
+    Gone,
+}
+
+impl From<Failure> for Call {
+    fn from(f: Failure) -> Call {
+        Call::Failed(f)
+    }
+}
+
+impl From<Malformed> for Call {
+    fn from(m: Malformed) -> Call {
+        Call::Failed(m.into())
+    }
+}
+
+/// A timeout field: milliseconds, `u64::MAX` for none.
+fn deadline(ms: u64) -> Option<Instant> {
+    (ms != u64::MAX).then(|| Instant::now() + Duration::from_millis(ms))
+}
+
+/// Waits on `held` until `ready` holds of its object (then returns the
+/// guard) or `until` passes (`None`), looking at the caller's life
+/// between waits.
+fn wait_for<'h>(
+    held: &'h Held,
+    caller: &Caller<'_>,
+    until: Option<Instant>,
+    ready: impl Fn(&Object) -> bool,
+) -> Result<Option<std::sync::MutexGuard<'h, Object>>, Call> {
+    let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if ready(&obj) {
+            return Ok(Some(obj));
+        }
+        let now = Instant::now();
+        if until.is_some_and(|u| now >= u) {
+            return Ok(None);
+        }
+        let slice = until.map_or(LOOK_EVERY, |u| (u - now).min(LOOK_EVERY));
+        obj = held
+            .changed
+            .wait_timeout(obj, slice)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        if !(caller.alive)() {
+            return Err(Call::Gone);
+        }
+    }
+}
+
+/// Runs one method of a held object: the blocking types here, the others
+/// in `call`.
+fn call_held(
+    held: &Held,
+    caller: &Caller<'_>,
+    id: u64,
+    method: u16,
+    mut a: Fields<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Call> {
+    use method::*;
+    let ty = held.obj.lock().unwrap_or_else(|e| e.into_inner()).ty();
+    match (ty, method) {
+        (Type::Queue, Q_PUT) => {
+            let (v, ms) = (a.take()?, a.take_u64()?);
+            a.end()?;
+            let room = |o: &Object| matches!(o, Object::Queue { items, maxsize } if *maxsize == 0 || items.len() < *maxsize);
+            let Some(mut obj) = wait_for(held, caller, deadline(ms), room)? else {
+                return Err(Call::Failed((ErrorKind::Full, "the queue is full")));
+            };
+            if let Object::Queue { items, .. } = &mut *obj {
+                items.push_back(v.to_vec());
+            }
+            held.changed.notify_all();
+        }
+        (Type::Queue, Q_GET) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            let some = |o: &Object| matches!(o, Object::Queue { items, .. } if !items.is_empty());
+            let Some(mut obj) = wait_for(held, caller, deadline(ms), some)? else {
+                return Err(Call::Failed((ErrorKind::Empty, "the queue is empty")));
+            };
+            if let Object::Queue { items, .. } = &mut *obj
+                && let Some(v) = items.pop_front()
+            {
+                wire::field(out, &v);
+            }
+            held.changed.notify_all();
+        }
+        (Type::Lock, K_ACQUIRE) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            if caller.locks.borrow().contains(&id) {
+                return Err(Call::Failed((
+                    ErrorKind::Runtime,
+                    "this client holds the lock already",
+                )));
+            }
+            let free = |o: &Object| matches!(o, Object::Lock { holder: None, .. });
+            match wait_for(held, caller, deadline(ms), free)? {
+                None => wire::field_u64(out, ACQUIRE_TIMED_OUT),
+                Some(mut obj) => {
+                    if let Object::Lock { holder, owner_died } = &mut *obj {
+                        *holder = Some(caller.id);
+                        let died = std::mem::take(owner_died);
+                        caller.locks.borrow_mut().push(id);
+                        wire::field_u64(out, if died { ACQUIRED_OWNER_DIED } else { ACQUIRED });
+                    }
+                }
+            }
+        }
+        (Type::Lock, K_RELEASE) => {
+            a.end()?;
+            let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *obj {
+                Object::Lock { holder, .. } if *holder == Some(caller.id) => {
+                    *holder = None;
+                    caller.locks.borrow_mut().retain(|&l| l != id);
+                    held.changed.notify_all();
+                }
+                _ => {
+                    return Err(Call::Failed((
+                        ErrorKind::Runtime,
+                        "release of a lock this client does not hold",
+                    )));
+                }
+            }
+        }
+        (Type::Event, E_WAIT) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            let set = |o: &Object| matches!(o, Object::Event(true));
+            let got = wait_for(held, caller, deadline(ms), set)?.is_some();
+            wire::field_u64(out, u64::from(got));
+        }
+        _ => {
+            let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+            call(&mut obj, method, a, out)?;
+            if matches!(method, E_SET | E_CLEAR) {
+                held.changed.notify_all();
+            }
+        }
+    }
+    Ok(())
 }
 
 type Failure = (ErrorKind, &'static str);
@@ -389,6 +702,31 @@ fn call(
             let bytes = postcard::to_allocvec(&sum).expect("an i64 encodes");
             wire::field(out, &bytes);
             n.insert(k.to_vec(), bytes);
+        }
+        (Object::Value(v), V_GET) => {
+            a.end()?;
+            wire::field(out, v);
+        }
+        (Object::Value(v), V_SET) => {
+            let new = a.take()?;
+            a.end()?;
+            *v = new.to_vec();
+        }
+        (Object::Queue { items, .. }, Q_LEN) => {
+            a.end()?;
+            wire::field_u64(out, items.len() as u64);
+        }
+        (Object::Lock { holder, .. }, K_LOCKED) => {
+            a.end()?;
+            wire::field_u64(out, u64::from(holder.is_some()));
+        }
+        (Object::Event(e), E_SET | E_CLEAR) => {
+            a.end()?;
+            *e = method == E_SET;
+        }
+        (Object::Event(e), E_IS_SET) => {
+            a.end()?;
+            wire::field_u64(out, u64::from(*e));
         }
         _ => return Err((ErrorKind::NoMethod, "no such method for this object")),
     }

@@ -38,6 +38,14 @@ pub enum Type {
     List = 2,
     /// Named fields of encoded values (Python's `Namespace`).
     Namespace = 3,
+    /// One encoded value (Python's `m.Value`).
+    Value = 4,
+    /// A FIFO queue of encoded values (Python's `m.Queue`).
+    Queue = 5,
+    /// A lock held by one connection at a time (Python's `m.Lock`).
+    Lock = 6,
+    /// A flag to wait for (Python's `m.Event`).
+    Event = 7,
 }
 
 impl Type {
@@ -46,6 +54,10 @@ impl Type {
             1 => Some(Type::Dict),
             2 => Some(Type::List),
             3 => Some(Type::Namespace),
+            4 => Some(Type::Value),
+            5 => Some(Type::Queue),
+            6 => Some(Type::Lock),
+            7 => Some(Type::Event),
             _ => None,
         }
     }
@@ -72,13 +84,21 @@ pub enum ErrorKind {
     Limit = 7,
     /// Python's `AttributeError`: no such field of a namespace.
     Attribute = 8,
+    /// Python's `queue.Empty`: nothing to get in time.
+    Empty = 9,
+    /// Python's `queue.Full`: no room to put in time.
+    Full = 10,
+    /// Python's `RuntimeError`: a lock released by a client that does not
+    /// hold it, or taken twice.
+    Runtime = 11,
 }
 
 impl ErrorKind {
     fn from_code(code: u8) -> Option<ErrorKind> {
         use ErrorKind::*;
         [
-            Key, Index, Value, NoObject, NoMethod, BadRequest, Limit, Attribute,
+            Key, Index, Value, NoObject, NoMethod, BadRequest, Limit, Attribute, Empty, Full,
+            Runtime,
         ]
         .into_iter()
         .find(|k| *k as u8 == code)
@@ -96,6 +116,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BadRequest => "bad request",
             ErrorKind::Limit => "limit reached",
             ErrorKind::Attribute => "AttributeError",
+            ErrorKind::Empty => "queue.Empty",
+            ErrorKind::Full => "queue.Full",
+            ErrorKind::Runtime => "RuntimeError",
         })
     }
 }

@@ -276,3 +276,235 @@ fn a_wrong_key_and_garbage_get_errors_and_the_server_goes_on() {
     // Everyone else is still served.
     assert_eq!(d.get(&1).unwrap(), Some(2));
 }
+
+#[test]
+fn four_processes_write_a_thousand_keys_each_and_all_are_there() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<(u8, u16), u64>().unwrap();
+    let writers: Vec<Reaper> = (0..4u8)
+        .map(|w| {
+            let d = d.clone();
+            start(move || {
+                for k in 0..1000u16 {
+                    d.insert((w, k), u64::from(w) * 10_000 + u64::from(k))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut w in writers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    assert_eq!(d.len().unwrap(), 4000);
+    for w in 0..4u8 {
+        assert_eq!(d.get(&(w, 999)).unwrap(), Some(u64::from(w) * 10_000 + 999));
+    }
+}
+
+#[test]
+fn a_queue_with_four_producers_and_four_consumers_moves_every_item_once() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<Option<u32>>(16).unwrap();
+    let got = m.list::<u32>().unwrap();
+    let producers: Vec<Reaper> = (0..4u32)
+        .map(|p| {
+            let q = q.clone();
+            start(move || {
+                for i in 0..250 {
+                    q.put(Some(p * 1000 + i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<Reaper> = (0..4)
+        .map(|_| {
+            let (q, got) = (q.clone(), got.clone());
+            start(move || {
+                let mut mine = Vec::new();
+                while let Some(x) = q.get_timeout(Duration::from_secs(30)).unwrap() {
+                    mine.push(x);
+                }
+                got.extend(mine).unwrap();
+            })
+        })
+        .collect();
+    for mut p in producers {
+        assert_eq!(p.0.join().unwrap(), 0);
+    }
+    for _ in 0..4 {
+        q.put(None).unwrap();
+    }
+    for mut c in consumers {
+        assert_eq!(c.0.join().unwrap(), 0);
+    }
+    let mut all = got.to_vec().unwrap();
+    all.sort();
+    let want: Vec<u32> = (0..4)
+        .flat_map(|p| (0..250).map(move |i| p * 1000 + i))
+        .collect();
+    assert_eq!(all, want);
+    assert_eq!(
+        q.try_get().unwrap_err().remote_kind(),
+        Some(ErrorKind::Empty)
+    );
+    let full = m.queue::<u8>(1).unwrap();
+    full.put(1).unwrap();
+    assert_eq!(
+        full.put_timeout(2, Duration::from_millis(20))
+            .unwrap_err()
+            .remote_kind(),
+        Some(ErrorKind::Full)
+    );
+}
+
+#[test]
+fn a_managed_lock_makes_read_modify_writes_of_four_processes_exact() {
+    let m = Manager::start().unwrap();
+    let (lock, v) = (m.lock().unwrap(), m.value(&0u64).unwrap());
+    let workers: Vec<Reaper> = (0..4)
+        .map(|_| {
+            let (lock, v) = (lock.clone(), v.clone());
+            start(move || {
+                for _ in 0..100 {
+                    let _g = lock.acquire().unwrap();
+                    let n = v.get().unwrap();
+                    v.set(&(n + 1)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut w in workers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    assert_eq!(v.get().unwrap(), 400);
+    assert!(!lock.locked().unwrap());
+}
+
+#[test]
+fn a_lock_whose_holder_is_killed_is_taken_with_owner_died() {
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut holder = {
+        let lock = lock.clone();
+        start(move || {
+            let _g = lock.acquire().unwrap();
+            writeln!(w, "held").unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+    };
+    assert_eq!(read_line(&mut r), "held");
+    assert!(lock.try_acquire().unwrap().is_none());
+    holder.0.kill().unwrap();
+    holder.0.join().unwrap();
+    let g = lock
+        .acquire_timeout(Duration::from_secs(10))
+        .unwrap()
+        .expect("the dead holder's lock is freed");
+    assert_eq!(g.acquired(), procs_manager::Acquired::OwnerDied);
+    drop(g);
+    let g = lock.acquire().unwrap();
+    assert_eq!(g.acquired(), procs_manager::Acquired::Clean);
+}
+
+#[test]
+fn an_event_set_in_one_process_wakes_a_waiter_in_another() {
+    let m = Manager::start().unwrap();
+    let (e, done) = (m.event().unwrap(), m.event().unwrap());
+    let mut waiter = {
+        let (e, done) = (e.clone(), done.clone());
+        start(move || {
+            assert!(e.wait_timeout(Duration::from_secs(30)).unwrap());
+            done.set().unwrap();
+        })
+    };
+    assert!(!done.wait_timeout(Duration::from_millis(20)).unwrap());
+    e.set().unwrap();
+    assert!(done.wait_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(waiter.0.join().unwrap(), 0);
+    e.clear().unwrap();
+    assert!(!e.is_set().unwrap());
+}
+
+#[test]
+fn shutdown_with_a_client_waiting_gives_it_an_error_not_a_hang() {
+    let mut m = Manager::start().unwrap();
+    let q = m.queue::<u8>(0).unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut waiter = {
+        let q = q.clone();
+        start(move || {
+            q.len().unwrap();
+            writeln!(w, "waiting").unwrap();
+            // No timeout: only the server's end ends this.
+            let code = match q.get() {
+                Err(Error::ManagerGone) => 0,
+                _ => 1,
+            };
+            std::process::exit(code);
+        })
+    };
+    assert_eq!(read_line(&mut r), "waiting");
+    m.shutdown().unwrap();
+    assert_eq!(waiter.0.join().unwrap(), 0);
+}
+
+#[test]
+fn named_objects_are_shared_by_name_and_typed_once() {
+    let m = Manager::start().unwrap();
+    let a = m.named_dict::<String, u8>("results").unwrap();
+    a.insert("x".into(), 1).unwrap();
+    let b = m.named_dict::<String, u8>("results").unwrap();
+    assert_eq!(b.get(&"x".into()).unwrap(), Some(1));
+    assert_eq!(
+        m.named_list::<u8>("results").unwrap_err().remote_kind(),
+        Some(ErrorKind::Value)
+    );
+}
+
+#[test]
+fn a_tcp_manager_serves_a_client_that_connects_with_its_key() {
+    let m = Manager::builder()
+        .address("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .authkey(b"secret")
+        .start()
+        .unwrap();
+    let addr = m.address().clone();
+    let mut client = start(move || {
+        let remote = Manager::connect(addr.clone(), b"secret").unwrap();
+        remote
+            .named_list::<String>("log")
+            .unwrap()
+            .push("remote".into())
+            .unwrap();
+        assert!(Manager::connect(addr, b"wrong").is_err());
+    });
+    assert_eq!(client.0.join().unwrap(), 0);
+    assert_eq!(
+        m.named_list::<String>("log").unwrap().to_vec().unwrap(),
+        ["remote"]
+    );
+}
+
+#[test]
+fn a_client_that_connects_and_says_nothing_holds_up_nobody() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    // Connected, not a byte sent: the handshake waits on its own thread.
+    let silent = match m.address() {
+        procs_ipc::Address::Abstract(name) => std::os::unix::net::UnixStream::connect_addr(
+            &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(name).unwrap(),
+        )
+        .unwrap(),
+        other => panic!("an abstract address, not {other}"),
+    };
+    let mut other = {
+        let d = d.clone();
+        start(move || d.insert(1, 1).map(drop).unwrap())
+    };
+    assert_eq!(other.0.join().unwrap(), 0);
+    assert_eq!(d.get(&1).unwrap(), Some(1));
+    drop(silent);
+}
