@@ -64,4 +64,6 @@ pub use proxy::{
     ValueProxy,
 };
 pub use server::Limits;
+#[doc(hidden)]
+pub use server::Loopback;
 pub use wire::ErrorKind;
