@@ -43,10 +43,13 @@
 //! | `l.append`, `l[i]`, `l[i] = v`, `l[a:b]` | `push`, `get`, `set`, `slice` |
 //! | `KeyError`, `IndexError`, `ValueError`, `AttributeError` | [`Error::Remote`] with an [`ErrorKind`] |
 //!
-//! Not yet here (see the crate's README): reference counts (objects live
-//! until the server ends), the other proxies of `SyncManager` (queues,
-//! locks, events, values, pools), `serve`/`connect` for unrelated
-//! programs, and registered user types.
+//! Every proxy is one reference to its object (a clone another, a proxy
+//! moved into a child the child's); the server frees an object with its
+//! last proxy, or once every process holding one has died.
+//!
+//! Not yet here (see the crate's README): proxies inside values, `RLock`,
+//! `Semaphore`, `Condition`, `Barrier`, `JoinableQueue`, `Array`, `Pool`,
+//! and registered user types.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

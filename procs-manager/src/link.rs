@@ -178,24 +178,48 @@ impl Link {
     }
 }
 
+/// The length of a hello.
+pub(crate) const HELLO: usize = 1 + 8 + 4 + 8;
+
+/// A client process, as the server counts references: its pid and its
+/// start time (which a reused pid does not share).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Holder {
+    pub(crate) pid: i32,
+    pub(crate) start: u64,
+}
+
 /// The first message of a connection, from the client: whether it maps
-/// the slots segment (and proves it with the token).
-pub(crate) fn hello(token: Option<u64>) -> [u8; 9] {
-    let mut h = [0u8; 9];
+/// the slots segment (and proves it with the token), and which process it
+/// is.
+pub(crate) fn hello(token: Option<u64>, me: Holder) -> [u8; HELLO] {
+    let mut h = [0u8; HELLO];
     if let Some(t) = token {
         h[0] = 1;
-        h[1..].copy_from_slice(&t.to_le_bytes());
+        h[1..9].copy_from_slice(&t.to_le_bytes());
     }
+    h[9..13].copy_from_slice(&me.pid.to_le_bytes());
+    h[13..].copy_from_slice(&me.start.to_le_bytes());
     h
 }
 
-/// The server's reading of a hello: the token, if the client claims one.
-pub(crate) fn parse_hello(bytes: &[u8]) -> Result<Option<u64>, IpcError> {
-    match bytes {
-        [0, ..] if bytes.len() == 9 => Ok(None),
-        [1, t @ ..] if t.len() == 8 => Ok(Some(u64::from_le_bytes(t.try_into().expect("8 bytes")))),
-        _ => Err(IpcError::Corrupt("a hello that no client sends")),
+/// The server's reading of a hello: the token, if the client claims one,
+/// and the client.
+pub(crate) fn parse_hello(bytes: &[u8]) -> Result<(Option<u64>, Holder), IpcError> {
+    let bad = || IpcError::Corrupt("a hello that no client sends");
+    let h: &[u8; HELLO] = bytes.try_into().map_err(|_| bad())?;
+    let token = u64::from_le_bytes(h[1..9].try_into().expect("8 bytes"));
+    let token = match h[0] {
+        0 => None,
+        1 => Some(token),
+        _ => return Err(bad()),
+    };
+    let pid = i32::from_le_bytes(h[9..13].try_into().expect("4 bytes"));
+    let start = u64::from_le_bytes(h[13..].try_into().expect("8 bytes"));
+    if pid <= 0 {
+        return Err(bad());
     }
+    Ok((token, Holder { pid, start }))
 }
 
 /// The server's answer to a hello: the slot given, if any.

@@ -10,7 +10,7 @@ use procs_core::Process;
 use procs_ipc::{Address, Client, Connection, Listener};
 
 use crate::error::{Error, Result};
-use crate::link::{Link, Side, Slots, hello};
+use crate::link::{Holder, Link, Side, Slots, hello};
 use crate::proxy::{
     DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
 };
@@ -316,6 +316,20 @@ impl Manager {
         })
     }
 
+    /// How many objects the server holds now (named ones included): an
+    /// object is freed when its last proxy is dropped, or when the last
+    /// process holding one dies (seen within a second).
+    pub fn object_count(&self) -> Result<usize> {
+        call(
+            &self.shared,
+            Kind::Count,
+            0,
+            0,
+            |_| {},
+            |mut f| Ok(f.take_u64()? as usize),
+        )
+    }
+
     /// Stops the server (Python's `shutdown()`): it answers, then ends;
     /// proxies get [`Error::ManagerGone`] from then on. Waits for it.
     pub fn shutdown(&mut self) -> Result<()> {
@@ -343,11 +357,53 @@ impl Drop for Manager {
     }
 }
 
-/// An object held by a manager's server: what every proxy holds.
-#[derive(Debug, Clone)]
+/// An object held by a manager's server: what every proxy holds, one
+/// reference counted by the server (Python's incref and decref). A clone
+/// takes another; a drop gives it back, and the last frees the object.
+/// Dropped by a parent as it hands the proxy to a child it just started,
+/// the reference goes to the child, which then holds (and drops) it. A
+/// process killed with its proxies has its references dropped by the
+/// server, which looks at its holders' lives.
+#[derive(Debug)]
 pub(crate) struct ObjectRef {
     shared: Arc<Shared>,
     id: u64,
+}
+
+impl Clone for ObjectRef {
+    fn clone(&self) -> Self {
+        // A server gone: the clone fails on its first use, as the original.
+        let _ = call(&self.shared, Kind::Incref, self.id, 0, |_| {}, |_| Ok(()));
+        ObjectRef {
+            shared: self.shared.clone(),
+            id: self.id,
+        }
+    }
+}
+
+impl Drop for ObjectRef {
+    fn drop(&mut self) {
+        let (kind, to) = match procs_core::handing_over_to() {
+            Some(child) => (Kind::Transfer, Some(child)),
+            None => (Kind::Decref, None),
+        };
+        let args = |out: &mut Vec<u8>| {
+            if let Some(child) = to {
+                let start = procs_sync::raw::liveness::start_ticks(child).unwrap_or(0);
+                wire::field_u64(out, child as u64);
+                wire::field_u64(out, start);
+            }
+        };
+        // Not from inside another call of this thread (a drop in a result
+        // decoder), and not once the thread's connections are gone: the
+        // server's sweep then drops the reference with the process.
+        if LINKS
+            .try_with(|l| l.try_borrow_mut().is_ok())
+            .unwrap_or(false)
+        {
+            let _ = call(&self.shared, kind, self.id, 0, args, |_| Ok(()));
+        }
+    }
 }
 
 impl ObjectRef {
@@ -386,7 +442,11 @@ fn connect(shared: &Shared) -> Result<ThreadLink> {
             e => Error::Ipc(e),
         })?;
     let token = shared.slots.as_ref().map(|s| s.token());
-    socket.send_bytes(&hello(token)).map_err(gone)?;
+    let me = Holder {
+        pid: std::process::id() as i32,
+        start: procs_sync::raw::liveness::own_start_ticks(),
+    };
+    socket.send_bytes(&hello(token, me)).map_err(gone)?;
     let answer = socket
         .recv_bytes_timeout(procs_ipc::HANDSHAKE_TIMEOUT)
         .map_err(gone)?;

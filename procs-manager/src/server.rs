@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use procs_ipc::{Connection, Error as IpcError, Listener};
 
-use crate::link::{Link, SLOTS, Side, Slots, SocketPeer, parse_hello, slot_answer};
+use crate::link::{Holder, Link, SLOTS, Side, Slots, SocketPeer, parse_hello, slot_answer};
 use crate::wire::{self, ErrorKind, Fields, Kind, Malformed, Type};
 use procs_ipc::ring::Peer;
 
@@ -135,12 +135,17 @@ struct Held {
     changed: Condvar,
 }
 
+/// How often the server looks for holders that died without a word.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
 /// How long a blocking call waits between looks at its client's life.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// The connection a call comes from.
 pub(crate) struct Caller<'a> {
     id: u64,
+    /// Its process, which its references count for.
+    holder: Holder,
     /// Whether the client is still there (its socket open).
     alive: &'a dyn Fn() -> bool,
     /// The locks it holds, released if it goes.
@@ -154,8 +159,10 @@ pub(crate) struct Caller<'a> {
 struct State {
     objects: Mutex<HashMap<u64, Arc<Held>>>,
     /// Objects made by name (`Manager::named_*`): the same one for every
-    /// client that asks.
+    /// client that asks. They live as long as the server.
     names: Mutex<HashMap<Vec<u8>, (Type, u64)>>,
+    /// Each unnamed object's references, by the process holding them.
+    refs: Mutex<HashMap<u64, HashMap<Holder, u32>>>,
     next_id: AtomicU64,
     slots: Option<Arc<Slots>>,
     free_slots: Mutex<Vec<usize>>,
@@ -176,6 +183,7 @@ pub(crate) fn serve(
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
+        refs: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         slots,
         free_slots: Mutex::new((0..limits.ring_connections.min(SLOTS)).rev().collect()),
@@ -186,7 +194,12 @@ pub(crate) fn serve(
     // A process whose parent died is adopted by another: its parent's pid
     // changes, which pid reuse cannot fake.
     let parent_alive = || parent.is_none_or(|p| nix::unistd::getppid().as_raw() == p);
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
     while !state.shutdown.load(Ordering::Acquire) && parent_alive() {
+        if Instant::now() >= next_sweep {
+            sweep(&state);
+            next_sweep = Instant::now() + SWEEP_EVERY;
+        }
         match listener.accept_incoming(Some(Duration::from_millis(100))) {
             Ok(incoming) => {
                 let n = state.connections.fetch_add(1, Ordering::AcqRel);
@@ -221,15 +234,17 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     let Ok(hello) = socket.recv_bytes_timeout(procs_ipc::HANDSHAKE_TIMEOUT) else {
         return;
     };
-    let slot = match (parse_hello(&hello), &state.slots) {
-        (Ok(Some(token)), Some(slots)) if token == slots.token() => state
+    let Ok((token, holder)) = parse_hello(&hello) else {
+        return;
+    };
+    let slot = match (token, &state.slots) {
+        (Some(token), Some(slots)) if token == slots.token() => state
             .free_slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .map(|i| (slots.clone(), i)),
-        (Ok(_), _) => None,
-        (Err(_), _) => return,
+        _ => None,
     };
     if let Some((slots, i)) = &slot {
         slots.restart(*i);
@@ -243,6 +258,7 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     let alive = || SocketPeer(&link.socket).alive();
     let caller = Caller {
         id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        holder,
         alive: &alive,
         locks: RefCell::new(Vec::new()),
         may_wait: true,
@@ -322,9 +338,23 @@ fn answer(
             wire::done(out);
         }
         Kind::Create => {
-            if let Err((kind, why)) = create(state, r.method, r.args, out) {
+            if let Err((kind, why)) = create(state, caller.holder, r.method, r.args, out) {
                 wire::failed(out, kind, why);
             }
+        }
+        Kind::Incref | Kind::Decref | Kind::Transfer => {
+            if let Err((kind, why)) = count(state, caller.holder, r, out) {
+                wire::failed(out, kind, why);
+            }
+        }
+        Kind::Count => {
+            let n = state
+                .objects
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len();
+            wire::done(out);
+            wire::field_u64(out, n as u64);
         }
         Kind::Call => {
             let held = state
@@ -350,7 +380,13 @@ fn answer(
 
 /// Makes an object (or finds the one of that name): arguments name
 /// (empty: none) and a parameter (a queue's maxsize).
-fn create(state: &State, ty: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> Result<(), Failure> {
+fn create(
+    state: &State,
+    by: Holder,
+    ty: u16,
+    mut a: Fields<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
     let ty = Type::from_code(ty).ok_or((ErrorKind::NoMethod, "no such type of object"))?;
     let (name, param) = (a.take()?, a.take_u64()?);
     a.end()?;
@@ -392,12 +428,108 @@ fn create(state: &State, ty: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> Resul
             changed: Condvar::new(),
         }),
     );
-    if !name.is_empty() {
+    if name.is_empty() {
+        let mut refs = state.refs.lock().unwrap_or_else(|e| e.into_inner());
+        refs.entry(id).or_default().insert(by, 1);
+    } else {
         names.insert(name.to_vec(), (ty, id));
     }
     wire::done(out);
     wire::field_u64(out, id);
     Ok(())
+}
+
+/// Counts a reference up, down, or over to another process. A named
+/// object is not counted (it lives as long as the server).
+fn count(
+    state: &State,
+    by: Holder,
+    r: wire::Request<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    let mut a = r.args;
+    let to = match r.kind {
+        Kind::Transfer => {
+            let pid = i32::try_from(a.take_u64()?)
+                .map_err(|_| (ErrorKind::BadRequest, "a pid out of range"))?;
+            Some(Holder {
+                pid,
+                start: a.take_u64()?,
+            })
+        }
+        _ => None,
+    };
+    a.end()?;
+    let mut refs = state.refs.lock().unwrap_or_else(|e| e.into_inner());
+    let known = state
+        .objects
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&r.object);
+    let Some(held) = refs.get_mut(&r.object) else {
+        wire::done(out);
+        return if known {
+            // Named: not counted.
+            Ok(())
+        } else {
+            Err((ErrorKind::NoObject, "no such object"))
+        };
+    };
+    if r.kind == Kind::Incref {
+        *held.entry(by).or_default() += 1;
+    } else {
+        // A decref (or transfer) of a reference this process does not
+        // hold is ignored: counts never go below what was taken.
+        if let Some(n) = held.get_mut(&by) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&by);
+            }
+            if let Some(to) = to {
+                *held.entry(to).or_default() += 1;
+            }
+        }
+    }
+    if held.is_empty() {
+        refs.remove(&r.object);
+        free_object(state, r.object);
+    }
+    wire::done(out);
+    Ok(())
+}
+
+/// Drops an object nobody holds (a waiter on it keeps its own handle).
+fn free_object(state: &State, id: u64) {
+    let held = state
+        .objects
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    if let Some(held) = held {
+        held.changed.notify_all();
+    }
+}
+
+/// Drops the references of processes that died without dropping their
+/// proxies (SIGKILL), and the objects they leave unheld.
+fn sweep(state: &State) {
+    let mut refs = state.refs.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dead: HashMap<Holder, bool> = HashMap::new();
+    let mut freed = Vec::new();
+    for (id, held) in refs.iter_mut() {
+        held.retain(|h, _| {
+            !*dead
+                .entry(*h)
+                .or_insert_with(|| !procs_sync::raw::liveness::is_alive(h.pid, h.start))
+        });
+        if held.is_empty() {
+            freed.push(*id);
+        }
+    }
+    for id in freed {
+        refs.remove(&id);
+        free_object(state, id);
+    }
 }
 
 /// How a call failed.
@@ -767,6 +899,7 @@ impl Loopback {
             state: State {
                 objects: Mutex::new(HashMap::new()),
                 names: Mutex::new(HashMap::new()),
+                refs: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 slots: None,
                 free_slots: Mutex::new(Vec::new()),
@@ -787,6 +920,10 @@ impl Loopback {
         let alive = || true;
         let caller = Caller {
             id: u64::MAX,
+            holder: Holder {
+                pid: i32::MAX,
+                start: 0,
+            },
             alive: &alive,
             locks: RefCell::new(Vec::new()),
             may_wait: false,

@@ -26,6 +26,15 @@ pub enum Kind {
     Create = 2,
     /// The server ends once it has answered.
     Shutdown = 3,
+    /// One more reference to `object`, held by the caller's process.
+    Incref = 4,
+    /// One reference fewer; the object is freed with its last.
+    Decref = 5,
+    /// One of the caller's references moves to another process (a proxy
+    /// handed to a child): fields pid, start time.
+    Transfer = 6,
+    /// How many objects the server holds (one field).
+    Count = 7,
 }
 
 /// The types of object a server holds.
@@ -186,6 +195,10 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request<'_>, Malformed> {
         1 => Kind::Call,
         2 => Kind::Create,
         3 => Kind::Shutdown,
+        4 => Kind::Incref,
+        5 => Kind::Decref,
+        6 => Kind::Transfer,
+        7 => Kind::Count,
         _ => return Err(Malformed("an unknown kind of request")),
     };
     let object = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));

@@ -254,7 +254,9 @@ fn a_wrong_key_and_garbage_get_errors_and_the_server_goes_on() {
     // A good hello (no shared memory), then requests that do not parse or
     // name nothing: each gets an error answer on the same connection.
     let c: Connection<()> = Client::connect(m.address(), m.authkey()).unwrap();
-    c.send_bytes(&[0; 9]).unwrap();
+    let mut hello = [0u8; 21];
+    hello[9..13].copy_from_slice(&(std::process::id() as i32).to_le_bytes());
+    c.send_bytes(&hello).unwrap();
     assert_eq!(c.recv_bytes().unwrap(), [u8::MAX]);
     let bad: &[&[u8]] = &[
         b"",
@@ -507,4 +509,85 @@ fn a_client_that_connects_and_says_nothing_holds_up_nobody() {
     assert_eq!(other.0.join().unwrap(), 0);
     assert_eq!(d.get(&1).unwrap(), Some(1));
     drop(silent);
+}
+
+/// Waits up to 10 s for the server to hold `n` objects.
+fn wait_count(m: &Manager, n: usize) -> usize {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = m.object_count().unwrap();
+        if now == n || Instant::now() >= until {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_object_is_freed_with_its_last_proxy() {
+    let m = Manager::start().unwrap();
+    let before = m.object_count().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let d2 = d.clone();
+    assert_eq!(m.object_count().unwrap(), before + 1);
+    drop(d);
+    d2.insert(1, 1).unwrap();
+    assert_eq!(m.object_count().unwrap(), before + 1);
+    drop(d2);
+    assert_eq!(m.object_count().unwrap(), before);
+    // Named objects live as long as the server.
+    drop(m.named_list::<u8>("kept").unwrap());
+    assert_eq!(m.object_count().unwrap(), before + 1);
+}
+
+#[test]
+fn a_proxy_handed_to_a_child_keeps_the_object_for_it() {
+    let m = Manager::start().unwrap();
+    let before = m.object_count().unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let (mut r2, mut w2) = std::io::pipe().unwrap();
+    let mut child = {
+        let d = d.clone();
+        start(move || {
+            // Until the parent dropped its own proxy.
+            assert_eq!(read_line(&mut r2), "dropped");
+            d.insert(7, 7).unwrap();
+            writeln!(w, "{:?}", d.get(&7).unwrap()).unwrap();
+        })
+    };
+    drop(d);
+    writeln!(w2, "dropped").unwrap();
+    assert_eq!(read_line(&mut r), "Some(7)");
+    assert_eq!(child.0.join().unwrap(), 0);
+    // The child's proxy was its last: dropped as the child ended.
+    assert_eq!(wait_count(&m, before), before);
+}
+
+#[test]
+fn an_object_is_freed_after_its_last_holder_is_killed() {
+    let m = Manager::start().unwrap();
+    let before = m.object_count().unwrap();
+    let l = m.list::<u8>().unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut holder = {
+        let l = l.clone();
+        start(move || {
+            l.push(1).unwrap();
+            writeln!(w, "holding").unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+    };
+    assert_eq!(read_line(&mut r), "holding");
+    drop(l);
+    assert_eq!(m.object_count().unwrap(), before + 1);
+    holder.0.kill().unwrap();
+    holder.0.join().unwrap();
+    assert_eq!(
+        wait_count(&m, before),
+        before,
+        "the dead holder's list was kept"
+    );
 }
