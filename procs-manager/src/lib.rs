@@ -63,10 +63,10 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use manager::{Bound, Manager, ManagerBuilder};
 pub use proxy::{
-    Acquired, DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy,
-    ValueProxy,
+    Acquired, CustomProxy, DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace,
+    QueueProxy, ValueProxy,
 };
-pub use server::Limits;
 #[doc(hidden)]
 pub use server::Loopback;
+pub use server::{Limits, Make, Served, args, reply};
 pub use wire::ErrorKind;

@@ -12,9 +12,9 @@ use procs_ipc::{Address, Client, Connection, Listener};
 use crate::error::{Error, Result};
 use crate::link::{Holder, Link, Side, Slots, hello};
 use crate::proxy::{
-    DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
+    CustomProxy, DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
 };
-use crate::server::{self, Limits};
+use crate::server::{self, Limits, Make};
 use crate::wire::{self, Fields, Kind, Type};
 
 /// How long a manager's drop waits for its server to end after asking it
@@ -77,11 +77,22 @@ pub struct Manager {
 }
 
 /// How to start a manager: where it listens, its key, its limits.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     limits: Limits,
+    types: HashMap<String, Make>,
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("address", &self.address)
+            .field("limits", &self.limits)
+            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ManagerBuilder {
@@ -106,6 +117,15 @@ impl ManagerBuilder {
         self
     }
 
+    /// Registers a type the server will hold (Python's
+    /// `BaseManager.register(typeid, callable)`): `make` builds a new
+    /// value for each [`Manager::custom`] (see [`Served`]). The server is a
+    /// fork of this process, so the function is the same there.
+    pub fn register(mut self, typeid: &str, make: Make) -> Self {
+        self.types.insert(typeid.to_string(), make);
+        self
+    }
+
     /// Starts the server process.
     pub fn start(self) -> Result<Manager> {
         let mut random = [0u8; 40];
@@ -123,10 +143,13 @@ impl ManagerBuilder {
         let parent = std::process::id() as i32;
         let server_slots = slots.clone();
         let limits = self.limits;
+        let types = self.types;
         let mut server = procs_core::Process::builder()
             .name("SyncManager")
             .daemon(false)
-            .build(move || server::serve(listener, Some(server_slots), limits, Some(parent)));
+            .build(move || {
+                server::serve(listener, Some(server_slots), limits, types, Some(parent))
+            });
         server.start()?;
         Ok(Manager {
             shared: Arc::new(Shared {
@@ -163,7 +186,7 @@ impl Manager {
         limits: Limits,
     ) -> Result<()> {
         let listener = Listener::bind(address, authkey)?;
-        server::serve(listener, None, limits, None);
+        server::serve(listener, None, limits, HashMap::new(), None);
         Ok(())
     }
 
@@ -302,10 +325,40 @@ impl Manager {
         Ok(LockProxy::new(self.create(Type::Lock, name, 0)?))
     }
 
+    /// A new value of the type registered as `typeid` (see
+    /// [`ManagerBuilder::register`]); an unknown typeid is
+    /// [`ErrorKind::NoMethod`](crate::ErrorKind::NoMethod).
+    pub fn custom(&self, typeid: &str) -> Result<CustomProxy> {
+        Ok(CustomProxy::new(self.create_typed(
+            Type::Custom,
+            "",
+            0,
+            typeid,
+        )?))
+    }
+
+    /// The value of a registered type named `name`, made on first use, as
+    /// [`named_dict`](Manager::named_dict).
+    pub fn named_custom(&self, name: &str, typeid: &str) -> Result<CustomProxy> {
+        Ok(CustomProxy::new(self.create_typed(
+            Type::Custom,
+            name,
+            0,
+            typeid,
+        )?))
+    }
+
     fn create(&self, ty: Type, name: &str, param: u64) -> Result<ObjectRef> {
+        self.create_typed(ty, name, param, "")
+    }
+
+    fn create_typed(&self, ty: Type, name: &str, param: u64, typeid: &str) -> Result<ObjectRef> {
         let args = |out: &mut Vec<u8>| {
             wire::field(out, name.as_bytes());
             wire::field_u64(out, param);
+            if ty == Type::Custom {
+                wire::field(out, typeid.as_bytes());
+            }
         };
         let id = call(&self.shared, Kind::Create, 0, ty as u16, args, |mut f| {
             Ok(f.take_u64()?)
@@ -521,6 +574,6 @@ impl Bound {
 
     /// Serves until a client asks the server to shut down.
     pub fn serve(self, limits: Limits) {
-        server::serve(self.0, None, limits, None);
+        server::serve(self.0, None, limits, HashMap::new(), None);
     }
 }

@@ -23,8 +23,16 @@ fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(v).map_err(|e| Error::Encode(e.to_string()))
 }
 
+/// All of the bytes: postcard does not describe its types, so a value read
+/// as another type than it was written as often decodes from a prefix.
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
-    postcard::from_bytes(b).map_err(|e| Error::Decode(e.to_string()))
+    match postcard::take_from_bytes(b) {
+        Ok((v, [])) => Ok(v),
+        Ok(_) => Err(Error::Decode(
+            "bytes are left over: the value was written as another type".into(),
+        )),
+        Err(e) => Err(Error::Decode(e.to_string())),
+    }
 }
 
 /// An optional value: no field, or one.
@@ -714,5 +722,34 @@ impl EventProxy {
     /// `e.wait(timeout)`: whether it was set in time.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
         self.wait_within(Some(timeout))
+    }
+}
+
+/// A value of a type registered with the server
+/// ([`ManagerBuilder::register`](crate::ManagerBuilder::register)), whose
+/// methods are called by name.
+#[derive(Debug, Clone)]
+pub struct CustomProxy {
+    obj: ObjectRef,
+}
+
+impl CustomProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        CustomProxy { obj }
+    }
+
+    /// Calls `method` with `args` on the server's value and decodes its
+    /// result. The method's own error is [`ErrorKind::Method`](crate::ErrorKind::Method),
+    /// a panic [`ErrorKind::Panic`](crate::ErrorKind::Panic) (the server goes on).
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R> {
+        let a = enc(args)?;
+        self.obj
+            .call(C_CALL, fields(&[method.as_bytes(), &a]), |mut f| {
+                dec(f.take()?)
+            })
     }
 }

@@ -17,6 +17,66 @@ use crate::link::{Holder, Link, SLOTS, Side, Slots, SocketPeer, parse_hello, slo
 use crate::wire::{self, ErrorKind, Fields, Kind, Malformed, Type};
 use procs_ipc::ring::Peer;
 
+/// A type whose values a manager's server holds and whose methods clients
+/// call by name through a [`CustomProxy`](crate::CustomProxy) (Python's
+/// `BaseManager.register(typeid, callable)`). Arguments and results are
+/// bytes the client encoded (postcard): [`args`] and [`reply`] do the
+/// decoding and encoding.
+///
+/// ```
+/// use procs_manager::{Manager, Served, args, reply};
+///
+/// #[derive(Default)]
+/// struct Counter(i64);
+///
+/// impl Served for Counter {
+///     fn call(&mut self, method: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+///         match method {
+///             "add" => {
+///                 self.0 += args::<i64>(bytes)?;
+///                 reply(&self.0)
+///             }
+///             "get" => reply(&self.0),
+///             other => Err(format!("Counter has no method {other}")),
+///         }
+///     }
+/// }
+///
+/// let m = Manager::builder()
+///     .register("Counter", || Box::new(Counter::default()))
+///     .start()?;
+/// let c = m.custom("Counter")?;
+/// assert_eq!(c.call::<_, i64>("add", &5)?, 5);
+/// assert_eq!(c.call::<_, i64>("add", &2)?, 7);
+/// assert!(c.call::<_, ()>("nope", &()).is_err());
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+pub trait Served: Send + 'static {
+    /// Runs `method` with its encoded arguments; the encoded result, or
+    /// an error message for the caller. A panic is caught and reported to
+    /// the caller too.
+    fn call(&mut self, method: &str, args: &[u8]) -> Result<Vec<u8>, String>;
+}
+
+/// Decodes a method's arguments (for [`Served::call`]).
+/// All of the bytes must be used: postcard does not describe its types,
+/// so a prefix of another value's encoding often decodes.
+pub fn args<A: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<A, String> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((a, [])) => Ok(a),
+        Ok(_) => Err("the arguments do not decode: bytes are left over".into()),
+        Err(e) => Err(format!("the arguments do not decode: {e}")),
+    }
+}
+
+/// Encodes a method's result (for [`Served::call`]).
+pub fn reply<R: serde::Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(value).map_err(|e| format!("the result does not encode: {e}"))
+}
+
+/// What makes a new value of a registered type.
+pub type Make = fn() -> Box<dyn Served>;
+
 /// Limits of a server, so that no client can exhaust it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -89,6 +149,8 @@ pub(crate) mod method {
     pub const E_CLEAR: u16 = 81;
     pub const E_IS_SET: u16 = 82;
     pub const E_WAIT: u16 = 83;
+    // Registered types.
+    pub const C_CALL: u16 = 90;
     /// What an acquire answers.
     pub const ACQUIRED: u64 = 0;
     pub const ACQUIRED_OWNER_DIED: u64 = 1;
@@ -113,6 +175,7 @@ enum Object {
         owner_died: bool,
     },
     Event(bool),
+    Custom(Box<dyn Served>),
 }
 
 impl Object {
@@ -125,6 +188,7 @@ impl Object {
             Object::Queue { .. } => Type::Queue,
             Object::Lock { .. } => Type::Lock,
             Object::Event(_) => Type::Event,
+            Object::Custom(_) => Type::Custom,
         }
     }
 }
@@ -161,6 +225,8 @@ struct State {
     /// Objects made by name (`Manager::named_*`): the same one for every
     /// client that asks. They live as long as the server.
     names: Mutex<HashMap<Vec<u8>, (Type, u64)>>,
+    /// The registered types, by typeid.
+    types: HashMap<String, Make>,
     /// Each unnamed object's references, by the process holding them.
     refs: Mutex<HashMap<u64, HashMap<Holder, u32>>>,
     next_id: AtomicU64,
@@ -178,11 +244,13 @@ pub(crate) fn serve(
     mut listener: Listener,
     slots: Option<Arc<Slots>>,
     limits: Limits,
+    types: HashMap<String, Make>,
     parent: Option<i32>,
 ) {
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
+        types,
         refs: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         slots,
@@ -370,7 +438,7 @@ fn answer(
             wire::done(out);
             match call_held(&held, caller, r.object, r.method, r.args, out) {
                 Ok(()) => {}
-                Err(Call::Failed((kind, why))) => wire::failed(out, kind, why),
+                Err(Call::Failed(f)) => f.write(out),
                 Err(Call::Gone) => return Err(Gone),
             }
         }
@@ -389,6 +457,20 @@ fn create(
 ) -> Result<(), Failure> {
     let ty = Type::from_code(ty).ok_or((ErrorKind::NoMethod, "no such type of object"))?;
     let (name, param) = (a.take()?, a.take_u64()?);
+    let make = match ty {
+        Type::Custom => {
+            let typeid = a.take()?;
+            let typeid = std::str::from_utf8(typeid)
+                .map_err(|_| (ErrorKind::BadRequest, "a typeid is UTF-8"))?;
+            Some(
+                *state
+                    .types
+                    .get(typeid)
+                    .ok_or((ErrorKind::NoMethod, "no type registered under that typeid"))?,
+            )
+        }
+        _ => None,
+    };
     a.end()?;
     let mut names = state.names.lock().unwrap_or_else(|e| e.into_inner());
     if !name.is_empty()
@@ -419,6 +501,13 @@ fn create(
             owner_died: false,
         },
         Type::Event => Object::Event(false),
+        Type::Custom => {
+            let make = make.expect("a custom type's maker was found");
+            match std::panic::catch_unwind(make) {
+                Ok(v) => Object::Custom(v),
+                Err(_) => return Err((ErrorKind::Panic, "the type's constructor panicked")),
+            }
+        }
     };
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
     objects.insert(
@@ -534,12 +623,18 @@ fn sweep(state: &State) {
 
 /// How a call failed.
 enum Call {
-    Failed(Failure),
+    Failed(Failed),
     Gone,
 }
 
 impl From<Failure> for Call {
     fn from(f: Failure) -> Call {
+        Call::Failed(f.into())
+    }
+}
+
+impl From<Failed> for Call {
+    fn from(f: Failed) -> Call {
         Call::Failed(f)
     }
 }
@@ -606,7 +701,10 @@ fn call_held(
             a.end()?;
             let room = |o: &Object| matches!(o, Object::Queue { items, maxsize } if *maxsize == 0 || items.len() < *maxsize);
             let Some(mut obj) = wait_for(held, caller, deadline(ms), room)? else {
-                return Err(Call::Failed((ErrorKind::Full, "the queue is full")));
+                return Err(Call::Failed(Failed::Static(
+                    ErrorKind::Full,
+                    "the queue is full",
+                )));
             };
             if let Object::Queue { items, .. } = &mut *obj {
                 items.push_back(v.to_vec());
@@ -618,7 +716,10 @@ fn call_held(
             a.end()?;
             let some = |o: &Object| matches!(o, Object::Queue { items, .. } if !items.is_empty());
             let Some(mut obj) = wait_for(held, caller, deadline(ms), some)? else {
-                return Err(Call::Failed((ErrorKind::Empty, "the queue is empty")));
+                return Err(Call::Failed(Failed::Static(
+                    ErrorKind::Empty,
+                    "the queue is empty",
+                )));
             };
             if let Object::Queue { items, .. } = &mut *obj
                 && let Some(v) = items.pop_front()
@@ -631,7 +732,7 @@ fn call_held(
             let ms = a.take_u64()?;
             a.end()?;
             if caller.locks.borrow().contains(&id) {
-                return Err(Call::Failed((
+                return Err(Call::Failed(Failed::Static(
                     ErrorKind::Runtime,
                     "this client holds the lock already",
                 )));
@@ -659,7 +760,7 @@ fn call_held(
                     held.changed.notify_all();
                 }
                 _ => {
-                    return Err(Call::Failed((
+                    return Err(Call::Failed(Failed::Static(
                         ErrorKind::Runtime,
                         "release of a lock this client does not hold",
                     )));
@@ -686,6 +787,33 @@ fn call_held(
 
 type Failure = (ErrorKind, &'static str);
 
+/// A refusal with the server's words, or a registered method's.
+pub(crate) enum Failed {
+    Static(ErrorKind, &'static str),
+    Owned(ErrorKind, String),
+}
+
+impl Failed {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Failed::Static(kind, why) => wire::failed(out, *kind, why),
+            Failed::Owned(kind, why) => wire::failed(out, *kind, why),
+        }
+    }
+}
+
+impl From<Failure> for Failed {
+    fn from((kind, why): Failure) -> Failed {
+        Failed::Static(kind, why)
+    }
+}
+
+impl From<Malformed> for Failed {
+    fn from(m: Malformed) -> Failed {
+        Failed::Static(ErrorKind::BadRequest, m.0)
+    }
+}
+
 impl From<Malformed> for Failure {
     fn from(m: Malformed) -> Failure {
         (ErrorKind::BadRequest, m.0)
@@ -693,12 +821,7 @@ impl From<Malformed> for Failure {
 }
 
 /// Runs one method; its results go as fields after `out`'s status.
-fn call(
-    obj: &mut Object,
-    method: u16,
-    mut a: Fields<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), Failure> {
+fn call(obj: &mut Object, method: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> Result<(), Failed> {
     use method::*;
     let opt = |out: &mut Vec<u8>, v: Option<&[u8]>| {
         if let Some(v) = v {
@@ -745,7 +868,7 @@ fn call(
         }
         (Object::Dict(d), D_UPDATE) => {
             if !a.len().is_multiple_of(2) {
-                return Err((ErrorKind::BadRequest, "update takes pairs"));
+                return Err(Failed::Static(ErrorKind::BadRequest, "update takes pairs"));
             }
             while let Some(k) = a.next_field()? {
                 let v = a.take()?;
@@ -793,7 +916,10 @@ fn call(
             let v = a.take()?;
             a.end()?;
             let Some(i) = l.iter().position(|x| x == v) else {
-                return Err((ErrorKind::Value, "list.remove(x): x not in list"));
+                return Err(Failed::Static(
+                    ErrorKind::Value,
+                    "list.remove(x): x not in list",
+                ));
             };
             l.remove(i);
         }
@@ -831,7 +957,12 @@ fn call(
                 // would decode as an integer too.
                 Some(v) => match postcard::take_from_bytes::<i64>(v) {
                     Ok((n, [])) => n,
-                    _ => return Err((ErrorKind::Value, "the field is not an integer")),
+                    _ => {
+                        return Err(Failed::Static(
+                            ErrorKind::Value,
+                            "the field is not an integer",
+                        ));
+                    }
                 },
                 None => 0,
             };
@@ -867,7 +998,31 @@ fn call(
             a.end()?;
             wire::field_u64(out, u64::from(*e));
         }
-        _ => return Err((ErrorKind::NoMethod, "no such method for this object")),
+        (Object::Custom(v), C_CALL) => {
+            let (name, args) = (a.take()?, a.take()?);
+            a.end()?;
+            let name = std::str::from_utf8(name)
+                .map_err(|_| (ErrorKind::BadRequest, "a method's name is UTF-8"))?;
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.call(name, args)));
+            match ran {
+                Ok(Ok(result)) => wire::field(out, &result),
+                Ok(Err(message)) => return Err(Failed::Owned(ErrorKind::Method, message)),
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a panic without a message".into());
+                    return Err(Failed::Owned(ErrorKind::Panic, message));
+                }
+            }
+        }
+        _ => {
+            return Err(Failed::Static(
+                ErrorKind::NoMethod,
+                "no such method for this object",
+            ));
+        }
     }
     Ok(())
 }
@@ -899,6 +1054,7 @@ impl Loopback {
             state: State {
                 objects: Mutex::new(HashMap::new()),
                 names: Mutex::new(HashMap::new()),
+                types: HashMap::new(),
                 refs: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 slots: None,

@@ -55,6 +55,9 @@ pub enum Type {
     Lock = 6,
     /// A flag to wait for (Python's `m.Event`).
     Event = 7,
+    /// A value of a type registered with the server
+    /// (`ManagerBuilder::register`, Python's `BaseManager.register`).
+    Custom = 8,
 }
 
 impl Type {
@@ -67,6 +70,7 @@ impl Type {
             5 => Some(Type::Queue),
             6 => Some(Type::Lock),
             7 => Some(Type::Event),
+            8 => Some(Type::Custom),
             _ => None,
         }
     }
@@ -100,6 +104,11 @@ pub enum ErrorKind {
     /// Python's `RuntimeError`: a lock released by a client that does not
     /// hold it, or taken twice.
     Runtime = 11,
+    /// A registered type's method returned an error (its message).
+    Method = 12,
+    /// A registered type's method panicked (the panic's message); the
+    /// server goes on, and the value may be half-changed.
+    Panic = 13,
 }
 
 impl ErrorKind {
@@ -107,7 +116,7 @@ impl ErrorKind {
         use ErrorKind::*;
         [
             Key, Index, Value, NoObject, NoMethod, BadRequest, Limit, Attribute, Empty, Full,
-            Runtime,
+            Runtime, Method, Panic,
         ]
         .into_iter()
         .find(|k| *k as u8 == code)
@@ -128,6 +137,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Empty => "queue.Empty",
             ErrorKind::Full => "queue.Full",
             ErrorKind::Runtime => "RuntimeError",
+            ErrorKind::Method => "the method failed",
+            ErrorKind::Panic => "the method panicked",
         })
     }
 }

@@ -591,3 +591,77 @@ fn an_object_is_freed_after_its_last_holder_is_killed() {
         "the dead holder's list was kept"
     );
 }
+
+/// A registered type: a bank account whose withdrawals can fail, and a
+/// method that panics.
+#[derive(Default)]
+struct Account(i64);
+
+impl procs_manager::Served for Account {
+    fn call(&mut self, method: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        match method {
+            "deposit" => {
+                self.0 += procs_manager::args::<i64>(bytes)?;
+                procs_manager::reply(&self.0)
+            }
+            "withdraw" => {
+                let n = procs_manager::args::<i64>(bytes)?;
+                if n > self.0 {
+                    return Err(format!("cannot withdraw {n} from {}", self.0));
+                }
+                self.0 -= n;
+                procs_manager::reply(&self.0)
+            }
+            "explode" => panic!("the account exploded"),
+            other => Err(format!("no method {other}")),
+        }
+    }
+}
+
+fn account() -> Box<dyn procs_manager::Served> {
+    Box::new(Account::default())
+}
+
+#[test]
+fn a_registered_type_serves_methods_and_survives_errors_and_panics() {
+    let m = Manager::builder()
+        .register("Account", account)
+        .start()
+        .unwrap();
+    let a = m.custom("Account").unwrap();
+    let workers: Vec<Reaper> = (0..4)
+        .map(|_| {
+            let a = a.clone();
+            start(move || {
+                for _ in 0..25 {
+                    a.call::<_, i64>("deposit", &2).unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut w in workers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    assert_eq!(a.call::<_, i64>("deposit", &0).unwrap(), 200);
+    let e = a.call::<_, i64>("withdraw", &500).unwrap_err();
+    assert_eq!(e.remote_kind(), Some(ErrorKind::Method));
+    assert!(
+        e.to_string().contains("cannot withdraw 500 from 200"),
+        "{e}"
+    );
+    let e = a.call::<_, ()>("explode", &()).unwrap_err();
+    assert_eq!(e.remote_kind(), Some(ErrorKind::Panic));
+    assert!(e.to_string().contains("the account exploded"), "{e}");
+    // The server and the value go on.
+    assert_eq!(a.call::<_, i64>("withdraw", &50).unwrap(), 150);
+    assert_eq!(
+        a.call::<_, i64>("deposit", &"not a number")
+            .unwrap_err()
+            .remote_kind(),
+        Some(ErrorKind::Method)
+    );
+    assert_eq!(
+        m.custom("Unknown").unwrap_err().remote_kind(),
+        Some(ErrorKind::NoMethod)
+    );
+}
