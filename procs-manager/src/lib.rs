@@ -41,15 +41,21 @@
 //! | `m.Namespace()` | [`Manager::namespace`] -> [`Namespace`] |
 //! | `d[k] = v`, `d[k]`, `del d[k]`, `k in d` | `insert`, `get`/`pop`, `remove`, `contains` |
 //! | `l.append`, `l[i]`, `l[i] = v`, `l[a:b]` | `push`, `get`, `set`, `slice` |
-//! | `KeyError`, `IndexError`, `ValueError`, `AttributeError` | [`Error::Remote`] with an [`ErrorKind`] |
+//! | `m.Value()`, `m.Queue()`, `m.Lock()`, `m.Event()` | [`Manager::value`], [`Manager::queue`], [`Manager::lock`], [`Manager::event`] |
+//! | `BaseManager(address, authkey)`, `connect()`, `serve_forever()` | [`Manager::builder`], [`Manager::connect`], [`Manager::serve`] |
+//! | `BaseManager.register(typeid, callable)` | [`ManagerBuilder::register`], [`Served`], [`CustomProxy`] |
+//! | `KeyError`, `IndexError`, `ValueError`, `AttributeError`, `queue.Empty` | [`Error::Remote`] with an [`ErrorKind`] |
 //!
 //! Every proxy is one reference to its object (a clone another, a proxy
 //! moved into a child the child's); the server frees an object with its
 //! last proxy, or once every process holding one has died.
 //!
-//! Not yet here (see the crate's README): proxies inside values, `RLock`,
-//! `Semaphore`, `Condition`, `Barrier`, `JoinableQueue`, `Array`, `Pool`,
-//! and registered user types.
+//! Proxies are serde values: they travel inside other proxies' values (a
+//! dict of lists), through managed queues and over connections, to any
+//! process that started or connected to their manager.
+//!
+//! Not yet here (see the crate's README): `RLock`, `Semaphore`,
+//! `Condition`, `Barrier`, `JoinableQueue`, `Array`, `Pool`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

@@ -222,7 +222,18 @@ pub(crate) fn parse_hello(bytes: &[u8]) -> Result<(Option<u64>, Holder), IpcErro
     Ok((token, Holder { pid, start }))
 }
 
-/// The server's answer to a hello: the slot given, if any.
-pub(crate) fn slot_answer(slot: Option<usize>) -> [u8; 1] {
-    [slot.map_or(u8::MAX, |s| s as u8)]
+/// The server's answer to a hello: the slot given, if any, and the
+/// server's token (which names it in serialized proxies).
+pub(crate) fn slot_answer(slot: Option<usize>, token: u64) -> [u8; 9] {
+    let mut a = [0u8; 9];
+    a[0] = slot.map_or(u8::MAX, |s| s as u8);
+    a[1..].copy_from_slice(&token.to_le_bytes());
+    a
+}
+
+/// The client's reading of the answer: the slot, and the server's token.
+pub(crate) fn parse_answer(bytes: &[u8]) -> Option<(Option<usize>, u64)> {
+    let a: &[u8; 9] = bytes.try_into().ok()?;
+    let slot = (usize::from(a[0]) < SLOTS).then_some(usize::from(a[0]));
+    Some((slot, u64::from_le_bytes(a[1..].try_into().ok()?)))
 }

@@ -3,14 +3,15 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use procs_core::Process;
 use procs_ipc::{Address, Client, Connection, Listener};
 
 use crate::error::{Error, Result};
-use crate::link::{Holder, Link, Side, Slots, hello};
+use crate::link::{Holder, Link, Side, Slots, hello, parse_answer};
 use crate::proxy::{
     CustomProxy, DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
 };
@@ -148,16 +149,25 @@ impl ManagerBuilder {
             .name("SyncManager")
             .daemon(false)
             .build(move || {
-                server::serve(listener, Some(server_slots), limits, types, Some(parent))
+                server::serve(
+                    listener,
+                    id,
+                    Some(server_slots),
+                    limits,
+                    types,
+                    Some(parent),
+                )
             });
         server.start()?;
+        let shared = Arc::new(Shared {
+            address,
+            authkey,
+            slots: Some(slots),
+            id,
+        });
+        register(&shared);
         Ok(Manager {
-            shared: Arc::new(Shared {
-                address,
-                authkey,
-                slots: Some(slots),
-                id,
-            }),
+            shared,
             server: Some(server),
             starter: std::process::id(),
         })
@@ -186,7 +196,14 @@ impl Manager {
         limits: Limits,
     ) -> Result<()> {
         let listener = Listener::bind(address, authkey)?;
-        server::serve(listener, None, limits, HashMap::new(), None);
+        server::serve(
+            listener,
+            random_token()?,
+            None,
+            limits,
+            HashMap::new(),
+            None,
+        );
         Ok(())
     }
 
@@ -208,18 +225,20 @@ impl Manager {
     /// server running. The handshake happens here (a wrong key is
     /// [`Error::Ipc`] with an authentication error).
     pub fn connect(address: impl Into<Address>, authkey: impl AsRef<[u8]>) -> Result<Manager> {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random)
-            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
-        let shared = Arc::new(Shared {
+        let mut shared = Shared {
             address: address.into(),
             authkey: authkey.as_ref().to_vec(),
             slots: None,
-            id: u64::from_le_bytes(random),
-        });
-        // Connect now, so that a wrong key or nobody listening shows here.
-        let link = connect(&shared)?;
+            id: 0,
+        };
+        // Connect now, so that a wrong key or nobody listening shows here;
+        // the server names itself in its answer (proxies it serves, sent
+        // here inside values, name it so).
+        let (link, token) = connect(&shared)?;
+        shared.id = token;
+        let shared = Arc::new(shared);
         LINKS.with(|l| l.borrow_mut().insert(shared.id, link));
+        register(&shared);
         Ok(Manager {
             shared,
             server: None,
@@ -488,7 +507,7 @@ fn forget_connection(id: u64) {
     let _ = LINKS.try_with(|l| l.borrow_mut().remove(&id));
 }
 
-fn connect(shared: &Shared) -> Result<ThreadLink> {
+fn connect(shared: &Shared) -> Result<(ThreadLink, u64)> {
     let socket: Connection<()> =
         Client::connect(&shared.address, &shared.authkey).map_err(|e| match e {
             procs_ipc::Error::Io(_) | procs_ipc::Error::Disconnected => Error::ManagerGone,
@@ -503,18 +522,18 @@ fn connect(shared: &Shared) -> Result<ThreadLink> {
     let answer = socket
         .recv_bytes_timeout(procs_ipc::HANDSHAKE_TIMEOUT)
         .map_err(gone)?;
-    let slot = match (answer.as_slice(), &shared.slots) {
-        ([s], Some(slots)) if (*s as usize) < crate::link::SLOTS => {
-            Some((slots.clone(), *s as usize))
-        }
-        ([_], _) => None,
-        _ => return Err(Error::Protocol("the server's answer to a hello")),
+    let (slot, token) =
+        parse_answer(&answer).ok_or(Error::Protocol("the server's answer to a hello"))?;
+    let slot = match (slot, &shared.slots) {
+        (Some(i), Some(slots)) => Some((slots.clone(), i)),
+        _ => None,
     };
-    Ok(ThreadLink {
+    let link = ThreadLink {
         pid: std::process::id(),
         link: Link { socket, slot },
         buf: Vec::new(),
-    })
+    };
+    Ok((link, token))
 }
 
 fn gone(e: procs_ipc::Error) -> Error {
@@ -542,7 +561,7 @@ fn call<R>(
             // parent's to use (dropping this copy closes only this
             // process's descriptor).
             links.remove(&shared.id);
-            links.insert(shared.id, connect(shared)?);
+            links.insert(shared.id, connect(shared)?.0);
         }
         let tl = links.get_mut(&shared.id).expect("just made");
         wire::request(&mut tl.buf, kind, object, method);
@@ -574,6 +593,113 @@ impl Bound {
 
     /// Serves until a client asks the server to shut down.
     pub fn serve(self, limits: Limits) {
-        server::serve(self.0, None, limits, HashMap::new(), None);
+        // A random token: only the proxies it serves name it.
+        if let Ok(token) = random_token() {
+            server::serve(self.0, token, None, limits, HashMap::new(), None);
+        }
+    }
+}
+
+fn random_token() -> Result<u64> {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    Ok(u64::from_le_bytes(random))
+}
+
+/// The managers this process started or connected to, by their server's
+/// token: where a proxy that arrives inside a value finds its way. A list
+/// that only grows, by compare-and-swap (no lock, so that a child forked
+/// while another thread registers never finds it held); one small node per
+/// manager, kept for the process's life.
+struct Node {
+    token: u64,
+    shared: Weak<Shared>,
+    next: *const Node,
+}
+
+static REGISTRY: AtomicPtr<Node> = AtomicPtr::new(std::ptr::null_mut());
+
+fn register(shared: &Arc<Shared>) {
+    let node = Box::into_raw(Box::new(Node {
+        token: shared.id,
+        shared: Arc::downgrade(shared),
+        next: std::ptr::null(),
+    }));
+    let mut head = REGISTRY.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `node` is this function's own allocation, not yet shared.
+        unsafe { (*node).next = head };
+        match REGISTRY.compare_exchange(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(h) => head = h,
+        }
+    }
+}
+
+fn lookup(token: u64) -> Option<Arc<Shared>> {
+    let mut at = REGISTRY.load(Ordering::Acquire).cast_const();
+    while !at.is_null() {
+        // SAFETY: nodes are never freed, and each was fully written before
+        // the release that published it (acquired above or by the load
+        // that found the node before it).
+        let node = unsafe { &*at };
+        if node.token == token
+            && let Some(shared) = node.shared.upgrade()
+        {
+            return Some(shared);
+        }
+        at = node.next;
+    }
+    None
+}
+
+/// A proxy as it travels inside a value: its manager's token, the object,
+/// and its type (checked when it is read back).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Wire {
+    manager: u64,
+    object: u64,
+    ty: u16,
+}
+
+impl ObjectRef {
+    /// Serializes the reference: the object is pinned (it lives as long as
+    /// the server), since its count cannot follow bytes.
+    pub(crate) fn serialize_as<S: serde::Serializer>(
+        &self,
+        ty: Type,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        call(&self.shared, Kind::Pin, self.id, 0, |_| {}, |_| Ok(()))
+            .map_err(|e| S::Error::custom(format!("the proxy cannot travel: {e}")))?;
+        serde::Serialize::serialize(
+            &Wire {
+                manager: self.shared.id,
+                object: self.id,
+                ty: ty as u16,
+            },
+            s,
+        )
+    }
+
+    /// Reads a reference back, in a process that started or connected to
+    /// its manager.
+    pub(crate) fn deserialize_as<'de, D: serde::Deserializer<'de>>(
+        ty: Type,
+        d: D,
+    ) -> Result<ObjectRef, D::Error> {
+        use serde::de::Error as _;
+        let w: Wire = serde::Deserialize::deserialize(d)?;
+        if w.ty != ty as u16 {
+            return Err(D::Error::custom("a proxy of another type of object"));
+        }
+        let shared = lookup(w.manager).ok_or_else(|| {
+            D::Error::custom("a proxy of a manager this process neither started nor connected to")
+        })?;
+        Ok(ObjectRef {
+            shared,
+            id: w.object,
+        })
     }
 }

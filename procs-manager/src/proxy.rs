@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::manager::ObjectRef;
 use crate::server::method::*;
-use crate::wire::{self, Fields};
+use crate::wire::{self, Fields, Type};
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(v).map_err(|e| Error::Encode(e.to_string()))
@@ -753,3 +753,34 @@ impl CustomProxy {
             })
     }
 }
+
+/// Proxies travel inside values (a dict of lists, as Python allows), over
+/// connections and queues: serialized, a proxy names its manager and its
+/// object, and is read back in any process that started or connected to
+/// that manager. An object whose proxy was serialized is no longer
+/// counted: it lives as long as the server (its count cannot follow
+/// bytes that may be copied or lost).
+macro_rules! travels {
+    ($ty:expr, $name:ident $(<$($p:ident),*>)?) => {
+        impl$(<$($p),*>)? Serialize for $name$(<$($p),*>)? {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.obj.serialize_as($ty, s)
+            }
+        }
+
+        impl<'de, $($($p),*)?> serde::Deserialize<'de> for $name$(<$($p),*>)? {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                ObjectRef::deserialize_as($ty, d).map($name::new)
+            }
+        }
+    };
+}
+
+travels!(Type::Dict, DictProxy<K, V>);
+travels!(Type::List, ListProxy<T>);
+travels!(Type::Namespace, Namespace);
+travels!(Type::Value, ValueProxy<T>);
+travels!(Type::Queue, QueueProxy<T>);
+travels!(Type::Lock, LockProxy);
+travels!(Type::Event, EventProxy);
+travels!(Type::Custom, CustomProxy);

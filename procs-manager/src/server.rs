@@ -225,6 +225,8 @@ struct State {
     /// Objects made by name (`Manager::named_*`): the same one for every
     /// client that asks. They live as long as the server.
     names: Mutex<HashMap<Vec<u8>, (Type, u64)>>,
+    /// Names this server in serialized proxies.
+    token: u64,
     /// The registered types, by typeid.
     types: HashMap<String, Make>,
     /// Each unnamed object's references, by the process holding them.
@@ -242,6 +244,7 @@ struct State {
 /// a tenth of a second). Clients that map `slots` are served through them.
 pub(crate) fn serve(
     mut listener: Listener,
+    token: u64,
     slots: Option<Arc<Slots>>,
     limits: Limits,
     types: HashMap<String, Make>,
@@ -250,6 +253,7 @@ pub(crate) fn serve(
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
+        token,
         types,
         refs: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
@@ -318,7 +322,10 @@ fn serve_connection(state: &State, socket: Connection<()>) {
         slots.restart(*i);
     }
     let slot_index = slot.as_ref().map(|(_, i)| *i);
-    if socket.send_bytes(&slot_answer(slot_index)).is_err() {
+    if socket
+        .send_bytes(&slot_answer(slot_index, state.token))
+        .is_err()
+    {
         free(state, slot_index);
         return;
     }
@@ -410,7 +417,7 @@ fn answer(
                 wire::failed(out, kind, why);
             }
         }
-        Kind::Incref | Kind::Decref | Kind::Transfer => {
+        Kind::Incref | Kind::Decref | Kind::Transfer | Kind::Pin => {
             if let Err((kind, why)) = count(state, caller.holder, r, out) {
                 wire::failed(out, kind, why);
             }
@@ -564,6 +571,12 @@ fn count(
             Err((ErrorKind::NoObject, "no such object"))
         };
     };
+    if r.kind == Kind::Pin {
+        // Serialized: counted no more, kept as long as the server.
+        refs.remove(&r.object);
+        wire::done(out);
+        return Ok(());
+    }
     if r.kind == Kind::Incref {
         *held.entry(by).or_default() += 1;
     } else {
@@ -1054,6 +1067,7 @@ impl Loopback {
             state: State {
                 objects: Mutex::new(HashMap::new()),
                 names: Mutex::new(HashMap::new()),
+                token: 0,
                 types: HashMap::new(),
                 refs: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),

@@ -35,6 +35,9 @@ pub enum Kind {
     Transfer = 6,
     /// How many objects the server holds (one field).
     Count = 7,
+    /// The object's proxy was serialized (to travel inside a value): it is
+    /// counted no more and lives as long as the server.
+    Pin = 8,
 }
 
 /// The types of object a server holds.
@@ -210,6 +213,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request<'_>, Malformed> {
         5 => Kind::Decref,
         6 => Kind::Transfer,
         7 => Kind::Count,
+        8 => Kind::Pin,
         _ => return Err(Malformed("an unknown kind of request")),
     };
     let object = u64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));

@@ -257,7 +257,8 @@ fn a_wrong_key_and_garbage_get_errors_and_the_server_goes_on() {
     let mut hello = [0u8; 21];
     hello[9..13].copy_from_slice(&(std::process::id() as i32).to_le_bytes());
     c.send_bytes(&hello).unwrap();
-    assert_eq!(c.recv_bytes().unwrap(), [u8::MAX]);
+    let answer = c.recv_bytes().unwrap();
+    assert_eq!((answer.len(), answer[0]), (9, u8::MAX), "no slot: over the socket");
     let bad: &[&[u8]] = &[
         b"",
         &[1, 0, 0],
@@ -664,4 +665,63 @@ fn a_registered_type_serves_methods_and_survives_errors_and_panics() {
         m.custom("Unknown").unwrap_err().remote_kind(),
         Some(ErrorKind::NoMethod)
     );
+}
+
+#[test]
+fn proxies_travel_inside_values_and_queues() {
+    let m = Manager::start().unwrap();
+    // A dict of lists, as Python allows.
+    let groups = m.dict::<String, procs_manager::ListProxy<u32>>().unwrap();
+    let evens = m.list::<u32>().unwrap();
+    groups.insert("evens".into(), evens.clone()).unwrap();
+    let q = m.queue::<procs_manager::DictProxy<String, u32>>(0).unwrap();
+    let scores = m.dict::<String, u32>().unwrap();
+    q.put(scores.clone()).unwrap();
+    let mut child = {
+        let groups = groups.clone();
+        let q = q.clone();
+        start(move || {
+            let evens = groups.get(&"evens".into()).unwrap().unwrap();
+            evens.extend([0, 2, 4]).unwrap();
+            let scores = q.get().unwrap();
+            scores.insert("child".into(), 10).unwrap();
+        })
+    };
+    assert_eq!(child.0.join().unwrap(), 0);
+    assert_eq!(evens.to_vec().unwrap(), [0, 2, 4]);
+    assert_eq!(scores.get(&"child".into()).unwrap(), Some(10));
+    // Read back as another type of proxy: a clear error.
+    let lists = m
+        .named_dict::<String, procs_manager::ListProxy<u8>>("mixed")
+        .unwrap();
+    lists.insert("l".into(), m.list::<u8>().unwrap()).unwrap();
+    let queues = m
+        .named_dict::<String, procs_manager::QueueProxy<u8>>("mixed")
+        .unwrap();
+    assert!(matches!(queues.get(&"l".into()), Err(Error::Decode(_))));
+}
+
+#[test]
+fn a_proxy_inside_a_value_reaches_a_client_that_connected_on_its_own() {
+    let m = Manager::builder()
+        .address("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap())
+        .authkey(b"k")
+        .start()
+        .unwrap();
+    let inner = m.list::<String>().unwrap();
+    m.named_dict::<String, procs_manager::ListProxy<String>>("boxes")
+        .unwrap()
+        .insert("inner".into(), inner.clone())
+        .unwrap();
+    let addr = m.address().clone();
+    let mut client = start(move || {
+        let remote = Manager::connect(addr, b"k").unwrap();
+        let boxes = remote
+            .named_dict::<String, procs_manager::ListProxy<String>>("boxes")
+            .unwrap();
+        let inner = boxes.get(&"inner".into()).unwrap().unwrap();
+        inner.push("from afar".into()).unwrap();
+    });
+    assert_eq!(client.0.join().unwrap(), 0);
+    assert_eq!(inner.to_vec().unwrap(), ["from afar"]);
 }
