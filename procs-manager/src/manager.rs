@@ -120,7 +120,7 @@ impl ManagerBuilder {
 
     /// Registers a type the server will hold (Python's
     /// `BaseManager.register(typeid, callable)`): `make` builds a new
-    /// value for each [`Manager::custom`] (see [`Served`]). The server is a
+    /// value for each [`Manager::custom`] (see [`Served`](crate::Served)). The server is a
     /// fork of this process, so the function is the same there.
     pub fn register(mut self, typeid: &str, make: Make) -> Self {
         self.types.insert(typeid.to_string(), make);

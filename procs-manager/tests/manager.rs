@@ -258,7 +258,11 @@ fn a_wrong_key_and_garbage_get_errors_and_the_server_goes_on() {
     hello[9..13].copy_from_slice(&(std::process::id() as i32).to_le_bytes());
     c.send_bytes(&hello).unwrap();
     let answer = c.recv_bytes().unwrap();
-    assert_eq!((answer.len(), answer[0]), (9, u8::MAX), "no slot: over the socket");
+    assert_eq!(
+        (answer.len(), answer[0]),
+        (9, u8::MAX),
+        "no slot: over the socket"
+    );
     let bad: &[&[u8]] = &[
         b"",
         &[1, 0, 0],
