@@ -69,8 +69,9 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use manager::{Bound, Manager, ManagerBuilder};
 pub use proxy::{
-    Acquired, CustomProxy, DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace,
-    QueueProxy, ValueProxy,
+    Acquired, ArrayProxy, BarrierProxy, ConditionGuard, ConditionProxy, CustomProxy, DictProxy,
+    EventProxy, JoinableQueueProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy,
+    SemaphoreProxy, ValueProxy,
 };
 #[doc(hidden)]
 pub use server::Loopback;

@@ -13,7 +13,8 @@ use procs_ipc::{Address, Client, Connection, Listener};
 use crate::error::{Error, Result};
 use crate::link::{Holder, Link, Side, Slots, hello, parse_answer};
 use crate::proxy::{
-    CustomProxy, DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, CustomProxy, DictProxy, EventProxy,
+    JoinableQueueProxy, ListProxy, LockProxy, Namespace, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 use crate::server::{self, Limits, Make};
 use crate::wire::{self, Fields, Kind, Type};
@@ -306,6 +307,87 @@ impl Manager {
         Ok(LockProxy::new(self.create(Type::Lock, "", 0)?))
     }
 
+    /// A new reentrant lock held by the server (Python's `m.RLock()`):
+    /// its holder may take it again, and releases it as many times.
+    pub fn rlock(&self) -> Result<LockProxy> {
+        Ok(LockProxy::new(self.create(Type::RLock, "", 0)?))
+    }
+
+    /// A new condition variable with its own reentrant lock (Python's
+    /// `m.Condition()`).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::new(self.create(Type::Condition, "", 0)?))
+    }
+
+    /// A new semaphore starting at `value` (Python's `m.Semaphore(value)`).
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::new(self.create(
+            Type::Semaphore,
+            "",
+            value,
+        )?))
+    }
+
+    /// A new semaphore that refuses a release past `value` (Python's
+    /// `m.BoundedSemaphore(value)`).
+    pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::new(self.create(
+            Type::BoundedSemaphore,
+            "",
+            value,
+        )?))
+    }
+
+    /// A new barrier for `parties` (Python's `m.Barrier(parties)`); 0
+    /// parties is [`ErrorKind::Value`](crate::ErrorKind::Value).
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+        Ok(BarrierProxy::new(self.create(
+            Type::Barrier,
+            "",
+            parties as u64,
+        )?))
+    }
+
+    /// A new joinable queue (Python's `m.JoinableQueue(maxsize)`; 0: no
+    /// limit).
+    pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>> {
+        Ok(JoinableQueueProxy::new(self.create(
+            Type::JoinableQueue,
+            "",
+            maxsize as u64,
+        )?))
+    }
+
+    /// A new array holding `items`, of fixed length (Python's
+    /// `m.Array(typecode, items)`).
+    pub fn array<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        items: &[T],
+    ) -> Result<ArrayProxy<T>> {
+        let encoded = items
+            .iter()
+            .map(|v| postcard::to_allocvec(v).map_err(|e| Error::Encode(e.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        let args = |out: &mut Vec<u8>| {
+            wire::field(out, b"");
+            wire::field_u64(out, 0);
+            encoded.iter().for_each(|v| wire::field(out, v));
+        };
+        let id = call(
+            &self.shared,
+            Kind::Create,
+            0,
+            Type::Array as u16,
+            args,
+            |mut f| Ok(f.take_u64()?),
+        )?;
+        Ok(ArrayProxy::new(ObjectRef {
+            shared: self.shared.clone(),
+            id,
+            ty: Type::Array,
+        }))
+    }
+
     /// A new event held by the server (Python's `m.Event()`).
     pub fn event(&self) -> Result<EventProxy> {
         Ok(EventProxy::new(self.create(Type::Event, "", 0)?))
@@ -385,6 +467,7 @@ impl Manager {
         Ok(ObjectRef {
             shared: self.shared.clone(),
             id,
+            ty,
         })
     }
 
@@ -440,6 +523,7 @@ impl Drop for Manager {
 pub(crate) struct ObjectRef {
     shared: Arc<Shared>,
     id: u64,
+    ty: Type,
 }
 
 impl Clone for ObjectRef {
@@ -449,6 +533,7 @@ impl Clone for ObjectRef {
         ObjectRef {
             shared: self.shared.clone(),
             id: self.id,
+            ty: self.ty,
         }
     }
 }
@@ -665,11 +750,7 @@ struct Wire {
 impl ObjectRef {
     /// Serializes the reference: the object is pinned (it lives as long as
     /// the server), since its count cannot follow bytes.
-    pub(crate) fn serialize_as<S: serde::Serializer>(
-        &self,
-        ty: Type,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
         call(&self.shared, Kind::Pin, self.id, 0, |_| {}, |_| Ok(()))
             .map_err(|e| S::Error::custom(format!("the proxy cannot travel: {e}")))?;
@@ -677,29 +758,30 @@ impl ObjectRef {
             &Wire {
                 manager: self.shared.id,
                 object: self.id,
-                ty: ty as u16,
+                ty: self.ty as u16,
             },
             s,
         )
     }
 
     /// Reads a reference back, in a process that started or connected to
-    /// its manager.
-    pub(crate) fn deserialize_as<'de, D: serde::Deserializer<'de>>(
-        ty: Type,
+    /// its manager, for a proxy of one of the types `accept`.
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        accept: &[Type],
         d: D,
     ) -> Result<ObjectRef, D::Error> {
         use serde::de::Error as _;
         let w: Wire = serde::Deserialize::deserialize(d)?;
-        if w.ty != ty as u16 {
-            return Err(D::Error::custom("a proxy of another type of object"));
-        }
+        let ty = Type::from_code(w.ty)
+            .filter(|t| accept.contains(t))
+            .ok_or_else(|| D::Error::custom("a proxy of another type of object"))?;
         let shared = lookup(w.manager).ok_or_else(|| {
             D::Error::custom("a proxy of a manager this process neither started nor connected to")
         })?;
         Ok(ObjectRef {
             shared,
             id: w.object,
+            ty,
         })
     }
 }

@@ -624,18 +624,7 @@ impl LockProxy {
     }
 
     fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
-        let got = self.obj.call(
-            K_ACQUIRE,
-            |out| wire::field_u64(out, millis(timeout)),
-            |mut f| Ok(f.take_u64()?),
-        )?;
-        let acquired = match got {
-            ACQUIRED => Acquired::Clean,
-            ACQUIRED_OWNER_DIED => Acquired::OwnerDied,
-            ACQUIRE_TIMED_OUT => return Ok(None),
-            _ => return Err(Error::Protocol("an acquire answered neither yes nor no")),
-        };
-        Ok(Some(LockGuard {
+        Ok(take_lock(&self.obj, timeout)?.map(|acquired| LockGuard {
             lock: self,
             acquired,
             _not_send: PhantomData,
@@ -761,26 +750,459 @@ impl CustomProxy {
 /// counted: it lives as long as the server (its count cannot follow
 /// bytes that may be copied or lost).
 macro_rules! travels {
-    ($ty:expr, $name:ident $(<$($p:ident),*>)?) => {
+    ([$($ty:expr),*], $name:ident $(<$($p:ident),*>)?) => {
         impl$(<$($p),*>)? Serialize for $name$(<$($p),*>)? {
             fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                self.obj.serialize_as($ty, s)
+                self.obj.serialize(s)
             }
         }
 
         impl<'de, $($($p),*)?> serde::Deserialize<'de> for $name$(<$($p),*>)? {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                ObjectRef::deserialize_as($ty, d).map($name::new)
+                ObjectRef::deserialize(&[$($ty),*], d).map($name::new)
             }
         }
     };
 }
 
-travels!(Type::Dict, DictProxy<K, V>);
-travels!(Type::List, ListProxy<T>);
-travels!(Type::Namespace, Namespace);
-travels!(Type::Value, ValueProxy<T>);
-travels!(Type::Queue, QueueProxy<T>);
-travels!(Type::Lock, LockProxy);
-travels!(Type::Event, EventProxy);
-travels!(Type::Custom, CustomProxy);
+travels!([Type::Dict], DictProxy<K, V>);
+travels!([Type::List], ListProxy<T>);
+travels!([Type::Namespace], Namespace);
+travels!([Type::Value], ValueProxy<T>);
+travels!([Type::Queue], QueueProxy<T>);
+travels!([Type::Lock, Type::RLock], LockProxy);
+travels!([Type::Event], EventProxy);
+travels!([Type::Custom], CustomProxy);
+travels!([Type::Condition], ConditionProxy);
+travels!([Type::Semaphore, Type::BoundedSemaphore], SemaphoreProxy);
+travels!([Type::Barrier], BarrierProxy);
+travels!([Type::Array], ArrayProxy<T>);
+
+impl<T> Serialize for JoinableQueueProxy<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.queue.obj.serialize(s)
+    }
+}
+
+impl<'de, T> serde::Deserialize<'de> for JoinableQueueProxy<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        ObjectRef::deserialize(&[Type::JoinableQueue], d).map(JoinableQueueProxy::new)
+    }
+}
+
+/// Takes a lock or a condition's: the guard's `acquired`, or `None` when
+/// the timeout passed.
+fn take_lock(obj: &ObjectRef, timeout: Option<Duration>) -> Result<Option<Acquired>> {
+    let got = obj.call(
+        K_ACQUIRE,
+        |out| wire::field_u64(out, millis(timeout)),
+        |mut f| Ok(f.take_u64()?),
+    )?;
+    match got {
+        ACQUIRED => Ok(Some(Acquired::Clean)),
+        ACQUIRED_OWNER_DIED => Ok(Some(Acquired::OwnerDied)),
+        ACQUIRE_TIMED_OUT => Ok(None),
+        _ => Err(Error::Protocol("an acquire answered neither yes nor no")),
+    }
+}
+
+/// A condition variable held by a manager, with its own reentrant lock
+/// (Python's `m.Condition()`): wait and notify through the guard of its
+/// lock.
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let (cond, ready) = (m.condition()?, m.value(&false)?);
+/// let (c2, r2) = (cond.clone(), ready.clone());
+/// let mut p = procs_core::Process::new(move || {
+///     let g = c2.acquire().unwrap();
+///     r2.set(&true).unwrap();
+///     g.notify_all().unwrap();
+/// });
+/// let g = cond.acquire()?;
+/// p.start()?;
+/// while !ready.get()? {
+///     assert!(g.wait_timeout(Duration::from_secs(30))?);
+/// }
+/// drop(g);
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConditionProxy {
+    obj: ObjectRef,
+}
+
+/// The held lock of a [`ConditionProxy`], released when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard drops"]
+pub struct ConditionGuard<'a> {
+    cond: &'a ConditionProxy,
+    acquired: Acquired,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ConditionProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        ConditionProxy { obj }
+    }
+
+    /// Takes the condition's lock, waiting as long as it takes.
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
+        self.acquire_within(None)?
+            .ok_or(Error::Protocol("an acquire without a timeout timed out"))
+    }
+
+    /// Takes the condition's lock, or `None` after `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ConditionGuard<'_>>> {
+        self.acquire_within(Some(timeout))
+    }
+
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Option<ConditionGuard<'_>>> {
+        Ok(
+            take_lock(&self.obj, timeout)?.map(|acquired| ConditionGuard {
+                cond: self,
+                acquired,
+                _not_send: PhantomData,
+            }),
+        )
+    }
+}
+
+impl ConditionGuard<'_> {
+    /// Whether the lock was free or its last holder died.
+    pub fn acquired(&self) -> Acquired {
+        self.acquired
+    }
+
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.cond.obj.call(
+            CV_WAIT,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()? != 0),
+        )
+    }
+
+    /// `cond.wait()`: releases the lock, waits for a notify, takes the
+    /// lock back.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_within(None).map(drop)
+    }
+
+    /// `cond.wait(timeout)`: whether a notify came in time (the lock is
+    /// held again either way).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// `cond.notify(n)`: wakes up to `n` waiters.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        self.cond
+            .obj
+            .call(CV_NOTIFY, |out| wire::field_u64(out, n as u64), |_| Ok(()))
+    }
+
+    /// `cond.notify_all()`.
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify(usize::MAX)
+    }
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.cond.obj.call(K_RELEASE, |_| {}, |_| Ok(()));
+    }
+}
+
+/// A semaphore held by a manager (Python's `m.Semaphore(value)` and
+/// `m.BoundedSemaphore(value)`).
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let s = m.bounded_semaphore(1)?;
+/// assert!(s.try_acquire()?);
+/// assert!(!s.try_acquire()?);
+/// s.release()?;
+/// assert!(s.release().is_err()); // ValueError: released too many times
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SemaphoreProxy {
+    obj: ObjectRef,
+}
+
+impl SemaphoreProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        SemaphoreProxy { obj }
+    }
+
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.obj.call(
+            S_ACQUIRE,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()? != 0),
+        )
+    }
+
+    /// `s.acquire()`, waiting as long as it takes.
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_within(None).map(drop)
+    }
+
+    /// `s.acquire(timeout=...)`: whether it was taken.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// `s.acquire(blocking=False)`.
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.acquire_within(Some(Duration::ZERO))
+    }
+
+    /// `s.release()`; past a bounded semaphore's value, Python's
+    /// `ValueError`.
+    pub fn release(&self) -> Result<()> {
+        self.obj.call(S_RELEASE, |_| {}, |_| Ok(()))
+    }
+
+    /// The count now (Python's `get_value()`).
+    pub fn value(&self) -> Result<u64> {
+        self.obj.call(S_VALUE, |_| {}, |mut f| Ok(f.take_u64()?))
+    }
+}
+
+/// A barrier held by a manager (Python's `m.Barrier(parties)`).
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let b = m.barrier(2)?;
+/// let b2 = b.clone();
+/// let mut p = procs_core::Process::new(move || {
+///     b2.wait_timeout(Duration::from_secs(30)).unwrap();
+/// });
+/// p.start()?;
+/// let index = b.wait_timeout(Duration::from_secs(30))?;
+/// assert!(index < 2);
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct BarrierProxy {
+    obj: ObjectRef,
+}
+
+impl BarrierProxy {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        BarrierProxy { obj }
+    }
+
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize> {
+        self.obj.call(
+            B_WAIT,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()? as usize),
+        )
+    }
+
+    /// `b.wait()`: this party's arrival index (0 to parties - 1). A broken
+    /// barrier is Python's `BrokenBarrierError`
+    /// ([`ErrorKind::BrokenBarrier`](crate::ErrorKind::BrokenBarrier)).
+    pub fn wait(&self) -> Result<usize> {
+        self.wait_within(None)
+    }
+
+    /// `b.wait(timeout)`: a timeout breaks the barrier, as in Python.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
+        self.wait_within(Some(timeout))
+    }
+
+    fn state(&self) -> Result<(usize, usize, bool)> {
+        self.obj.call(
+            B_STATE,
+            |_| {},
+            |mut f| {
+                Ok((
+                    f.take_u64()? as usize,
+                    f.take_u64()? as usize,
+                    f.take_u64()? != 0,
+                ))
+            },
+        )
+    }
+
+    /// `b.parties`.
+    pub fn parties(&self) -> Result<usize> {
+        Ok(self.state()?.0)
+    }
+
+    /// `b.n_waiting`.
+    pub fn n_waiting(&self) -> Result<usize> {
+        Ok(self.state()?.1)
+    }
+
+    /// `b.broken`.
+    pub fn broken(&self) -> Result<bool> {
+        Ok(self.state()?.2)
+    }
+
+    /// `b.abort()`: breaks the barrier for every waiter.
+    pub fn abort(&self) -> Result<()> {
+        self.obj.call(B_ABORT, |_| {}, |_| Ok(()))
+    }
+
+    /// `b.reset()`: waiters get `BrokenBarrierError`; the barrier is whole
+    /// again.
+    pub fn reset(&self) -> Result<()> {
+        self.obj.call(B_RESET, |_| {}, |_| Ok(()))
+    }
+}
+
+/// A joinable queue held by a manager (Python's `m.JoinableQueue()`): a
+/// [`QueueProxy`] (it derefs to one) whose items are reported done.
+///
+/// ```
+/// use std::time::Duration;
+/// let m = procs_manager::Manager::start()?;
+/// let q = m.joinable_queue::<u32>(0)?;
+/// q.put(1)?;
+/// assert!(!q.join_timeout(Duration::from_millis(10))?);
+/// assert_eq!(q.get()?, 1);
+/// q.task_done()?;
+/// assert!(q.join_timeout(Duration::from_secs(1))?);
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct JoinableQueueProxy<T> {
+    queue: QueueProxy<T>,
+}
+
+impl<T> Clone for JoinableQueueProxy<T> {
+    fn clone(&self) -> Self {
+        JoinableQueueProxy {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueueProxy<T> {
+    type Target = QueueProxy<T>;
+    fn deref(&self) -> &QueueProxy<T> {
+        &self.queue
+    }
+}
+
+impl<T> JoinableQueueProxy<T> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        JoinableQueueProxy {
+            queue: QueueProxy::new(obj),
+        }
+    }
+
+    /// `q.task_done()`; more than were put is Python's `ValueError`.
+    pub fn task_done(&self) -> Result<()> {
+        self.queue.obj.call(J_TASK_DONE, |_| {}, |_| Ok(()))
+    }
+
+    fn join_within(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.queue.obj.call(
+            J_JOIN,
+            |out| wire::field_u64(out, millis(timeout)),
+            |mut f| Ok(f.take_u64()? != 0),
+        )
+    }
+
+    /// `q.join()`: until every item put was reported done.
+    pub fn join(&self) -> Result<()> {
+        self.join_within(None).map(drop)
+    }
+
+    /// As [`join`](JoinableQueueProxy::join), at most `timeout`: whether
+    /// every item was done.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.join_within(Some(timeout))
+    }
+}
+
+/// An array of fixed length held by a manager (Python's `m.Array`).
+///
+/// ```
+/// let m = procs_manager::Manager::start()?;
+/// let a = m.array(&[1.0f64, 2.0, 3.0])?;
+/// a.set(1, 20.0)?;
+/// assert_eq!(a.to_vec()?, [1.0, 20.0, 3.0]);
+/// assert!(a.set(3, 0.0).is_err()); // IndexError
+/// # Ok::<(), procs_manager::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ArrayProxy<T> {
+    obj: ObjectRef,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for ArrayProxy<T> {
+    fn clone(&self) -> Self {
+        ArrayProxy::new(self.obj.clone())
+    }
+}
+
+impl<T> ArrayProxy<T> {
+    pub(crate) fn new(obj: ObjectRef) -> Self {
+        ArrayProxy {
+            obj,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    /// `a[index]`; Python's `IndexError` past the end.
+    pub fn get(&self, index: usize) -> Result<T> {
+        self.obj.call(
+            L_GET,
+            |out| wire::field_u64(out, index as u64),
+            |mut f| dec(f.take()?),
+        )
+    }
+
+    /// `a[index] = value`.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        let v = enc(&value)?;
+        self.obj.call(
+            L_SET,
+            |out| {
+                wire::field_u64(out, index as u64);
+                wire::field(out, &v);
+            },
+            |_| Ok(()),
+        )
+    }
+
+    /// `len(a)`.
+    pub fn len(&self) -> Result<usize> {
+        self.obj.call(L_LEN, |_| {}, count)
+    }
+
+    /// `len(a) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `a[range]`.
+    pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
+        self.obj.call(
+            L_SLICE,
+            |out| {
+                wire::field_u64(out, range.start as u64);
+                wire::field_u64(out, range.end as u64);
+            },
+            all,
+        )
+    }
+
+    /// `a[:]`.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.slice(0..usize::MAX)
+    }
+}

@@ -151,6 +151,21 @@ pub(crate) mod method {
     pub const E_WAIT: u16 = 83;
     // Registered types.
     pub const C_CALL: u16 = 90;
+    // Conditions (and K_ACQUIRE, K_RELEASE, K_LOCKED on their lock).
+    pub const CV_WAIT: u16 = 100;
+    pub const CV_NOTIFY: u16 = 101;
+    // Semaphores.
+    pub const S_ACQUIRE: u16 = 110;
+    pub const S_RELEASE: u16 = 111;
+    pub const S_VALUE: u16 = 112;
+    // Barriers.
+    pub const B_WAIT: u16 = 120;
+    pub const B_STATE: u16 = 121;
+    pub const B_ABORT: u16 = 122;
+    pub const B_RESET: u16 = 123;
+    // Joinable queues (and Q_PUT, Q_GET, Q_LEN).
+    pub const J_TASK_DONE: u16 = 130;
+    pub const J_JOIN: u16 = 131;
     /// What an acquire answers.
     pub const ACQUIRED: u64 = 0;
     pub const ACQUIRED_OWNER_DIED: u64 = 1;
@@ -167,15 +182,62 @@ enum Object {
         /// 0: no limit.
         maxsize: usize,
     },
-    Lock {
-        /// The connection holding it.
-        holder: Option<u64>,
-        /// Its last holder's connection ended while holding it: the next
-        /// acquire says so (`OwnerDied`).
-        owner_died: bool,
+    Lock(LockState),
+    /// A condition variable with its own lock (Python's `m.Condition()`,
+    /// over an RLock): waiters take tickets, a notify frees the oldest.
+    Condition {
+        lock: LockState,
+        next_ticket: u64,
+        /// Tickets below this are notified.
+        released_below: u64,
     },
     Event(bool),
+    Semaphore {
+        value: u64,
+        /// A bounded semaphore's initial value: a release past it is
+        /// Python's `ValueError`.
+        bound: Option<u64>,
+    },
+    Barrier {
+        parties: u64,
+        waiting: u64,
+        generation: u64,
+        /// Aborted, or a wait timed out: every wait fails until a reset.
+        broken: bool,
+        /// A generation a reset ended: its waiters fail.
+        reset: Option<u64>,
+    },
+    /// A joinable queue: a queue, and the items not yet reported done.
+    Joinable {
+        items: VecDeque<Vec<u8>>,
+        maxsize: usize,
+        unfinished: u64,
+    },
+    /// A list of fixed length (Python's `m.Array`).
+    Array(Vec<Vec<u8>>),
     Custom(Box<dyn Served>),
+}
+
+/// A lock held by one connection at a time (reentrant: an RLock).
+#[derive(Debug, Default)]
+struct LockState {
+    /// The connection holding it.
+    holder: Option<u64>,
+    /// How many times its holder took it (an RLock's count).
+    depth: u32,
+    /// Its last holder's connection ended while holding it: the next
+    /// acquire says so (`OwnerDied`).
+    owner_died: bool,
+    reentrant: bool,
+}
+
+impl Object {
+    fn lock_state(&mut self) -> Option<&mut LockState> {
+        match self {
+            Object::Lock(l) | Object::Condition { lock: l, .. } => Some(l),
+            _ => None,
+        }
+    }
 }
 
 impl Object {
@@ -186,8 +248,15 @@ impl Object {
             Object::Namespace(_) => Type::Namespace,
             Object::Value(_) => Type::Value,
             Object::Queue { .. } => Type::Queue,
-            Object::Lock { .. } => Type::Lock,
+            Object::Lock(l) if l.reentrant => Type::RLock,
+            Object::Lock(_) => Type::Lock,
+            Object::Condition { .. } => Type::Condition,
             Object::Event(_) => Type::Event,
+            Object::Semaphore { bound: None, .. } => Type::Semaphore,
+            Object::Semaphore { .. } => Type::BoundedSemaphore,
+            Object::Barrier { .. } => Type::Barrier,
+            Object::Joinable { .. } => Type::JoinableQueue,
+            Object::Array(_) => Type::Array,
             Object::Custom(_) => Type::Custom,
         }
     }
@@ -377,11 +446,12 @@ fn release_locks(state: &State, caller: &Caller<'_>) {
             .cloned();
         if let Some(held) = held {
             let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
-            if let Object::Lock { holder, owner_died } = &mut *obj
-                && *holder == Some(caller.id)
+            if let Some(l) = obj.lock_state()
+                && l.holder == Some(caller.id)
             {
-                *holder = None;
-                *owner_died = true;
+                l.holder = None;
+                l.depth = 0;
+                l.owner_died = true;
                 held.changed.notify_all();
             }
         }
@@ -478,7 +548,10 @@ fn create(
         }
         _ => None,
     };
-    a.end()?;
+    // An array's items follow (read as it is made).
+    if ty != Type::Array {
+        a.end()?;
+    }
     let mut names = state.names.lock().unwrap_or_else(|e| e.into_inner());
     if !name.is_empty()
         && let Some(&(t, id)) = names.get(name)
@@ -503,11 +576,47 @@ fn create(
             items: VecDeque::new(),
             maxsize: usize::try_from(param).unwrap_or(usize::MAX),
         },
-        Type::Lock => Object::Lock {
-            holder: None,
-            owner_died: false,
+        Type::Lock | Type::RLock => Object::Lock(LockState {
+            reentrant: ty == Type::RLock,
+            ..LockState::default()
+        }),
+        Type::Condition => Object::Condition {
+            lock: LockState {
+                reentrant: true,
+                ..LockState::default()
+            },
+            next_ticket: 0,
+            released_below: 0,
         },
         Type::Event => Object::Event(false),
+        Type::Semaphore | Type::BoundedSemaphore => Object::Semaphore {
+            value: param,
+            bound: (ty == Type::BoundedSemaphore).then_some(param),
+        },
+        Type::Barrier => {
+            if param == 0 {
+                return Err((ErrorKind::Value, "a barrier needs at least one party"));
+            }
+            Object::Barrier {
+                parties: param,
+                waiting: 0,
+                generation: 0,
+                broken: false,
+                reset: None,
+            }
+        }
+        Type::JoinableQueue => Object::Joinable {
+            items: VecDeque::new(),
+            maxsize: usize::try_from(param).unwrap_or(usize::MAX),
+            unfinished: 0,
+        },
+        Type::Array => {
+            let mut items = Vec::with_capacity(a.len());
+            while let Some(v) = a.next_field()? {
+                items.push(v.to_vec());
+            }
+            Object::Array(items)
+        }
         Type::Custom => {
             let make = make.expect("a custom type's maker was found");
             match std::panic::catch_unwind(make) {
@@ -696,6 +805,51 @@ fn wait_for<'h>(
     }
 }
 
+/// Takes a lock (or a condition's) for the caller: answers ACQUIRED,
+/// ACQUIRED_OWNER_DIED or ACQUIRE_TIMED_OUT. A reentrant lock its caller
+/// holds is taken once more; a plain one is Python's `RuntimeError` (it
+/// would wait for ever on itself).
+fn acquire(
+    held: &Held,
+    caller: &Caller<'_>,
+    id: u64,
+    until: Option<Instant>,
+    out: &mut Vec<u8>,
+) -> Result<(), Call> {
+    use method::*;
+    {
+        let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+        let l = obj.lock_state().expect("a lock");
+        if l.holder == Some(caller.id) {
+            if !l.reentrant {
+                return Err(Call::Failed(Failed::Static(
+                    ErrorKind::Runtime,
+                    "this client holds the lock already",
+                )));
+            }
+            l.depth += 1;
+            wire::field_u64(out, ACQUIRED);
+            return Ok(());
+        }
+    }
+    let free = |o: &Object| match o {
+        Object::Lock(l) | Object::Condition { lock: l, .. } => l.holder.is_none(),
+        _ => false,
+    };
+    match wait_for(held, caller, until, free)? {
+        None => wire::field_u64(out, ACQUIRE_TIMED_OUT),
+        Some(mut obj) => {
+            let l = obj.lock_state().expect("a lock");
+            l.holder = Some(caller.id);
+            l.depth = 1;
+            let died = std::mem::take(&mut l.owner_died);
+            caller.locks.borrow_mut().push(id);
+            wire::field_u64(out, if died { ACQUIRED_OWNER_DIED } else { ACQUIRED });
+        }
+    }
+    Ok(())
+}
+
 /// Runs one method of a held object: the blocking types here, the others
 /// in `call`.
 fn call_held(
@@ -709,76 +863,236 @@ fn call_held(
     use method::*;
     let ty = held.obj.lock().unwrap_or_else(|e| e.into_inner()).ty();
     match (ty, method) {
-        (Type::Queue, Q_PUT) => {
+        (Type::Queue | Type::JoinableQueue, Q_PUT) => {
             let (v, ms) = (a.take()?, a.take_u64()?);
             a.end()?;
-            let room = |o: &Object| matches!(o, Object::Queue { items, maxsize } if *maxsize == 0 || items.len() < *maxsize);
+            let room = |o: &Object| match o {
+                Object::Queue { items, maxsize } | Object::Joinable { items, maxsize, .. } => {
+                    *maxsize == 0 || items.len() < *maxsize
+                }
+                _ => false,
+            };
             let Some(mut obj) = wait_for(held, caller, deadline(ms), room)? else {
                 return Err(Call::Failed(Failed::Static(
                     ErrorKind::Full,
                     "the queue is full",
                 )));
             };
-            if let Object::Queue { items, .. } = &mut *obj {
-                items.push_back(v.to_vec());
+            match &mut *obj {
+                Object::Queue { items, .. } => items.push_back(v.to_vec()),
+                Object::Joinable {
+                    items, unfinished, ..
+                } => {
+                    items.push_back(v.to_vec());
+                    *unfinished += 1;
+                }
+                _ => {}
             }
             held.changed.notify_all();
         }
-        (Type::Queue, Q_GET) => {
+        (Type::Queue | Type::JoinableQueue, Q_GET) => {
             let ms = a.take_u64()?;
             a.end()?;
-            let some = |o: &Object| matches!(o, Object::Queue { items, .. } if !items.is_empty());
+            let some = |o: &Object| match o {
+                Object::Queue { items, .. } | Object::Joinable { items, .. } => !items.is_empty(),
+                _ => false,
+            };
             let Some(mut obj) = wait_for(held, caller, deadline(ms), some)? else {
                 return Err(Call::Failed(Failed::Static(
                     ErrorKind::Empty,
                     "the queue is empty",
                 )));
             };
-            if let Object::Queue { items, .. } = &mut *obj
+            if let Object::Queue { items, .. } | Object::Joinable { items, .. } = &mut *obj
                 && let Some(v) = items.pop_front()
             {
                 wire::field(out, &v);
             }
             held.changed.notify_all();
         }
-        (Type::Lock, K_ACQUIRE) => {
+        (Type::Lock | Type::RLock | Type::Condition, K_ACQUIRE) => {
             let ms = a.take_u64()?;
             a.end()?;
-            if caller.locks.borrow().contains(&id) {
-                return Err(Call::Failed(Failed::Static(
-                    ErrorKind::Runtime,
-                    "this client holds the lock already",
-                )));
-            }
-            let free = |o: &Object| matches!(o, Object::Lock { holder: None, .. });
-            match wait_for(held, caller, deadline(ms), free)? {
-                None => wire::field_u64(out, ACQUIRE_TIMED_OUT),
-                Some(mut obj) => {
-                    if let Object::Lock { holder, owner_died } = &mut *obj {
-                        *holder = Some(caller.id);
-                        let died = std::mem::take(owner_died);
-                        caller.locks.borrow_mut().push(id);
-                        wire::field_u64(out, if died { ACQUIRED_OWNER_DIED } else { ACQUIRED });
-                    }
-                }
-            }
+            acquire(held, caller, id, deadline(ms), out)?;
         }
-        (Type::Lock, K_RELEASE) => {
+        (Type::Lock | Type::RLock | Type::Condition, K_RELEASE) => {
             a.end()?;
             let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
-            match &mut *obj {
-                Object::Lock { holder, .. } if *holder == Some(caller.id) => {
-                    *holder = None;
-                    caller.locks.borrow_mut().retain(|&l| l != id);
-                    held.changed.notify_all();
-                }
-                _ => {
+            let l = obj.lock_state().expect("a lock");
+            if l.holder != Some(caller.id) {
+                return Err(Call::Failed(Failed::Static(
+                    ErrorKind::Runtime,
+                    "release of a lock this client does not hold",
+                )));
+            }
+            l.depth -= 1;
+            if l.depth == 0 {
+                l.holder = None;
+                caller.locks.borrow_mut().retain(|&x| x != id);
+                held.changed.notify_all();
+            }
+        }
+        (Type::Condition, CV_WAIT) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            // Release the lock whole, wait for a notify, take it back (as
+            // Python's wait does, however long that takes).
+            let (ticket, depth) = {
+                let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+                let Object::Condition {
+                    lock, next_ticket, ..
+                } = &mut *obj
+                else {
+                    unreachable!("a condition")
+                };
+                if lock.holder != Some(caller.id) {
                     return Err(Call::Failed(Failed::Static(
                         ErrorKind::Runtime,
-                        "release of a lock this client does not hold",
+                        "cannot wait on an un-acquired condition",
                     )));
                 }
+                let depth = std::mem::take(&mut lock.depth);
+                lock.holder = None;
+                *next_ticket += 1;
+                held.changed.notify_all();
+                (*next_ticket - 1, depth)
+            };
+            let notified = |o: &Object| matches!(o, Object::Condition { released_below, .. } if *released_below > ticket);
+            let got = wait_for(held, caller, deadline(ms), notified)?.is_some();
+            let free =
+                |o: &Object| matches!(o, Object::Condition { lock, .. } if lock.holder.is_none());
+            let mut obj = wait_for(held, caller, None, free)?.expect("no deadline");
+            if let Object::Condition {
+                lock,
+                released_below,
+                next_ticket,
+            } = &mut *obj
+            {
+                lock.holder = Some(caller.id);
+                lock.depth = depth;
+                if !got && *released_below <= ticket {
+                    // Timed out: the ticket leaves the line, so that a
+                    // later notify goes to a waiter still there.
+                    *released_below = (*released_below).max(ticket + 1).min(*next_ticket);
+                }
             }
+            wire::field_u64(out, u64::from(got));
+        }
+        (Type::Condition, CV_NOTIFY) => {
+            let n = a.take_u64()?;
+            a.end()?;
+            let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+            let Object::Condition {
+                lock,
+                next_ticket,
+                released_below,
+            } = &mut *obj
+            else {
+                unreachable!("a condition")
+            };
+            if lock.holder != Some(caller.id) {
+                return Err(Call::Failed(Failed::Static(
+                    ErrorKind::Runtime,
+                    "cannot notify on an un-acquired condition",
+                )));
+            }
+            *released_below = released_below.saturating_add(n).min(*next_ticket);
+            held.changed.notify_all();
+        }
+        (Type::Semaphore | Type::BoundedSemaphore, S_ACQUIRE) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            let positive = |o: &Object| matches!(o, Object::Semaphore { value, .. } if *value > 0);
+            let got = match wait_for(held, caller, deadline(ms), positive)? {
+                Some(mut obj) => {
+                    if let Object::Semaphore { value, .. } = &mut *obj {
+                        *value -= 1;
+                    }
+                    true
+                }
+                None => false,
+            };
+            wire::field_u64(out, u64::from(got));
+        }
+        (Type::Barrier, B_WAIT) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            let broken = || {
+                Call::Failed(Failed::Static(
+                    ErrorKind::BrokenBarrier,
+                    "the barrier is broken",
+                ))
+            };
+            let (index, generation) = {
+                let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+                let Object::Barrier {
+                    parties,
+                    waiting,
+                    generation,
+                    broken: b,
+                    ..
+                } = &mut *obj
+                else {
+                    unreachable!("a barrier")
+                };
+                if *b {
+                    return Err(broken());
+                }
+                let index = *waiting;
+                *waiting += 1;
+                if *waiting == *parties {
+                    *waiting = 0;
+                    *generation += 1;
+                    held.changed.notify_all();
+                    wire::field_u64(out, index);
+                    return Ok(());
+                }
+                (index, *generation)
+            };
+            let moved = |o: &Object| matches!(o, Object::Barrier { generation: g, broken, .. } if *g != generation || *broken);
+            match wait_for(held, caller, deadline(ms), moved) {
+                Ok(Some(obj)) => {
+                    let Object::Barrier {
+                        broken: b,
+                        reset,
+                        generation: g,
+                        ..
+                    } = &*obj
+                    else {
+                        unreachable!("a barrier")
+                    };
+                    if (*g == generation && *b) || *reset == Some(generation) {
+                        return Err(broken());
+                    }
+                    wire::field_u64(out, index);
+                }
+                Ok(None) => {
+                    // A timeout breaks the barrier, as Python's.
+                    let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Object::Barrier { broken: b, .. } = &mut *obj {
+                        *b = true;
+                    }
+                    held.changed.notify_all();
+                    return Err(broken());
+                }
+                Err(Call::Gone) => {
+                    // A party that left breaks the barrier for the others.
+                    let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Object::Barrier { broken: b, .. } = &mut *obj {
+                        *b = true;
+                    }
+                    held.changed.notify_all();
+                    return Err(Call::Gone);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        (Type::JoinableQueue, J_JOIN) => {
+            let ms = a.take_u64()?;
+            a.end()?;
+            let done = |o: &Object| matches!(o, Object::Joinable { unfinished: 0, .. });
+            let got = wait_for(held, caller, deadline(ms), done)?.is_some();
+            wire::field_u64(out, u64::from(got));
         }
         (Type::Event, E_WAIT) => {
             let ms = a.take_u64()?;
@@ -790,7 +1104,10 @@ fn call_held(
         _ => {
             let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
             call(&mut obj, method, a, out)?;
-            if matches!(method, E_SET | E_CLEAR) {
+            if matches!(
+                method,
+                E_SET | E_CLEAR | S_RELEASE | B_ABORT | B_RESET | J_TASK_DONE
+            ) {
                 held.changed.notify_all();
             }
         }
@@ -999,9 +1316,96 @@ fn call(obj: &mut Object, method: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> 
             a.end()?;
             wire::field_u64(out, items.len() as u64);
         }
-        (Object::Lock { holder, .. }, K_LOCKED) => {
+        (Object::Lock(l) | Object::Condition { lock: l, .. }, K_LOCKED) => {
             a.end()?;
-            wire::field_u64(out, u64::from(holder.is_some()));
+            wire::field_u64(out, u64::from(l.holder.is_some()));
+        }
+        (Object::Semaphore { value, bound }, S_RELEASE) => {
+            a.end()?;
+            if bound.is_some_and(|b| *value >= b) {
+                return Err(Failed::Static(
+                    ErrorKind::Value,
+                    "Semaphore released too many times",
+                ));
+            }
+            *value += 1;
+        }
+        (Object::Semaphore { value, .. }, S_VALUE) => {
+            a.end()?;
+            wire::field_u64(out, *value);
+        }
+        (
+            Object::Barrier {
+                parties,
+                waiting,
+                broken,
+                ..
+            },
+            B_STATE,
+        ) => {
+            a.end()?;
+            wire::field_u64(out, *parties);
+            wire::field_u64(out, *waiting);
+            wire::field_u64(out, u64::from(*broken));
+        }
+        (Object::Barrier { broken, .. }, B_ABORT) => {
+            a.end()?;
+            *broken = true;
+        }
+        (
+            Object::Barrier {
+                waiting,
+                generation,
+                broken,
+                reset,
+                ..
+            },
+            B_RESET,
+        ) => {
+            a.end()?;
+            if *waiting > 0 {
+                *reset = Some(*generation);
+            }
+            *waiting = 0;
+            *generation += 1;
+            *broken = false;
+        }
+        (Object::Joinable { unfinished, .. }, J_TASK_DONE) => {
+            a.end()?;
+            if *unfinished == 0 {
+                return Err(Failed::Static(
+                    ErrorKind::Value,
+                    "task_done() called too many times",
+                ));
+            }
+            *unfinished -= 1;
+        }
+        (Object::Joinable { items, .. }, Q_LEN) => {
+            a.end()?;
+            wire::field_u64(out, items.len() as u64);
+        }
+        (Object::Array(l), L_GET) => {
+            let i = a.take_u64()?;
+            a.end()?;
+            let v = index(l, i)?;
+            wire::field(out, &l[v]);
+        }
+        (Object::Array(l), L_SET) => {
+            let (i, v) = (a.take_u64()?, a.take()?);
+            a.end()?;
+            let i = index(l, i)?;
+            l[i] = v.to_vec();
+        }
+        (Object::Array(l), L_LEN) => {
+            a.end()?;
+            wire::field_u64(out, l.len() as u64);
+        }
+        (Object::Array(l), L_SLICE) => {
+            let (from, to) = (a.take_u64()?, a.take_u64()?);
+            a.end()?;
+            let to = (to as usize).min(l.len());
+            let from = (from as usize).min(to);
+            l[from..to].iter().for_each(|v| wire::field(out, v));
         }
         (Object::Event(e), E_SET | E_CLEAR) => {
             a.end()?;

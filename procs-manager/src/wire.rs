@@ -61,6 +61,21 @@ pub enum Type {
     /// A value of a type registered with the server
     /// (`ManagerBuilder::register`, Python's `BaseManager.register`).
     Custom = 8,
+    /// A lock its holder may take again (Python's `m.RLock`).
+    RLock = 9,
+    /// A condition variable with its own RLock (Python's `m.Condition`).
+    Condition = 10,
+    /// A counter to take and give (Python's `m.Semaphore(value)`).
+    Semaphore = 11,
+    /// A semaphore that refuses a release past its start
+    /// (`m.BoundedSemaphore`).
+    BoundedSemaphore = 12,
+    /// A meeting point of `parties` (Python's `m.Barrier`).
+    Barrier = 13,
+    /// A queue whose items are reported done (`m.JoinableQueue`).
+    JoinableQueue = 14,
+    /// A list of fixed length (Python's `m.Array`).
+    Array = 15,
 }
 
 impl Type {
@@ -74,6 +89,13 @@ impl Type {
             6 => Some(Type::Lock),
             7 => Some(Type::Event),
             8 => Some(Type::Custom),
+            9 => Some(Type::RLock),
+            10 => Some(Type::Condition),
+            11 => Some(Type::Semaphore),
+            12 => Some(Type::BoundedSemaphore),
+            13 => Some(Type::Barrier),
+            14 => Some(Type::JoinableQueue),
+            15 => Some(Type::Array),
             _ => None,
         }
     }
@@ -112,14 +134,29 @@ pub enum ErrorKind {
     /// A registered type's method panicked (the panic's message); the
     /// server goes on, and the value may be half-changed.
     Panic = 13,
+    /// Python's `BrokenBarrierError`: the barrier was aborted, reset, or a
+    /// wait on it timed out or left.
+    BrokenBarrier = 14,
 }
 
 impl ErrorKind {
     fn from_code(code: u8) -> Option<ErrorKind> {
         use ErrorKind::*;
         [
-            Key, Index, Value, NoObject, NoMethod, BadRequest, Limit, Attribute, Empty, Full,
-            Runtime, Method, Panic,
+            Key,
+            Index,
+            Value,
+            NoObject,
+            NoMethod,
+            BadRequest,
+            Limit,
+            Attribute,
+            Empty,
+            Full,
+            Runtime,
+            Method,
+            Panic,
+            BrokenBarrier,
         ]
         .into_iter()
         .find(|k| *k as u8 == code)
@@ -142,6 +179,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Runtime => "RuntimeError",
             ErrorKind::Method => "the method failed",
             ErrorKind::Panic => "the method panicked",
+            ErrorKind::BrokenBarrier => "BrokenBarrierError",
         })
     }
 }

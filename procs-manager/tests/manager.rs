@@ -729,3 +729,229 @@ fn a_proxy_inside_a_value_reaches_a_client_that_connected_on_its_own() {
     assert_eq!(client.0.join().unwrap(), 0);
     assert_eq!(inner.to_vec().unwrap(), ["from afar"]);
 }
+
+#[test]
+fn an_rlock_is_taken_again_by_its_holder_and_excludes_others() {
+    let m = Manager::start().unwrap();
+    let r = m.rlock().unwrap();
+    let outer = r.acquire().unwrap();
+    let inner = r.acquire().unwrap();
+    let r2 = r.clone();
+    let mut other = start(move || {
+        // Held twice by the parent: not free for this process.
+        assert!(r2.try_acquire().unwrap().is_none());
+    });
+    assert_eq!(other.0.join().unwrap(), 0);
+    drop(inner);
+    assert!(r.locked().unwrap(), "held once more");
+    drop(outer);
+    assert!(!r.locked().unwrap());
+    // A plain lock taken twice by one client is an error, not a hang.
+    let l = m.lock().unwrap();
+    let _g = l.acquire().unwrap();
+    assert_eq!(
+        l.acquire().unwrap_err().remote_kind(),
+        Some(ErrorKind::Runtime)
+    );
+}
+
+#[test]
+fn a_semaphore_admits_two_of_four_processes_at_a_time() {
+    let m = Manager::start().unwrap();
+    let (sem, inside, most) = (
+        m.semaphore(2).unwrap(),
+        m.namespace().unwrap(),
+        m.lock().unwrap(),
+    );
+    inside.set("now", &0i64).unwrap();
+    inside.set("most", &0i64).unwrap();
+    let workers: Vec<Reaper> = (0..4)
+        .map(|_| {
+            let (sem, inside, most) = (sem.clone(), inside.clone(), most.clone());
+            start(move || {
+                for _ in 0..10 {
+                    sem.acquire().unwrap();
+                    let now = inside.add("now", 1).unwrap();
+                    {
+                        let _g = most.acquire().unwrap();
+                        if now > inside.get::<i64>("most").unwrap() {
+                            inside.set("most", &now).unwrap();
+                        }
+                    }
+                    inside.add("now", -1).unwrap();
+                    sem.release().unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut w in workers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    let most: i64 = inside.get("most").unwrap();
+    assert!((1..=2).contains(&most), "{most} inside at once");
+    assert_eq!(sem.value().unwrap(), 2);
+    let b = m.bounded_semaphore(1).unwrap();
+    assert_eq!(
+        b.release().unwrap_err().remote_kind(),
+        Some(ErrorKind::Value)
+    );
+}
+
+#[test]
+fn a_barrier_gathers_four_processes_and_breaks_on_timeout_and_abort() {
+    let m = Manager::start().unwrap();
+    let b = m.barrier(4).unwrap();
+    let seen = m.list::<usize>().unwrap();
+    let parties: Vec<Reaper> = (0..3)
+        .map(|_| {
+            let (b, seen) = (b.clone(), seen.clone());
+            start(move || {
+                for _ in 0..3 {
+                    seen.push(b.wait_timeout(Duration::from_secs(30)).unwrap())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        seen.push(b.wait_timeout(Duration::from_secs(30)).unwrap())
+            .unwrap();
+    }
+    for mut p in parties {
+        assert_eq!(p.0.join().unwrap(), 0);
+    }
+    let mut indices = seen.to_vec().unwrap();
+    indices.sort();
+    assert_eq!(indices, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]);
+    assert_eq!(b.parties().unwrap(), 4);
+    // Alone at a barrier of four: the timeout breaks it, for later waits too.
+    let e = b.wait_timeout(Duration::from_millis(30)).unwrap_err();
+    assert_eq!(e.remote_kind(), Some(ErrorKind::BrokenBarrier));
+    assert!(b.broken().unwrap());
+    assert!(b.wait_timeout(Duration::from_secs(1)).is_err());
+    b.reset().unwrap();
+    assert!(!b.broken().unwrap());
+    // An abort wakes a waiter in another process with the error.
+    let b2 = b.clone();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut waiter = start(move || {
+        writeln!(w, "waiting").unwrap();
+        let code = match b2.wait_timeout(Duration::from_secs(30)) {
+            Err(e) if e.remote_kind() == Some(ErrorKind::BrokenBarrier) => 0,
+            _ => 1,
+        };
+        std::process::exit(code);
+    });
+    assert_eq!(read_line(&mut r), "waiting");
+    let until = Instant::now() + Duration::from_secs(10);
+    while b.n_waiting().unwrap() == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.abort().unwrap();
+    assert_eq!(waiter.0.join().unwrap(), 0);
+    assert_eq!(
+        m.barrier(0).unwrap_err().remote_kind(),
+        Some(ErrorKind::Value)
+    );
+}
+
+#[test]
+fn a_condition_hands_items_from_a_producer_to_consumers() {
+    let m = Manager::start().unwrap();
+    let (cond, items, got) = (
+        m.condition().unwrap(),
+        m.list::<u32>().unwrap(),
+        m.list::<u32>().unwrap(),
+    );
+    let consumers: Vec<Reaper> = (0..2)
+        .map(|_| {
+            let (cond, items, got) = (cond.clone(), items.clone(), got.clone());
+            start(move || {
+                loop {
+                    let g = cond.acquire().unwrap();
+                    while items.is_empty().unwrap() {
+                        assert!(g.wait_timeout(Duration::from_secs(30)).unwrap());
+                    }
+                    let x = items.pop().unwrap().unwrap();
+                    drop(g);
+                    if x == u32::MAX {
+                        break;
+                    }
+                    got.push(x).unwrap();
+                }
+            })
+        })
+        .collect();
+    for i in 0..20 {
+        let g = cond.acquire().unwrap();
+        items.insert(0, i).unwrap();
+        g.notify(1).unwrap();
+    }
+    for _ in 0..2 {
+        let g = cond.acquire().unwrap();
+        items.insert(0, u32::MAX).unwrap();
+        g.notify(1).unwrap();
+    }
+    for mut c in consumers {
+        assert_eq!(c.0.join().unwrap(), 0);
+    }
+    let mut all = got.to_vec().unwrap();
+    all.sort();
+    assert_eq!(all, (0..20).collect::<Vec<_>>());
+    // A wait that nobody notifies times out, with the lock held again.
+    let other = m.condition().unwrap();
+    let g = other.acquire().unwrap();
+    assert!(!g.wait_timeout(Duration::from_millis(10)).unwrap());
+    drop(g);
+}
+
+#[test]
+fn a_joinable_queue_is_joined_once_workers_report_every_item_done() {
+    let m = Manager::start().unwrap();
+    let q = m.joinable_queue::<u32>(0).unwrap();
+    let sum = m.namespace().unwrap();
+    let workers: Vec<Reaper> = (0..2)
+        .map(|_| {
+            let (q, sum) = (q.clone(), sum.clone());
+            start(move || {
+                while let Ok(x) = q.get_timeout(Duration::from_millis(500)) {
+                    sum.add("total", i64::from(x)).unwrap();
+                    q.task_done().unwrap();
+                }
+            })
+        })
+        .collect();
+    for i in 1..=100 {
+        q.put(i).unwrap();
+    }
+    assert!(q.join_timeout(Duration::from_secs(30)).unwrap());
+    assert_eq!(sum.get::<i64>("total").unwrap(), 5050);
+    for mut w in workers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    assert_eq!(
+        q.task_done().unwrap_err().remote_kind(),
+        Some(ErrorKind::Value)
+    );
+}
+
+#[test]
+fn an_array_keeps_its_length_and_is_shared() {
+    let m = Manager::start().unwrap();
+    let a = m.array(&[0i32; 10]).unwrap();
+    let mut p = {
+        let a = a.clone();
+        start(move || {
+            for i in 0..10 {
+                a.set(i, -(i as i32)).unwrap();
+            }
+        })
+    };
+    assert_eq!(p.0.join().unwrap(), 0);
+    assert_eq!(
+        a.to_vec().unwrap(),
+        (0..10).map(|i| -i).collect::<Vec<i32>>()
+    );
+    assert_eq!(a.len().unwrap(), 10);
+    assert_eq!(a.get(10).unwrap_err().remote_kind(), Some(ErrorKind::Index));
+}
