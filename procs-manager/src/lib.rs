@@ -41,7 +41,9 @@
 //! | `m.Namespace()` | [`Manager::namespace`] -> [`Namespace`] |
 //! | `d[k] = v`, `d[k]`, `del d[k]`, `k in d` | `insert`, `get`/`pop`, `remove`, `contains` |
 //! | `l.append`, `l[i]`, `l[i] = v`, `l[a:b]` | `push`, `get`, `set`, `slice` |
-//! | `m.Value()`, `m.Queue()`, `m.Lock()`, `m.Event()` | [`Manager::value`], [`Manager::queue`], [`Manager::lock`], [`Manager::event`] |
+//! | `m.Value()`, `m.Array()`, `m.Queue()`, `m.JoinableQueue()` | [`Manager::value`], [`Manager::array`], [`Manager::queue`], [`Manager::joinable_queue`] |
+//! | `m.Lock()`, `m.RLock()`, `m.Condition()`, `m.Event()` | [`Manager::lock`], [`Manager::rlock`], [`Manager::condition`], [`Manager::event`] |
+//! | `m.Semaphore()`, `m.BoundedSemaphore()`, `m.Barrier()` | [`Manager::semaphore`], [`Manager::bounded_semaphore`], [`Manager::barrier`] |
 //! | `BaseManager(address, authkey)`, `connect()`, `serve_forever()` | [`Manager::builder`], [`Manager::connect`], [`Manager::serve`] |
 //! | `BaseManager.register(typeid, callable)` | [`ManagerBuilder::register`], [`Served`], [`CustomProxy`] |
 //! | `KeyError`, `IndexError`, `ValueError`, `AttributeError`, `queue.Empty` | [`Error::Remote`] with an [`ErrorKind`] |
@@ -54,8 +56,8 @@
 //! dict of lists), through managed queues and over connections, to any
 //! process that started or connected to their manager.
 //!
-//! Not yet here (see the crate's README): `RLock`, `Semaphore`,
-//! `Condition`, `Barrier`, `JoinableQueue`, `Array`, `Pool`.
+//! Not yet here (see the crate's README): `m.Pool()`, and
+//! `m.Condition(lock)` over a lock of one's own (a condition has its own).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
