@@ -89,6 +89,11 @@ pub struct Limits {
     /// memory at once (default and at most 32); the others go over the
     /// socket. 0 sends every call over the socket (to measure it).
     pub ring_connections: usize,
+    /// The largest request answered (default 64 MiB): a larger one is
+    /// refused with [`ErrorKind::Limit`] and its connection goes on. (A
+    /// socket refuses messages over procs-ipc's limit before reading them;
+    /// a ring hands over what was sent.)
+    pub max_request: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +102,7 @@ impl Default for Limits {
             max_objects: 1_000_000,
             max_connections: 1024,
             ring_connections: SLOTS,
+            max_request: 64 << 20,
         }
     }
 }
@@ -409,6 +415,18 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     };
     let (mut req, mut resp) = (Vec::new(), Vec::new());
     while link.recv(Side::Server, &mut req).is_ok() {
+        if req.len() > state.limits.max_request {
+            wire::failed(
+                &mut resp,
+                ErrorKind::Limit,
+                "a request over the server's limit",
+            );
+            req = Vec::new();
+            if link.send(Side::Server, &resp).is_err() {
+                break;
+            }
+            continue;
+        }
         match wire::parse_request(&req) {
             Ok(r) => {
                 if answer(state, &caller, r, &mut resp).is_err() {

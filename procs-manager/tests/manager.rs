@@ -955,3 +955,17 @@ fn an_array_keeps_its_length_and_is_shared() {
     assert_eq!(a.len().unwrap(), 10);
     assert_eq!(a.get(10).unwrap_err().remote_kind(), Some(ErrorKind::Index));
 }
+
+#[test]
+fn a_request_over_the_limit_is_refused_and_the_connection_goes_on() {
+    let mut limits = procs_manager::Limits::default();
+    limits.max_request = 1024;
+    let m = Manager::start_with(limits).unwrap();
+    let l = m.list::<Vec<u8>>().unwrap();
+    assert_eq!(
+        l.push(vec![7; 4096]).unwrap_err().remote_kind(),
+        Some(ErrorKind::Limit)
+    );
+    l.push(vec![7; 16]).unwrap();
+    assert_eq!(l.len().unwrap(), 1);
+}
