@@ -77,5 +77,5 @@ pub use proxy::{
 };
 #[doc(hidden)]
 pub use server::Loopback;
-pub use server::{Limits, Make, Served, args, reply};
+pub use server::{Limits, Make, Served, Update, args, reply};
 pub use wire::ErrorKind;

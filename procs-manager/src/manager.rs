@@ -16,7 +16,7 @@ use crate::proxy::{
     ArrayProxy, BarrierProxy, ConditionProxy, CustomProxy, DictProxy, EventProxy,
     JoinableQueueProxy, ListProxy, LockProxy, Namespace, QueueProxy, SemaphoreProxy, ValueProxy,
 };
-use crate::server::{self, Limits, Make};
+use crate::server::{self, Limits, Make, Registry, Update};
 use crate::wire::{self, Fields, Kind, Type};
 
 /// How long a manager's drop waits for its server to end after asking it
@@ -84,7 +84,7 @@ pub struct ManagerBuilder {
     address: Option<Address>,
     authkey: Option<Vec<u8>>,
     limits: Limits,
-    types: HashMap<String, Make>,
+    registry: Registry,
 }
 
 impl std::fmt::Debug for ManagerBuilder {
@@ -92,7 +92,8 @@ impl std::fmt::Debug for ManagerBuilder {
         f.debug_struct("ManagerBuilder")
             .field("address", &self.address)
             .field("limits", &self.limits)
-            .field("types", &self.types.keys().collect::<Vec<_>>())
+            .field("types", &self.registry.types.keys().collect::<Vec<_>>())
+            .field("updates", &self.registry.updates.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -124,7 +125,38 @@ impl ManagerBuilder {
     /// value for each [`Manager::custom`] (see [`Served`](crate::Served)). The server is a
     /// fork of this process, so the function is the same there.
     pub fn register(mut self, typeid: &str, make: Make) -> Self {
-        self.types.insert(typeid.to_string(), make);
+        self.registry.types.insert(typeid.to_string(), make);
+        self
+    }
+
+    /// Registers `f` under `name` for [`DictProxy::update_with`]: the
+    /// server applies it to a key's value (`None`: no such key) and stores
+    /// what it returns (`None`: removes the key), atomically with respect
+    /// to every other call on the dictionary. The server is a fork of this
+    /// process, so `f` is the same there.
+    ///
+    /// ```
+    /// let m = procs_manager::Manager::builder()
+    ///     .register_update("increment", |n: Option<u64>| Some(n.unwrap_or(0) + 1))
+    ///     .start()?;
+    /// let d = m.dict::<String, u64>()?;
+    /// assert_eq!(d.update_with(&"hits".into(), "increment")?, Some(1));
+    /// assert_eq!(d.update_with(&"hits".into(), "increment")?, Some(2));
+    /// # Ok::<(), procs_manager::Error>(())
+    /// ```
+    pub fn register_update<V, F>(mut self, name: &str, f: F) -> Self
+    where
+        V: serde::Serialize + serde::de::DeserializeOwned,
+        F: Fn(Option<V>) -> Option<V> + Send + Sync + 'static,
+    {
+        let erased: Update = Arc::new(move |now: Option<&[u8]>| {
+            let now = match now {
+                Some(b) => Some(crate::server::args::<V>(b)?),
+                None => None,
+            };
+            f(now).map(|v| crate::server::reply(&v)).transpose()
+        });
+        self.registry.updates.insert(name.to_string(), erased);
         self
     }
 
@@ -145,7 +177,7 @@ impl ManagerBuilder {
         let parent = std::process::id() as i32;
         let server_slots = slots.clone();
         let limits = self.limits;
-        let types = self.types;
+        let registry = self.registry;
         let mut server = procs_core::Process::builder()
             .name("SyncManager")
             .daemon(false)
@@ -155,7 +187,7 @@ impl ManagerBuilder {
                     id,
                     Some(server_slots),
                     limits,
-                    types,
+                    registry,
                     Some(parent),
                 )
             });
@@ -202,7 +234,7 @@ impl Manager {
             random_token()?,
             None,
             limits,
-            HashMap::new(),
+            Registry::default(),
             None,
         );
         Ok(())
@@ -680,7 +712,7 @@ impl Bound {
     pub fn serve(self, limits: Limits) {
         // A random token: only the proxies it serves name it.
         if let Ok(token) = random_token() {
-            server::serve(self.0, token, None, limits, HashMap::new(), None);
+            server::serve(self.0, token, None, limits, Registry::default(), None);
         }
     }
 }

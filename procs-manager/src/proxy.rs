@@ -199,6 +199,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     pub fn clear(&self) -> Result<()> {
         self.obj.call(D_CLEAR, |_| {}, |_| Ok(()))
     }
+
+    /// Applies the function registered as `name`
+    /// ([`ManagerBuilder::register_update`](crate::ManagerBuilder::register_update))
+    /// to the value at `key` on the server, atomically; returns the new
+    /// value (`None`: the function removed the key).
+    pub fn update_with(&self, key: &K, name: &str) -> Result<Option<V>> {
+        let k = enc(key)?;
+        self.obj
+            .call(D_UPDATE_WITH, fields(&[&k, name.as_bytes()]), maybe)
+    }
 }
 
 /// A list held by a manager (Python's `m.list()`).

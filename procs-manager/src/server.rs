@@ -77,6 +77,18 @@ pub fn reply<R: serde::Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, String>
 /// What makes a new value of a registered type.
 pub type Make = fn() -> Box<dyn Served>;
 
+/// A function a dictionary's `update_with` applies to a value on the
+/// server, atomically: the encoded value now (`None`: no such key) to the
+/// encoded value after (`None`: remove the key), or an error message.
+pub type Update = Arc<dyn Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>, String> + Send + Sync>;
+
+/// What the starter registered: types, and update functions, by name.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    pub(crate) types: HashMap<String, Make>,
+    pub(crate) updates: HashMap<String, Update>,
+}
+
 /// Limits of a server, so that no client can exhaust it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -121,6 +133,7 @@ pub(crate) mod method {
     pub const D_CLEAR: u16 = 9;
     pub const D_SETDEFAULT: u16 = 10;
     pub const D_UPDATE: u16 = 11;
+    pub const D_UPDATE_WITH: u16 = 12;
     // Lists.
     pub const L_PUSH: u16 = 20;
     pub const L_POP: u16 = 21;
@@ -285,6 +298,8 @@ pub(crate) struct Caller<'a> {
     id: u64,
     /// Its process, which its references count for.
     holder: Holder,
+    /// The server's registered functions.
+    registry: &'a Registry,
     /// Whether the client is still there (its socket open).
     alive: &'a dyn Fn() -> bool,
     /// The locks it holds, released if it goes.
@@ -302,8 +317,8 @@ struct State {
     names: Mutex<HashMap<Vec<u8>, (Type, u64)>>,
     /// Names this server in serialized proxies.
     token: u64,
-    /// The registered types, by typeid.
-    types: HashMap<String, Make>,
+    /// The registered types and update functions.
+    registry: Registry,
     /// Each unnamed object's references, by the process holding them.
     refs: Mutex<HashMap<u64, HashMap<Holder, u32>>>,
     next_id: AtomicU64,
@@ -322,14 +337,14 @@ pub(crate) fn serve(
     token: u64,
     slots: Option<Arc<Slots>>,
     limits: Limits,
-    types: HashMap<String, Make>,
+    registry: Registry,
     parent: Option<i32>,
 ) {
     let state = Arc::new(State {
         objects: Mutex::new(HashMap::new()),
         names: Mutex::new(HashMap::new()),
         token,
-        types,
+        registry,
         refs: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(1),
         slots,
@@ -409,6 +424,7 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     let caller = Caller {
         id: state.next_id.fetch_add(1, Ordering::Relaxed),
         holder,
+        registry: &state.registry,
         alive: &alive,
         locks: RefCell::new(Vec::new()),
         may_wait: true,
@@ -559,6 +575,7 @@ fn create(
                 .map_err(|_| (ErrorKind::BadRequest, "a typeid is UTF-8"))?;
             Some(
                 *state
+                    .registry
                     .types
                     .get(typeid)
                     .ok_or((ErrorKind::NoMethod, "no type registered under that typeid"))?,
@@ -1121,7 +1138,7 @@ fn call_held(
         }
         _ => {
             let mut obj = held.obj.lock().unwrap_or_else(|e| e.into_inner());
-            call(&mut obj, method, a, out)?;
+            call(&mut obj, caller.registry, method, a, out)?;
             if matches!(
                 method,
                 E_SET | E_CLEAR | S_RELEASE | B_ABORT | B_RESET | J_TASK_DONE
@@ -1169,7 +1186,13 @@ impl From<Malformed> for Failure {
 }
 
 /// Runs one method; its results go as fields after `out`'s status.
-fn call(obj: &mut Object, method: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> Result<(), Failed> {
+fn call(
+    obj: &mut Object,
+    registry: &Registry,
+    method: u16,
+    mut a: Fields<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Failed> {
     use method::*;
     let opt = |out: &mut Vec<u8>, v: Option<&[u8]>| {
         if let Some(v) = v {
@@ -1213,6 +1236,36 @@ fn call(obj: &mut Object, method: u16, mut a: Fields<'_>, out: &mut Vec<u8>) -> 
             a.end()?;
             let v = d.entry(k.to_vec()).or_insert_with(|| v.to_vec());
             wire::field(out, v);
+        }
+        (Object::Dict(d), D_UPDATE_WITH) => {
+            let (k, name) = (a.take()?, a.take()?);
+            a.end()?;
+            let f = std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| registry.updates.get(n))
+                .ok_or(Failed::Static(
+                    ErrorKind::NoMethod,
+                    "no update function registered under that name",
+                ))?;
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(d.get(k).map(Vec::as_slice))
+            }));
+            match ran {
+                Ok(Ok(Some(v))) => {
+                    wire::field(out, &v);
+                    d.insert(k.to_vec(), v);
+                }
+                Ok(Ok(None)) => {
+                    d.remove(k);
+                }
+                Ok(Err(message)) => return Err(Failed::Owned(ErrorKind::Method, message)),
+                Err(_) => {
+                    return Err(Failed::Static(
+                        ErrorKind::Panic,
+                        "the update function panicked",
+                    ));
+                }
+            }
         }
         (Object::Dict(d), D_UPDATE) => {
             if !a.len().is_multiple_of(2) {
@@ -1490,7 +1543,7 @@ impl Loopback {
                 objects: Mutex::new(HashMap::new()),
                 names: Mutex::new(HashMap::new()),
                 token: 0,
-                types: HashMap::new(),
+                registry: Registry::default(),
                 refs: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 slots: None,
@@ -1516,6 +1569,7 @@ impl Loopback {
                 pid: i32::MAX,
                 start: 0,
             },
+            registry: &self.state.registry,
             alive: &alive,
             locks: RefCell::new(Vec::new()),
             may_wait: false,

@@ -969,3 +969,35 @@ fn a_request_over_the_limit_is_refused_and_the_connection_goes_on() {
     l.push(vec![7; 16]).unwrap();
     assert_eq!(l.len().unwrap(), 1);
 }
+
+#[test]
+fn update_with_applies_a_registered_function_atomically_for_four_processes() {
+    let m = Manager::builder()
+        .register_update("increment", |n: Option<u64>| Some(n.unwrap_or(0) + 1))
+        .register_update("forget", |_: Option<u64>| None)
+        .start()
+        .unwrap();
+    let d = m.dict::<String, u64>().unwrap();
+    let workers: Vec<Reaper> = (0..4)
+        .map(|_| {
+            let d = d.clone();
+            start(move || {
+                for _ in 0..50 {
+                    d.update_with(&"hits".into(), "increment").unwrap();
+                }
+            })
+        })
+        .collect();
+    for mut w in workers {
+        assert_eq!(w.0.join().unwrap(), 0);
+    }
+    assert_eq!(d.get(&"hits".into()).unwrap(), Some(200));
+    assert_eq!(d.update_with(&"hits".into(), "forget").unwrap(), None);
+    assert!(!d.contains(&"hits".into()).unwrap());
+    assert_eq!(
+        d.update_with(&"hits".into(), "unknown")
+            .unwrap_err()
+            .remote_kind(),
+        Some(ErrorKind::NoMethod)
+    );
+}
