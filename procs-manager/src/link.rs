@@ -119,24 +119,44 @@ impl Slots {
     }
 }
 
-/// A side whose peer is alive while its socket is open: the socket carries
-/// nothing once the rings are in use, so anything readable on it is its
-/// end (or bytes no peer of this library sends: treated as the end too).
-pub(crate) struct SocketPeer<'a>(pub(crate) &'a Connection<()>);
+/// A side whose peer is alive while its socket is open (the socket
+/// carries nothing once the rings are in use, so anything readable on it
+/// is its end, or bytes no peer of this library sends: treated as the end
+/// too) and, for a client of the manager's tree, while its process lives:
+/// a child forked by the client holds a copy of the socket, which must not
+/// keep a dead client's connection (and the locks it holds) open.
+pub(crate) struct SocketPeer<'a> {
+    pub(crate) socket: &'a Connection<()>,
+    pub(crate) process: Option<Holder>,
+}
 
 impl Peer for SocketPeer<'_> {
     fn closed(&self) -> bool {
         false
     }
     fn alive(&self) -> bool {
-        !matches!(self.0.poll(Duration::ZERO), Ok(true) | Err(_))
+        !matches!(self.socket.poll(Duration::ZERO), Ok(true) | Err(_))
+            && self
+                .process
+                .is_none_or(|h| procs_sync::raw::liveness::is_alive(h.pid, h.start))
     }
 }
 
-/// One end of a connection: the socket, and the slot when it has one.
+/// One end of a connection: the socket, the slot when it has one, and (on
+/// the server, for a client of the tree) the client's process.
 pub(crate) struct Link {
     pub(crate) socket: Connection<()>,
     pub(crate) slot: Option<(Arc<Slots>, usize)>,
+    pub(crate) process: Option<Holder>,
+}
+
+impl Link {
+    pub(crate) fn peer(&self) -> SocketPeer<'_> {
+        SocketPeer {
+            socket: &self.socket,
+            process: self.process,
+        }
+    }
 }
 
 /// Which end of a connection a link is.
@@ -152,9 +172,7 @@ impl Link {
         match &self.slot {
             Some((slots, i)) => {
                 let ring = if side == Side::Client { 0 } else { 1 };
-                slots
-                    .ring(*i, ring)
-                    .send(msg, None, &SocketPeer(&self.socket))
+                slots.ring(*i, ring).send(msg, None, &self.peer())
             }
             None => self.socket.send_bytes(msg),
         }
@@ -167,7 +185,7 @@ impl Link {
                 let ring = if side == Side::Client { 1 } else { 0 };
                 slots
                     .ring(*i, ring)
-                    .recv(&mut Sink::Vec(buf), None, &SocketPeer(&self.socket))
+                    .recv(&mut Sink::Vec(buf), None, &self.peer())
                     .map(|_| ())
             }
             None => {

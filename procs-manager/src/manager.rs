@@ -647,7 +647,11 @@ fn connect(shared: &Shared) -> Result<(ThreadLink, u64)> {
     };
     let link = ThreadLink {
         pid: std::process::id(),
-        link: Link { socket, slot },
+        link: Link {
+            socket,
+            slot,
+            process: None,
+        },
         buf: Vec::new(),
     };
     Ok((link, token))

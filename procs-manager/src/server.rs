@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use procs_ipc::{Connection, Error as IpcError, Listener};
 
-use crate::link::{Holder, Link, SLOTS, Side, Slots, SocketPeer, parse_hello, slot_answer};
+use crate::link::{Holder, Link, SLOTS, Side, Slots, parse_hello, slot_answer};
 use crate::wire::{self, ErrorKind, Fields, Kind, Malformed, Type};
 use procs_ipc::ring::Peer;
 
@@ -399,14 +399,27 @@ fn serve_connection(state: &State, socket: Connection<()>) {
     let Ok((token, holder)) = parse_hello(&hello) else {
         return;
     };
-    let slot = match (token, &state.slots) {
-        (Some(token), Some(slots)) if token == slots.token() => state
+    // A client that maps the manager's segment is a process of its tree,
+    // on this machine: its pid means something here. Another's (over TCP
+    // from anywhere) does not: its references count for its connection.
+    let in_tree = matches!((token, &state.slots), (Some(t), Some(s)) if t == s.token());
+    let slot = match &state.slots {
+        Some(slots) if in_tree => state
             .free_slots
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
             .map(|i| (slots.clone(), i)),
         _ => None,
+    };
+    let connection = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let holder = if in_tree {
+        holder
+    } else {
+        Holder {
+            pid: 0,
+            start: connection,
+        }
     };
     if let Some((slots, i)) = &slot {
         slots.restart(*i);
@@ -419,10 +432,14 @@ fn serve_connection(state: &State, socket: Connection<()>) {
         free(state, slot_index);
         return;
     }
-    let link = Link { socket, slot };
-    let alive = || SocketPeer(&link.socket).alive();
+    let link = Link {
+        socket,
+        slot,
+        process: in_tree.then_some(holder),
+    };
+    let alive = || link.peer().alive();
     let caller = Caller {
-        id: state.next_id.fetch_add(1, Ordering::Relaxed),
+        id: connection,
         holder,
         registry: &state.registry,
         alive: &alive,
@@ -464,6 +481,9 @@ fn serve_connection(state: &State, socket: Connection<()>) {
         }
     }
     release_locks(state, &caller);
+    if holder.pid == 0 {
+        drop_references(state, holder);
+    }
     drop(link);
     free(state, slot_index);
 }
@@ -721,6 +741,12 @@ fn count(
         wire::done(out);
         return Ok(());
     }
+    if r.kind == Kind::Transfer && by.pid == 0 {
+        // A child of a client outside the tree: its pid means nothing
+        // here; the reference stays with the parent's connection.
+        wire::done(out);
+        return Ok(());
+    }
     if r.kind == Kind::Incref {
         *held.entry(by).or_default() += 1;
     } else {
@@ -756,17 +782,36 @@ fn free_object(state: &State, id: u64) {
     }
 }
 
-/// Drops the references of processes that died without dropping their
-/// proxies (SIGKILL), and the objects they leave unheld.
+/// Drops the references a connection from outside the tree held, as it
+/// ends.
+fn drop_references(state: &State, holder: Holder) {
+    let mut refs = state.refs.lock().unwrap_or_else(|e| e.into_inner());
+    let mut freed = Vec::new();
+    for (id, held) in refs.iter_mut() {
+        held.remove(&holder);
+        if held.is_empty() {
+            freed.push(*id);
+        }
+    }
+    for id in freed {
+        refs.remove(&id);
+        free_object(state, id);
+    }
+}
+
+/// Drops the references of processes of the tree that died without
+/// dropping their proxies (SIGKILL), and the objects they leave unheld.
+/// (Connections from outside the tree, pid 0, count for themselves.)
 fn sweep(state: &State) {
     let mut refs = state.refs.lock().unwrap_or_else(|e| e.into_inner());
     let mut dead: HashMap<Holder, bool> = HashMap::new();
     let mut freed = Vec::new();
     for (id, held) in refs.iter_mut() {
         held.retain(|h, _| {
-            !*dead
-                .entry(*h)
-                .or_insert_with(|| !procs_sync::raw::liveness::is_alive(h.pid, h.start))
+            h.pid == 0
+                || !*dead
+                    .entry(*h)
+                    .or_insert_with(|| !procs_sync::raw::liveness::is_alive(h.pid, h.start))
         });
         if held.is_empty() {
             freed.push(*id);

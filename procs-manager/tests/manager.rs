@@ -1001,3 +1001,38 @@ fn update_with_applies_a_registered_function_atomically_for_four_processes() {
         Some(ErrorKind::NoMethod)
     );
 }
+
+#[test]
+fn a_killed_holders_lock_is_freed_though_its_child_keeps_a_copy_of_the_socket() {
+    let m = Manager::start().unwrap();
+    let lock = m.lock().unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    let mut holder = {
+        let lock = lock.clone();
+        start(move || {
+            let _g = lock.acquire().unwrap();
+            // A child that inherits this process's connection and outlives it.
+            let mut w = w;
+            let grandchild = Process::new(|| {
+                loop {
+                    std::thread::park();
+                }
+            });
+            let mut grandchild = grandchild;
+            grandchild.start().unwrap();
+            writeln!(w, "{}", grandchild.pid().unwrap()).unwrap();
+            loop {
+                std::thread::park();
+            }
+        })
+    };
+    let grandchild: i32 = read_line(&mut r).parse().unwrap();
+    kill(Pid::from_raw(holder.0.pid().unwrap()), Signal::SIGKILL).unwrap();
+    holder.0.join().unwrap();
+    let got = lock.acquire_timeout(Duration::from_secs(10));
+    // The grandchild was the holder's: kill it whatever happened.
+    let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
+    let g = got.unwrap().expect("the dead holder's lock is freed");
+    assert_eq!(g.acquired(), procs_manager::Acquired::OwnerDied);
+    assert!(wait_gone(grandchild));
+}
