@@ -307,12 +307,14 @@ impl Manager {
 
     /// A new namespace (named fields) held by the server (Python's
     /// `m.Namespace()`).
+    #[doc(alias = "Namespace")]
     pub fn namespace(&self) -> Result<Namespace> {
         Ok(Namespace::new(self.create(Type::Namespace, "", 0)?))
     }
 
     /// A new value held by the server, set to `initial` (Python's
     /// `m.Value(typecode, initial)`).
+    #[doc(alias = "Value")]
     pub fn value<T: serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         initial: &T,
@@ -324,6 +326,7 @@ impl Manager {
 
     /// A new queue held by the server (Python's `m.Queue(maxsize)`; 0:
     /// no limit).
+    #[doc(alias = "Queue")]
     pub fn queue<T>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
         Ok(QueueProxy::new(self.create(
             Type::Queue,
@@ -335,23 +338,27 @@ impl Manager {
     /// A new lock held by the server (Python's `m.Lock()`): one client
     /// connection holds it at a time; a holder that dies frees it, and the
     /// next acquire is told so.
+    #[doc(alias = "Lock")]
     pub fn lock(&self) -> Result<LockProxy> {
         Ok(LockProxy::new(self.create(Type::Lock, "", 0)?))
     }
 
     /// A new reentrant lock held by the server (Python's `m.RLock()`):
     /// its holder may take it again, and releases it as many times.
+    #[doc(alias = "RLock")]
     pub fn rlock(&self) -> Result<LockProxy> {
         Ok(LockProxy::new(self.create(Type::RLock, "", 0)?))
     }
 
     /// A new condition variable with its own reentrant lock (Python's
     /// `m.Condition()`).
+    #[doc(alias = "Condition")]
     pub fn condition(&self) -> Result<ConditionProxy> {
         Ok(ConditionProxy::new(self.create(Type::Condition, "", 0)?))
     }
 
     /// A new semaphore starting at `value` (Python's `m.Semaphore(value)`).
+    #[doc(alias = "Semaphore")]
     pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
         Ok(SemaphoreProxy::new(self.create(
             Type::Semaphore,
@@ -362,6 +369,7 @@ impl Manager {
 
     /// A new semaphore that refuses a release past `value` (Python's
     /// `m.BoundedSemaphore(value)`).
+    #[doc(alias = "BoundedSemaphore")]
     pub fn bounded_semaphore(&self, value: u64) -> Result<SemaphoreProxy> {
         Ok(SemaphoreProxy::new(self.create(
             Type::BoundedSemaphore,
@@ -372,6 +380,7 @@ impl Manager {
 
     /// A new barrier for `parties` (Python's `m.Barrier(parties)`); 0
     /// parties is [`ErrorKind::Value`](crate::ErrorKind::Value).
+    #[doc(alias = "Barrier")]
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
         Ok(BarrierProxy::new(self.create(
             Type::Barrier,
@@ -382,6 +391,7 @@ impl Manager {
 
     /// A new joinable queue (Python's `m.JoinableQueue(maxsize)`; 0: no
     /// limit).
+    #[doc(alias = "JoinableQueue")]
     pub fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>> {
         Ok(JoinableQueueProxy::new(self.create(
             Type::JoinableQueue,
@@ -392,6 +402,7 @@ impl Manager {
 
     /// A new array holding `items`, of fixed length (Python's
     /// `m.Array(typecode, items)`).
+    #[doc(alias = "Array")]
     pub fn array<T: serde::Serialize + serde::de::DeserializeOwned>(
         &self,
         items: &[T],
@@ -421,6 +432,7 @@ impl Manager {
     }
 
     /// A new event held by the server (Python's `m.Event()`).
+    #[doc(alias = "Event")]
     pub fn event(&self) -> Result<EventProxy> {
         Ok(EventProxy::new(self.create(Type::Event, "", 0)?))
     }
