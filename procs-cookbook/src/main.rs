@@ -52,6 +52,7 @@ recipes! {
     manager_state = "../examples/manager_state.rs": "Manage a state between processes with a Manager's dict",
     manager_shared_list = "../examples/manager_shared_list.rs": "A managed list and a counter under a managed lock",
     manager_remote = "../examples/manager_remote.rs": "A manager on 127.0.0.1 with an authkey, and clients that connect to it",
+    manager_pool = "../examples/manager_pool.rs": "A pool of workers held by a manager's server, used through a proxy",
     pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
     pool_square = "../examples/pool_square.rs": "Map a function over a list with a Pool",
     pool_progress = "../examples/pool_progress.rs": "Show progress with imap_unordered",

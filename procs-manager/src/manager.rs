@@ -608,6 +608,10 @@ impl Drop for ObjectRef {
 }
 
 impl ObjectRef {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Calls `method` on the object: `args` writes the arguments' fields,
     /// `result` reads the answer's.
     pub(crate) fn call<R>(

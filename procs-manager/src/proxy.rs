@@ -246,6 +246,14 @@ impl<T> ListProxy<T> {
     }
 }
 
+impl<T> ListProxy<T> {
+    /// The object's id on the server (for tests that speak the wire).
+    #[doc(hidden)]
+    pub fn object_id(&self) -> u64 {
+        self.obj.id()
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// `l.append(value)`.
     #[doc(alias = "append")]

@@ -1036,3 +1036,66 @@ fn a_killed_holders_lock_is_freed_though_its_child_keeps_a_copy_of_the_socket() 
     assert_eq!(g.acquired(), procs_manager::Acquired::OwnerDied);
     assert!(wait_gone(grandchild));
 }
+
+#[test]
+fn a_client_killed_in_the_middle_of_a_get_takes_no_item() {
+    let m = Manager::start().unwrap();
+    let q = m.queue::<u32>(0).unwrap();
+    let (mut r, mut w) = std::io::pipe().unwrap();
+    let mut waiter = {
+        let q = q.clone();
+        start(move || {
+            q.len().unwrap();
+            writeln!(w, "getting").unwrap();
+            let _ = q.get();
+            std::process::exit(3);
+        })
+    };
+    assert_eq!(read_line(&mut r), "getting");
+    kill(Pid::from_raw(waiter.0.pid().unwrap()), Signal::SIGKILL).unwrap();
+    waiter.0.join().unwrap();
+    q.put(7).unwrap();
+    assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 7);
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_holds_up_nobody() {
+    let m = Manager::start().unwrap();
+    let d = m.dict::<u8, Vec<u8>>().unwrap();
+    d.insert(1, vec![0; 60_000]).unwrap();
+    let c: Connection<()> = Client::connect(m.address(), m.authkey()).unwrap();
+    let mut hello = [0u8; 21];
+    hello[9..13].copy_from_slice(&(std::process::id() as i32).to_le_bytes());
+    c.send_bytes(&hello).unwrap();
+    let _ = c.recv_bytes().unwrap();
+    // A list's to_vec of the big value, over and over, none read: the
+    // server's thread for this client ends up blocked on a full socket.
+    let l = m.list::<Vec<u8>>().unwrap();
+    l.push(vec![1; 60_000]).unwrap();
+    let mut get = Vec::new();
+    get.push(1u8); // a call
+    get.extend_from_slice(&l.object_id().to_le_bytes());
+    get.extend_from_slice(&28u16.to_le_bytes()); // the list's slice
+    for n in [0u64, u64::MAX] {
+        get.extend_from_slice(&8u32.to_le_bytes());
+        get.extend_from_slice(&n.to_le_bytes());
+    }
+    let mut blocked = false;
+    for _ in 0..10_000 {
+        if c.send_bytes_timeout(&get, Duration::from_millis(200))
+            .is_err()
+        {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the server kept reading a client that never reads");
+    // Everyone else is served, at once.
+    let mut other = {
+        let d = d.clone();
+        start(move || assert_eq!(d.get(&1).unwrap().map(|v| v.len()), Some(60_000)))
+    };
+    assert_eq!(other.0.join().unwrap(), 0);
+    assert_eq!(d.len().unwrap(), 1);
+    drop(c);
+}
