@@ -45,6 +45,31 @@ pub enum Error {
         /// Pid of the running child.
         pid: i32,
     },
+    /// The spawn start method was asked for in a program that did not
+    /// call [`init`](crate::init) first thing in `main` (or
+    /// [`init_before_main!`](crate::init_before_main) in a test file):
+    /// its child would run `main` again instead of the function.
+    #[error(
+        "the spawn start method needs procs_core::init() as the first line of main (in a test file: procs_core::init_before_main!();)"
+    )]
+    SpawnNotReady,
+    /// The spawn start method runs plain functions of the program itself;
+    /// this one belongs to a shared library, which a fresh execution may
+    /// load elsewhere.
+    #[error("the spawn start method runs functions of the program itself, not of a shared library")]
+    SpawnForeignFunction,
+    /// A closure cannot cross an exec: the spawn start method runs a plain
+    /// function ([`ProcessBuilder::spawn_fn`](crate::ProcessBuilder::spawn_fn)).
+    #[error(
+        "process {name}: the spawn start method runs a plain function with spawn_fn, not a closure (use StartMethod::Fork for closures)"
+    )]
+    SpawnNeedsFunction {
+        /// Name of the process.
+        name: String,
+    },
+    /// An argument for a spawned child did not serialize.
+    #[error("the argument does not serialize: {0}")]
+    Encode(String),
     /// A process tried to join itself.
     #[error("a process cannot join itself (pid {pid})")]
     JoinSelf {

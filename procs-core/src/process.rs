@@ -24,6 +24,10 @@ pub enum StartMethod {
     /// `fork(2)` the calling process (Python's default on Linux).
     #[default]
     Fork,
+    /// A fresh execution of this program, which runs one plain function
+    /// ([`ProcessBuilder::spawn_fn`]): safe from any parent, threads and
+    /// all. The program calls [`init`](crate::init) first thing in `main`.
+    Spawn,
 }
 
 impl StartMethod {
@@ -31,6 +35,7 @@ impl StartMethod {
     pub fn name(self) -> &'static str {
         match self {
             StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
         }
     }
 }
@@ -108,11 +113,13 @@ pub struct Process {
     kind: &'static str,
     daemon: bool,
     identity: Vec<u32>,
-    start_method: StartMethod,
+    pub(crate) start_method: StartMethod,
     target: Option<Box<dyn FnOnce() + Send>>,
     child: Option<Arc<Child>>,
     /// Set by `close`: the exit code the child had (`None` if never started).
     closed: Option<Closed>,
+    /// The target executes this program afresh (the spawn method's).
+    pub(crate) execs: bool,
 }
 
 /// What a closed [`Process`] remembers.
@@ -138,7 +145,7 @@ struct Closed {
 pub struct ProcessBuilder {
     name: Option<String>,
     daemon: Option<bool>,
-    start_method: StartMethod,
+    pub(crate) start_method: StartMethod,
 }
 
 impl ProcessBuilder {
@@ -190,6 +197,7 @@ impl ProcessBuilder {
             target: Some(Box::new(move || target.run())),
             child: None,
             closed: None,
+            execs: false,
         }
     }
 
@@ -235,6 +243,16 @@ impl Process {
         };
         match self.start_method {
             StartMethod::Fork => self.child = Some(registry::start_child(spec)?),
+            // A target that itself executes this program afresh (made by
+            // `spawn_fn`): forked, then it execs.
+            StartMethod::Spawn if self.execs => self.child = Some(registry::start_child(spec)?),
+            StartMethod::Spawn => {
+                // Put back what cannot cross an exec, for a fork instead.
+                self.target = Some(spec.entry);
+                return Err(Error::SpawnNeedsFunction {
+                    name: self.name.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -360,6 +378,11 @@ impl Process {
             Some(c) if c.creator == getpid().as_raw() => c.poll().ok().flatten(),
             _ => None,
         }
+    }
+
+    /// The process's place in the tree (Python's `_identity`).
+    pub(crate) fn identity(&self) -> &[u32] {
+        &self.identity
     }
 
     /// The process's name.

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::process::{Process, ProcessBuilder};
 
 #[derive(Serialize, Deserialize)]
-enum Outcome<R> {
+pub(crate) enum Outcome<R> {
     Returned(R),
     Panicked(String),
 }
@@ -90,7 +90,7 @@ where
     })
 }
 
-fn encode<T: Serialize>(outcome: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(outcome: &T) -> Vec<u8> {
     let body = postcard::to_allocvec(outcome).unwrap_or_else(|e| {
         // Serializing the panic message cannot fail; report the failure as one.
         postcard::to_allocvec(&Outcome::<()>::Panicked(format!(
@@ -111,6 +111,17 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a payload that is not a string".to_owned()
+    }
+}
+
+impl<R> JoinHandle<R> {
+    /// The handle of `process`, whose value arrives on `result`.
+    pub(crate) fn new(process: Process, result: OwnedFd) -> Self {
+        JoinHandle {
+            process,
+            result,
+            _marker: std::marker::PhantomData,
+        }
     }
 }
 
