@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -801,6 +801,98 @@ impl<T> Connection<T> {
 
     fn inner(&self) -> &Link {
         &self.end
+    }
+
+    /// Sends `bytes` as one message with the descriptors `fds` (Python's
+    /// `multiprocessing.reduction.send_handle`): the other process gets
+    /// descriptors of its own for the same open files (SCM_RIGHTS), at most
+    /// 16 a message. Only over a socket connection ([`Listener`](crate::Listener)
+    /// and [`Client`](crate::Client)); a pipe of shared memory is
+    /// [`Error::Invalid`]. Receive it with
+    /// [`recv_bytes_with_fds`](Connection::recv_bytes_with_fds): another
+    /// receive takes the bytes and the kernel closes the descriptors.
+    ///
+    /// ```
+    /// use std::io::{Read, Seek, Write};
+    /// use procs_ipc::{Address, Client, Connection, Listener};
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-fds-{}", std::process::id()));
+    /// let mut l = Listener::bind(&name, b"key")?;
+    /// let mut child = procs_core::Process::new(move || {
+    ///     let c: Connection<()> = l.accept().unwrap();
+    ///     let (bytes, fds) = c.recv_bytes_with_fds().unwrap();
+    ///     let mut file = std::fs::File::from(fds.into_iter().next().unwrap());
+    ///     let mut text = String::new();
+    ///     file.rewind().unwrap();
+    ///     file.read_to_string(&mut text).unwrap();
+    ///     assert_eq!((bytes.as_slice(), text.as_str()), (&b"a file"[..], "shared"));
+    /// });
+    /// child.start()?;
+    /// let c: Connection<()> = Client::connect(&name, b"key")?;
+    /// let mut file = tempfile_in_memory()?;
+    /// file.write_all(b"shared")?;
+    /// use std::os::fd::AsFd;
+    /// c.send_bytes_with_fds(b"a file", &[file.as_fd()])?;
+    /// assert_eq!(child.join()?, 0);
+    /// # fn tempfile_in_memory() -> std::io::Result<std::fs::File> {
+    /// #     std::fs::File::options().read(true).write(true).create(true).truncate(true)
+    /// #         .open(std::env::temp_dir().join(format!("procs-doc-fds-{}", std::process::id())))
+    /// # }
+    /// # std::fs::remove_file(std::env::temp_dir().join(format!("procs-doc-fds-{}", std::process::id())))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_bytes_with_fds(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        self.send_fds_until(bytes, fds, None)
+    }
+
+    /// As [`send_bytes_with_fds`](Connection::send_bytes_with_fds), waiting
+    /// for room at most `timeout`.
+    pub fn send_bytes_with_fds_timeout(
+        &self,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        timeout: Duration,
+    ) -> Result<()> {
+        self.send_fds_until(bytes, fds, deadline(Some(timeout)))
+    }
+
+    fn send_fds_until(
+        &self,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        until: Option<Instant>,
+    ) -> Result<()> {
+        match &self.end {
+            Link::Socket(s) => s.send_with_fds(bytes, fds, until),
+            Link::Ring(_) => Err(Error::Invalid(
+                "descriptors travel only over a socket connection (Listener and Client)",
+            )),
+        }
+    }
+
+    /// Receives one message and the descriptors that came with it (none
+    /// if it was sent without), close-on-exec (Python's
+    /// `reduction.recv_handle`).
+    pub fn recv_bytes_with_fds(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        self.recv_fds_until(None)
+    }
+
+    /// As [`recv_bytes_with_fds`](Connection::recv_bytes_with_fds), waiting
+    /// at most `timeout` ([`Error::Timeout`]).
+    pub fn recv_bytes_with_fds_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        self.recv_fds_until(deadline(Some(timeout)))
+    }
+
+    fn recv_fds_until(&self, until: Option<Instant>) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        match &self.end {
+            Link::Socket(s) => s.recv_with_fds(until),
+            Link::Ring(_) => Err(Error::Invalid(
+                "descriptors travel only over a socket connection (Listener and Client)",
+            )),
+        }
     }
 
     /// Closes this end in this process (as dropping it does); later calls

@@ -47,6 +47,9 @@ const JOINED: usize = 16 * 1024;
 /// as the bytes arrive.
 const GROW: usize = 64 * 1024;
 
+/// The most descriptors one message carries.
+const MAX_FDS: usize = 16;
+
 /// Where a connection's stream stands between two calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -358,6 +361,147 @@ impl SocketEnd {
         }
     }
 
+    /// Sends `bytes` as one message with `fds` attached (SCM_RIGHTS, on
+    /// its first bytes): the receiver gets its own descriptors for the same
+    /// open files.
+    pub(crate) fn send_with_fds(
+        &self,
+        bytes: &[u8],
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        use nix::sys::socket::{ControlMessage, sendmsg};
+        use std::io::IoSlice;
+        self.open()?;
+        if fds.len() > MAX_FDS {
+            return Err(Error::Invalid(
+                "at most 16 descriptors travel with one message",
+            ));
+        }
+        if bytes.len() > MAX_MESSAGE {
+            return Err(Error::TooLarge {
+                len: bytes.len(),
+                max: MAX_MESSAGE,
+            });
+        }
+        let (h, hn) = header(bytes.len());
+        let mut frame = Vec::with_capacity(hn + bytes.len());
+        frame.extend_from_slice(&h[..hn]);
+        frame.extend_from_slice(bytes);
+        let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let fd = self.fd.as_fd();
+        let sent = loop {
+            let iov = [IoSlice::new(&frame)];
+            let cmsg = [ControlMessage::ScmRights(&raw)];
+            match sendmsg::<()>(fd.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(n) => break n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    if !ready(fd, PollFlags::POLLOUT, deadline)? {
+                        return Err(Error::Timeout);
+                    }
+                }
+                Err(e) => return Err(gone(e)),
+            }
+        };
+        // The descriptors went with the first bytes; the rest as usual.
+        let mut started = true;
+        write_all(fd, &frame[sent..], None, None, &mut started)
+    }
+
+    /// Receives one message sent with [`send_with_fds`](Self::send_with_fds)
+    /// (or without descriptors: then none), with the descriptors that came
+    /// with it, close-on-exec. Bytes are allocated only as they arrive.
+    pub(crate) fn recv_with_fds(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        use nix::sys::socket::{ControlMessageOwned, recvmsg};
+        use std::io::IoSliceMut;
+        use std::os::fd::FromRawFd;
+        self.open()?;
+        match self.state.get() {
+            State::Ended => return Err(Error::Disconnected),
+            State::Broken(why) => return Err(Error::Corrupt(why)),
+            State::Pending(_) => {
+                return Err(Error::Invalid(
+                    "a message is half taken: receive it with recv_bytes",
+                ));
+            }
+            State::Clean => {}
+        }
+        let fd = self.fd.as_fd();
+        let mut head = [0u8; 4];
+        let mut got = 0usize;
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        // The first byte carries the descriptors: read it with recvmsg.
+        while got == 0 {
+            let mut cmsg = nix::cmsg_space!([i32; MAX_FDS]);
+            let mut iov = [IoSliceMut::new(&mut head)];
+            match recvmsg::<()>(
+                fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+                    for c in msg.cmsgs().map_err(|e| Error::Io(e.into()))? {
+                        if let ControlMessageOwned::ScmRights(received) = c {
+                            for raw in received {
+                                // SAFETY: the kernel just installed these
+                                // descriptors in this process for this
+                                // message; nothing else owns them.
+                                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                            }
+                        }
+                    }
+                    if msg.bytes == 0 {
+                        self.state.set(State::Ended);
+                        return Err(Error::Disconnected);
+                    }
+                    if truncated {
+                        return Err(self.broken("more descriptors came than a message carries"));
+                    }
+                    got = msg.bytes;
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    if !ready(fd, PollFlags::POLLIN, deadline)? {
+                        return Err(Error::Timeout);
+                    }
+                }
+                Err(e) => return Err(gone(e)),
+            }
+        }
+        let mut started = true;
+        let fail = |e: Error| {
+            self.state.set(State::Ended);
+            e
+        };
+        read_exact(fd, &mut head[got..], None, None, &mut started).map_err(fail)?;
+        let len = match i32::from_be_bytes(head) {
+            -1 => {
+                let mut b = [0u8; 8];
+                read_exact(fd, &mut b, None, None, &mut started).map_err(fail)?;
+                u64::from_be_bytes(b)
+            }
+            n if n < 0 => return Err(self.broken("a frame's length is negative")),
+            n => n as u64,
+        };
+        let len = match usize::try_from(len) {
+            Ok(l) if l <= MAX_MESSAGE => l,
+            _ => return Err(self.broken("a message longer than the limit was refused")),
+        };
+        let mut body = Vec::new();
+        while body.len() < len {
+            let at = body.len();
+            body.resize(at + (len - at).min(GROW), 0);
+            read_exact(fd, &mut body[at..], None, None, &mut started).map_err(fail)?;
+        }
+        Ok((body, fds))
+    }
+
     /// The stream cannot be followed any more: later receives say why, and
     /// its reading side is shut, so that the socket polls readable (a
     /// receive would not block: it fails at once).
@@ -450,6 +594,26 @@ mod tests {
                         delivered += 4 + n;
                     }
                     Err(Error::Disconnected) | Err(Error::Corrupt(_)) | Err(Error::TooLarge { .. }) => break,
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+            prop_assert!(delivered <= bytes.len());
+        }
+
+        /// The same for receives that take descriptors too: a message or a
+        /// typed error, never more than was sent, no descriptor out of
+        /// nowhere.
+        #[test]
+        fn any_bytes_give_messages_or_typed_errors_with_fds(bytes in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let end = fed(&bytes);
+            let mut delivered = 0usize;
+            for _ in 0..bytes.len() + 2 {
+                match end.recv_with_fds(None) {
+                    Ok((v, fds)) => {
+                        prop_assert!(fds.is_empty());
+                        delivered += 4 + v.len();
+                    }
+                    Err(Error::Disconnected) | Err(Error::Corrupt(_)) => break,
                     Err(e) => prop_assert!(false, "unexpected {e:?}"),
                 }
             }

@@ -494,3 +494,101 @@ fn lengths_that_lie_after_the_handshake_are_refused_before_anything_is_allocated
         |e| matches!(e, Error::Disconnected),
     );
 }
+
+/// A listener on a fresh abstract name, and its name.
+fn abstract_listener(tag: &str) -> (Listener, Address) {
+    let name = Address::abstract_name(format!("procs-fds-{tag}-{}", std::process::id()));
+    (Listener::bind(&name, b"fd key").unwrap(), name)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn descriptors_travel_both_ways_between_processes() {
+    use std::os::fd::AsFd;
+    let (mut l, name) = abstract_listener("both");
+    let mut child = start(move || {
+        let c: Connection<()> = l.accept().unwrap();
+        // A pipe's write end came: write through it to the parent.
+        let (bytes, fds) = c.recv_bytes_with_fds().unwrap();
+        assert_eq!(bytes, b"write here");
+        assert_eq!(fds.len(), 1);
+        let mut w = std::fs::File::from(fds.into_iter().next().unwrap());
+        w.write_all(b"from the child").unwrap();
+        drop(w);
+        // And one of the child's own goes back.
+        let (r2, mut w2) = std::io::pipe().unwrap();
+        w2.write_all(b"child's pipe").unwrap();
+        drop(w2);
+        c.send_bytes_with_fds(b"read this", &[r2.as_fd()]).unwrap();
+        // Sent without descriptors: received with none.
+        c.send_bytes(b"plain").unwrap();
+    });
+    let c: Connection<()> = Client::connect(&name, b"fd key").unwrap();
+    let (mut r, w) = std::io::pipe().unwrap();
+    c.send_bytes_with_fds(b"write here", &[w.as_fd()]).unwrap();
+    drop(w);
+    let (bytes, fds) = c.recv_bytes_with_fds_timeout(LONG).unwrap();
+    assert_eq!(bytes, b"read this");
+    let mut text = String::new();
+    std::fs::File::from(fds.into_iter().next().unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert_eq!(text, "child's pipe");
+    let (bytes, fds) = c.recv_bytes_with_fds_timeout(LONG).unwrap();
+    assert_eq!((bytes.as_slice(), fds.len()), (&b"plain"[..], 0));
+    assert_eq!(child.0.join().unwrap(), 0);
+    let mut got = String::new();
+    r.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "from the child");
+}
+
+#[test]
+fn descriptors_received_as_plain_bytes_are_closed_not_leaked() {
+    use std::os::fd::AsFd;
+    let (mut l, name) = abstract_listener("plain");
+    let mut child = start(move || {
+        let c: Connection<()> = l.accept().unwrap();
+        let before = open_fds();
+        for _ in 0..50 {
+            assert_eq!(c.recv_bytes().unwrap(), b"with fds");
+        }
+        assert_eq!(open_fds(), before, "descriptors left in the receiver");
+        c.send_bytes(b"done").unwrap();
+    });
+    let c: Connection<()> = Client::connect(&name, b"fd key").unwrap();
+    let (r, w) = std::io::pipe().unwrap();
+    for _ in 0..50 {
+        c.send_bytes_with_fds(b"with fds", &[r.as_fd(), w.as_fd()])
+            .unwrap();
+    }
+    assert_eq!(c.recv_bytes_timeout(LONG).unwrap(), b"done");
+    assert_eq!(child.0.join().unwrap(), 0);
+}
+
+#[test]
+fn descriptors_need_a_socket_and_at_most_sixteen_a_message() {
+    use std::os::fd::AsFd;
+    let (a, _b) = pipe::<()>().unwrap();
+    let (r, _w) = std::io::pipe().unwrap();
+    assert!(matches!(
+        a.send_bytes_with_fds(b"x", &[r.as_fd()]),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(a.recv_bytes_with_fds(), Err(Error::Invalid(_))));
+    let (mut l, name) = abstract_listener("many");
+    let mut child = start(move || {
+        let c: Connection<()> = l.accept().unwrap();
+        let _ = c.recv_bytes_timeout(LONG);
+    });
+    let c: Connection<()> = Client::connect(&name, b"fd key").unwrap();
+    let many: Vec<_> = (0..17).map(|_| r.as_fd()).collect();
+    assert!(matches!(
+        c.send_bytes_with_fds(b"x", &many),
+        Err(Error::Invalid(_))
+    ));
+    c.send_bytes(b"bye").unwrap();
+    assert_eq!(child.0.join().unwrap(), 0);
+}
