@@ -870,6 +870,55 @@ impl<T> Connection<T> {
         }
     }
 
+    /// Sends `value` with the descriptors of the handles inside it (a
+    /// procs-sync `Segment`, and what lives in one): the receiving process,
+    /// which may have been running long before, maps the same memory. Over
+    /// a socket connection only (as [`send_bytes_with_fds`](Connection::send_bytes_with_fds)).
+    ///
+    /// ```
+    /// use procs_ipc::{Address, Client, Connection, Listener};
+    /// use procs_sync::Segment;
+    ///
+    /// let name = Address::abstract_name(format!("procs-doc-handles-{}", std::process::id()));
+    /// let mut l = Listener::bind(&name, b"key")?;
+    /// // A process already running when the segment is made.
+    /// let mut child = procs_core::Process::new(move || {
+    ///     let c: Connection<Segment> = l.accept().unwrap();
+    ///     let seg = c.recv_with_handles().unwrap();
+    ///     // SAFETY: the segment is at least 8 bytes; only this process
+    ///     // writes them while the parent waits.
+    ///     unsafe { seg.as_ptr().write_bytes(7, 8) };
+    /// });
+    /// child.start()?;
+    /// let seg = Segment::create(4096)?;
+    /// let c: Connection<Segment> = Client::connect(&name, b"key")?;
+    /// c.send_with_handles(&seg)?;
+    /// assert_eq!(child.join()?, 0);
+    /// // SAFETY: the child wrote the bytes and ended.
+    /// assert_eq!(unsafe { seg.as_ptr().read() }, 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_with_handles(&self, value: &T) -> Result<()>
+    where
+        T: Serialize,
+    {
+        let (bytes, fds) = procs_sync::handles::collecting(|| postcard::to_allocvec(value));
+        let bytes = bytes.map_err(|e| Error::Encode(e.to_string()))?;
+        let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        self.send_fds_until(&bytes, &fds, None)
+    }
+
+    /// Receives a value sent with [`send_with_handles`](Connection::send_with_handles),
+    /// its handles attached to the descriptors that came with it.
+    pub fn recv_with_handles(&self) -> Result<T>
+    where
+        T: DeserializeOwned,
+    {
+        let (bytes, fds) = self.recv_fds_until(None)?;
+        procs_sync::handles::supplying(fds, || postcard::from_bytes(&bytes))
+            .map_err(|e| Error::Decode(e.to_string()))
+    }
+
     /// Receives one message and the descriptors that came with it (none
     /// if it was sent without), close-on-exec (Python's
     /// `reduction.recv_handle`).

@@ -592,3 +592,42 @@ fn descriptors_need_a_socket_and_at_most_sixteen_a_message() {
     c.send_bytes(b"bye").unwrap();
     assert_eq!(child.0.join().unwrap(), 0);
 }
+
+#[test]
+fn a_segment_sent_with_its_handle_maps_the_same_memory_in_a_running_process() {
+    use procs_sync::Segment;
+    let (mut l, name) = abstract_listener("segment");
+    // Started before the segments exist: only the connection can bring them.
+    let mut child = start(move || {
+        let c: Connection<(String, Vec<Segment>)> = l.accept().unwrap();
+        let (label, segs) = c.recv_with_handles().unwrap();
+        assert_eq!(label, "two");
+        for (i, seg) in segs.iter().enumerate() {
+            // SAFETY: each segment holds at least a page; the parent waits.
+            unsafe { seg.as_ptr().write(i as u8 + 1) };
+        }
+        // The same bytes received without their descriptors: an error
+        // naming the way, not a segment.
+        assert!(matches!(c.recv(), Err(Error::Decode(_))));
+    });
+    let value = (
+        "two".to_string(),
+        vec![
+            Segment::create(4096).unwrap(),
+            Segment::create(8192).unwrap(),
+        ],
+    );
+    let c: Connection<(String, Vec<Segment>)> = Client::connect(&name, b"fd key").unwrap();
+    // A plain send cannot carry the descriptors: refused before a byte goes.
+    assert!(matches!(c.send(&value), Err(Error::Encode(_))));
+    c.send_with_handles(&value).unwrap();
+    c.send_with_handles(&value).unwrap();
+    assert_eq!(child.0.join().unwrap(), 0);
+    // SAFETY: the child wrote the first byte of each and ended.
+    let firsts: Vec<u8> = value
+        .1
+        .iter()
+        .map(|s| unsafe { s.as_ptr().read() })
+        .collect();
+    assert_eq!(firsts, [1, 2]);
+}

@@ -51,6 +51,8 @@ mod sys;
 pub mod raw;
 
 mod error;
+#[cfg(feature = "serde")]
+pub mod handles;
 pub use error::{Error, OwnerDied, Result, TryLockError};
 
 #[cfg(not(loom))]
