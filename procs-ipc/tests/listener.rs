@@ -631,3 +631,59 @@ fn a_segment_sent_with_its_handle_maps_the_same_memory_in_a_running_process() {
         .collect();
     assert_eq!(firsts, [1, 2]);
 }
+
+#[test]
+fn primitives_sent_with_their_handles_work_across_processes_already_running() {
+    use procs_sync::{Barrier, Event, Lock, Semaphore};
+    type Kit = (Lock, Event, Semaphore, Barrier);
+    let (mut l, name) = abstract_listener("kit");
+    let mut child = start(move || {
+        let c: Connection<Kit> = l.accept().unwrap();
+        let (lock, event, sem, barrier) = c.recv_with_handles().unwrap();
+        // The parent holds the lock: not free here.
+        assert!(lock.try_acquire().is_err());
+        event.set();
+        assert!(sem.acquire_timeout(LONG));
+        barrier.wait_timeout(LONG).unwrap();
+    });
+    let kit: Kit = (
+        Lock::new().unwrap(),
+        Event::new().unwrap(),
+        Semaphore::new(0).unwrap(),
+        Barrier::new(2).unwrap(),
+    );
+    let c: Connection<Kit> = Client::connect(&name, b"fd key").unwrap();
+    let held = kit.0.lock().unwrap();
+    c.send_with_handles(&kit).unwrap();
+    assert!(
+        kit.1.wait_timeout(LONG),
+        "the child's set reaches this event"
+    );
+    kit.2.release();
+    kit.3.wait_timeout(LONG).unwrap();
+    drop(held);
+    assert_eq!(child.0.join().unwrap(), 0);
+}
+
+#[test]
+fn a_handle_read_as_another_kind_or_a_barrier_with_an_action_is_refused() {
+    use procs_sync::{Event, Lock};
+    let (mut l, name) = abstract_listener("kinds");
+    let mut child = start(move || {
+        let c: Connection<Event> = l.accept().unwrap();
+        // A lock's segment is not an event's.
+        assert!(matches!(c.recv_with_handles(), Err(Error::Decode(_))));
+    });
+    let c: Connection<Lock> = Client::connect(&name, b"fd key").unwrap();
+    c.send_with_handles(&Lock::new().unwrap()).unwrap();
+    assert_eq!(child.0.join().unwrap(), 0);
+    // A barrier's action is a closure of this process: it cannot travel.
+    let b = procs_sync::Barrier::with_action(2, || {}).unwrap();
+    let (encoded, fds) = procs_sync::handles::collecting(|| postcard::to_allocvec(&b));
+    assert!(encoded.is_err());
+    assert!(fds.is_empty());
+    let plain = procs_sync::Barrier::new(2).unwrap();
+    let (encoded, fds) = procs_sync::handles::collecting(|| postcard::to_allocvec(&plain));
+    assert!(encoded.is_ok());
+    assert_eq!(fds.len(), 1);
+}

@@ -51,6 +51,48 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
+#[cfg(feature = "serde")]
+impl Barrier {
+    pub(crate) fn from_shared(raw: Shared<RawBarrier>) -> Self {
+        Barrier {
+            raw,
+            action: None,
+            timeout: None,
+        }
+    }
+}
+
+/// A barrier travels as its segment and its default timeout; one with an
+/// action does not (the action is a closure of this process, and whichever
+/// process arrives last runs it).
+#[cfg(feature = "serde")]
+impl serde::Serialize for Barrier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        if self.action.is_some() {
+            return Err(S::Error::custom(
+                "a barrier with an action cannot travel: the action is a closure of this process",
+            ));
+        }
+        serde::Serialize::serialize(&(self.raw.segment(), self.timeout), s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Barrier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (seg, timeout): (crate::Segment, Option<Duration>) =
+            serde::Deserialize::deserialize(d)?;
+        let raw = Shared::from_segment(seg, &[crate::segment::Kind::BARRIER])
+            .map_err(D::Error::custom)?;
+        Ok(Barrier {
+            timeout,
+            ..Barrier::from_shared(raw)
+        })
+    }
+}
+
 impl Barrier {
     /// A barrier for `parties` parties (1 to 65,535).
     pub fn new(parties: u32) -> Result<Barrier> {

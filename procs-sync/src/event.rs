@@ -25,6 +25,17 @@ pub struct Event {
     raw: Shared<RawEvent>,
 }
 
+#[cfg(feature = "serde")]
+impl Event {
+    pub(crate) fn shared(&self) -> &Shared<RawEvent> {
+        &self.raw
+    }
+
+    pub(crate) fn from_shared(raw: Shared<RawEvent>) -> Self {
+        Event { raw }
+    }
+}
+
 impl Event {
     /// A new event, not set.
     pub fn new() -> Result<Event> {

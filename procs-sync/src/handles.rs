@@ -102,3 +102,40 @@ impl<'de> serde::Deserialize<'de> for crate::Segment {
         crate::Segment::from_fd(fd).map_err(|e| D::Error::custom(e.to_string()))
     }
 }
+
+/// The primitives that live in a segment of their own travel as it: the
+/// receiver checks the segment's kind before it takes it for one.
+macro_rules! travels_as_segment {
+    ($ty:ty, $raw:ty, [$($kind:expr),+]) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(self.shared().segment(), s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                let seg = <crate::Segment as serde::Deserialize>::deserialize(d)?;
+                let shared = crate::shared::Shared::<$raw>::from_segment(seg, &[$($kind),+])
+                    .map_err(D::Error::custom)?;
+                Ok(<$ty>::from_shared(shared))
+            }
+        }
+    };
+}
+
+use crate::segment::Kind;
+
+travels_as_segment!(
+    crate::Lock,
+    crate::raw::lock::RawLock,
+    [Kind::LOCK, Kind::VALUE, Kind::ARRAY]
+);
+travels_as_segment!(crate::RLock, crate::raw::rlock::RawRLock, [Kind::RLOCK]);
+travels_as_segment!(
+    crate::Semaphore,
+    crate::raw::semaphore::RawSemaphore,
+    [Kind::SEMAPHORE]
+);
+travels_as_segment!(crate::Event, crate::raw::event::RawEvent, [Kind::EVENT]);

@@ -59,6 +59,17 @@ pub struct LockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
+#[cfg(feature = "serde")]
+impl Lock {
+    pub(crate) fn shared(&self) -> &Shared<RawLock> {
+        &self.raw
+    }
+
+    pub(crate) fn from_shared(raw: Shared<RawLock>) -> Self {
+        Lock { raw }
+    }
+}
+
 impl Lock {
     /// A new, free lock in its own anonymous shared memory segment.
     pub fn new() -> Result<Lock> {

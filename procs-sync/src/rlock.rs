@@ -39,6 +39,17 @@ pub struct RLockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
+#[cfg(feature = "serde")]
+impl RLock {
+    pub(crate) fn shared(&self) -> &Shared<RawRLock> {
+        &self.raw
+    }
+
+    pub(crate) fn from_shared(raw: Shared<RawRLock>) -> Self {
+        RLock { raw }
+    }
+}
+
 impl RLock {
     /// A new, free re-entrant lock in its own anonymous segment.
     pub fn new() -> Result<RLock> {

@@ -312,6 +312,15 @@ impl Segment {
         Ok(seg)
     }
 
+    /// The kind of state its creator put in it (from its header).
+    #[cfg(feature = "serde")]
+    pub(crate) fn kind(&self) -> Kind {
+        // SAFETY: the header (checked when the segment was made or
+        // attached) holds the kind at offset 12, aligned for a u32, and
+        // nobody writes it after creation.
+        Kind(unsafe { self.map.as_mut_ptr().add(12).cast::<u32>().read() })
+    }
+
     /// The segment's name (with its leading `/`), `None` if anonymous.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -27,6 +27,17 @@ pub struct Semaphore {
     raw: Shared<RawSemaphore>,
 }
 
+#[cfg(feature = "serde")]
+impl Semaphore {
+    pub(crate) fn shared(&self) -> &Shared<RawSemaphore> {
+        &self.raw
+    }
+
+    pub(crate) fn from_shared(raw: Shared<RawSemaphore>) -> Self {
+        Semaphore { raw }
+    }
+}
+
 impl Semaphore {
     /// A semaphore with `value` permits.
     pub fn new(value: u32) -> Result<Semaphore> {

@@ -63,6 +63,36 @@ impl<R: SharedState> Shared<R> {
     /// `extra_align`, in a new anonymous segment.
     ///
     /// [`extra_offset`]: Shared::extra_offset
+    /// The segment the state lives in (for a handle that travels).
+    #[cfg(feature = "serde")]
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The state at the start of `seg`, a segment of one of `kinds` that
+    /// came from another process; its header was checked as it was
+    /// attached.
+    #[cfg(feature = "serde")]
+    pub fn from_segment(seg: Segment, kinds: &[Kind]) -> std::result::Result<Self, String> {
+        let kind = seg.kind();
+        if !kinds.iter().any(|k| k.0 == kind.0) {
+            return Err(format!(
+                "a {} segment where a {} was expected",
+                kind.name(),
+                kinds[0].name()
+            ));
+        }
+        if seg.size() < std::mem::size_of::<R>() {
+            return Err("a segment too small for its state".into());
+        }
+        let state = NonNull::new(seg.as_ptr().cast::<R>()).ok_or("a mapping at address 0")?;
+        Ok(Shared {
+            seg: Arc::new(seg),
+            state,
+            _state: PhantomData,
+        })
+    }
+
     pub fn create(kind: Kind, extra: usize, extra_align: usize) -> Result<Self> {
         if extra_align > 64 {
             return Err(crate::Error::Invalid("alignment above 64 bytes"));
