@@ -51,7 +51,7 @@ impl std::fmt::Debug for Barrier {
     }
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl Barrier {
     pub(crate) fn from_shared(raw: Shared<RawBarrier>) -> Self {
         Barrier {
@@ -65,7 +65,7 @@ impl Barrier {
 /// A barrier travels as its segment and its default timeout; one with an
 /// action does not (the action is a closure of this process, and whichever
 /// process arrives last runs it).
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl serde::Serialize for Barrier {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
@@ -78,7 +78,7 @@ impl serde::Serialize for Barrier {
     }
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl<'de> serde::Deserialize<'de> for Barrier {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;

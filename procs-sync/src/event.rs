@@ -25,7 +25,7 @@ pub struct Event {
     raw: Shared<RawEvent>,
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl Event {
     pub(crate) fn shared(&self) -> &Shared<RawEvent> {
         &self.raw

@@ -51,7 +51,7 @@ mod sys;
 pub mod raw;
 
 mod error;
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 pub mod handles;
 pub use error::{Error, OwnerDied, Result, TryLockError};
 

@@ -59,7 +59,7 @@ pub struct LockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl Lock {
     pub(crate) fn shared(&self) -> &Shared<RawLock> {
         &self.raw

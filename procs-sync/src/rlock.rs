@@ -39,7 +39,7 @@ pub struct RLockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl RLock {
     pub(crate) fn shared(&self) -> &Shared<RawRLock> {
         &self.raw

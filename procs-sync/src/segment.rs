@@ -313,7 +313,7 @@ impl Segment {
     }
 
     /// The kind of state its creator put in it (from its header).
-    #[cfg(feature = "serde")]
+    #[cfg(all(feature = "serde", not(loom)))]
     pub(crate) fn kind(&self) -> Kind {
         // SAFETY: the header (checked when the segment was made or
         // attached) holds the kind at offset 12, aligned for a u32, and

@@ -27,7 +27,7 @@ pub struct Semaphore {
     raw: Shared<RawSemaphore>,
 }
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 impl Semaphore {
     pub(crate) fn shared(&self) -> &Shared<RawSemaphore> {
         &self.raw

@@ -64,7 +64,7 @@ impl<R: SharedState> Shared<R> {
     ///
     /// [`extra_offset`]: Shared::extra_offset
     /// The segment the state lives in (for a handle that travels).
-    #[cfg(feature = "serde")]
+    #[cfg(all(feature = "serde", not(loom)))]
     pub fn segment(&self) -> &Segment {
         &self.seg
     }
@@ -72,7 +72,7 @@ impl<R: SharedState> Shared<R> {
     /// The state at the start of `seg`, a segment of one of `kinds` that
     /// came from another process; its header was checked as it was
     /// attached.
-    #[cfg(feature = "serde")]
+    #[cfg(all(feature = "serde", not(loom)))]
     pub fn from_segment(seg: Segment, kinds: &[Kind]) -> std::result::Result<Self, String> {
         let kind = seg.kind();
         if !kinds.iter().any(|k| k.0 == kind.0) {
