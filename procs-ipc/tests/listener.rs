@@ -687,3 +687,33 @@ fn a_handle_read_as_another_kind_or_a_barrier_with_an_action_is_refused() {
     assert!(encoded.is_ok());
     assert_eq!(fds.len(), 1);
 }
+
+#[test]
+fn values_and_arrays_sent_with_their_handles_are_shared_with_a_running_process() {
+    use procs_sync::{Array, Value};
+    type Cells = (Value<u64>, Array<i32>);
+    let (mut l, name) = abstract_listener("cells");
+    let mut child = start(move || {
+        let c: Connection<Cells> = l.accept().unwrap();
+        let (v, a) = c.recv_with_handles().unwrap();
+        for _ in 0..1000 {
+            *v.lock().unwrap() += 1;
+        }
+        assert_eq!(a.len(), 5);
+        for x in a.lock().unwrap().iter_mut() {
+            *x = -*x;
+        }
+    });
+    let cells: Cells = (
+        Value::new(0).unwrap(),
+        Array::from_slice(&[1, 2, 3, 4, 5]).unwrap(),
+    );
+    let c: Connection<Cells> = Client::connect(&name, b"fd key").unwrap();
+    c.send_with_handles(&cells).unwrap();
+    for _ in 0..1000 {
+        *cells.0.lock().unwrap() += 1;
+    }
+    assert_eq!(child.0.join().unwrap(), 0);
+    assert_eq!(cells.0.get(), 2000);
+    assert_eq!(cells.1.to_vec(), [-1, -2, -3, -4, -5]);
+}

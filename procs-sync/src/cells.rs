@@ -36,6 +36,43 @@ impl<T: Pod> Clone for Cells<T> {
     }
 }
 
+/// Cells travel as their segment; the receiver counts `len` from its size
+/// and checks that a whole number of `T` fits (the element type itself is
+/// not recorded: a `Value<u64>` read as a `Value<f64>` reads the same bytes).
+#[cfg(all(feature = "serde", not(loom)))]
+impl<T: Pod> Cells<T> {
+    pub(crate) fn serialize<S: serde::Serializer>(
+        &self,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(self.raw.segment(), s)
+    }
+
+    pub(crate) fn from_segment(
+        seg: crate::Segment,
+        kind: Kind,
+        len: Option<usize>,
+    ) -> std::result::Result<Self, String> {
+        let size = seg.size();
+        let raw = Shared::<RawLock>::from_segment(seg, &[kind])?;
+        let offset = Shared::<RawLock>::extra_offset(std::mem::align_of::<T>());
+        let room = size.saturating_sub(offset);
+        let each = std::mem::size_of::<T>().max(1);
+        if !room.is_multiple_of(each) {
+            return Err("the segment does not hold a whole number of elements of this type".into());
+        }
+        let found = room / each;
+        if len.is_some_and(|l| l != found) {
+            return Err("the segment holds another number of elements".into());
+        }
+        Ok(Cells {
+            raw,
+            len: found,
+            _t: PhantomData,
+        })
+    }
+}
+
 impl<T: Pod> Cells<T> {
     pub(crate) fn create(kind: Kind, init: &[T]) -> Result<Self> {
         let bytes = std::mem::size_of_val(init);

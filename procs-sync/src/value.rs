@@ -434,3 +434,75 @@ impl<T: Pod, L: ConditionLock> Array<T, L> {
         self.lock().unwrap_or_else(OwnerDied::into_inner).to_vec()
     }
 }
+
+/// A value travels as its segment and its lock (the value's own, in the
+/// same segment, or one of its own: a [`Lock`] or an [`RLock`](crate::RLock)
+/// travels too).
+#[cfg(all(feature = "serde", not(loom)))]
+impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Value<T, L> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        struct C<'a, T: Pod>(&'a Cells<T>);
+        impl<T: Pod> serde::Serialize for C<'_, T> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                self.0.serialize(s)
+            }
+        }
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&C(&self.cells))?;
+        t.serialize_element(&self.lock)?;
+        t.end()
+    }
+}
+
+#[cfg(all(feature = "serde", not(loom)))]
+impl<'de, T: Pod, L: ConditionLock + serde::Deserialize<'de>> serde::Deserialize<'de>
+    for Value<T, L>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (seg, lock): (crate::Segment, L) = serde::Deserialize::deserialize(d)?;
+        let cells = Cells::from_segment(seg, Kind::VALUE, Some(1)).map_err(D::Error::custom)?;
+        Ok(Value { cells, lock })
+    }
+}
+
+/// An array travels as a value does: its segment (its length counted from
+/// it) and its lock.
+#[cfg(all(feature = "serde", not(loom)))]
+impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Array<T, L> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        struct C<'a, T: Pod>(&'a Cells<T>);
+        impl<T: Pod> serde::Serialize for C<'_, T> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                self.0.serialize(s)
+            }
+        }
+        let mut t = s.serialize_tuple(3)?;
+        t.serialize_element(&C(&self.cells))?;
+        t.serialize_element(&(self.cells.len as u64))?;
+        t.serialize_element(&self.lock)?;
+        t.end()
+    }
+}
+
+#[cfg(all(feature = "serde", not(loom)))]
+impl<'de, T: Pod, L: ConditionLock + serde::Deserialize<'de>> serde::Deserialize<'de>
+    for Array<T, L>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (seg, len, lock): (crate::Segment, u64, L) = serde::Deserialize::deserialize(d)?;
+        let len =
+            usize::try_from(len).map_err(|_| D::Error::custom("an array longer than memory"))?;
+        let cells = Cells::from_segment(seg, Kind::ARRAY, Some(len)).map_err(D::Error::custom)?;
+        Ok(Array { cells, lock })
+    }
+}
