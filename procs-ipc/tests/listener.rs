@@ -717,3 +717,31 @@ fn values_and_arrays_sent_with_their_handles_are_shared_with_a_running_process()
     assert_eq!(cells.0.get(), 2000);
     assert_eq!(cells.1.to_vec(), [-1, -2, -3, -4, -5]);
 }
+
+#[test]
+fn a_condition_sent_with_its_handles_wakes_a_waiter_in_a_running_process() {
+    use procs_sync::{Condition, Value};
+    type Pair = (Condition, Value<u32>);
+    let (mut l, name) = abstract_listener("condition");
+    let mut child = start(move || {
+        let c: Connection<Pair> = l.accept().unwrap();
+        let (cond, ready) = c.recv_with_handles().unwrap();
+        let g = cond.lock().unwrap();
+        // Tell the parent the wait is about to begin, under the lock.
+        c.send_bytes(b"waiting").unwrap();
+        let (_g, met) = cond
+            .wait_timeout_while(g, LONG, |_| ready.get() == 0)
+            .unwrap();
+        assert!(met, "the parent's notify reached this process");
+    });
+    let pair: Pair = (Condition::new().unwrap(), Value::new(0).unwrap());
+    let c: Connection<Pair> = Client::connect(&name, b"fd key").unwrap();
+    c.send_with_handles(&pair).unwrap();
+    assert_eq!(c.recv_bytes_timeout(LONG).unwrap(), b"waiting");
+    {
+        let _g = pair.0.lock().unwrap();
+        pair.1.set(1);
+        pair.0.notify_all().unwrap();
+    }
+    assert_eq!(child.0.join().unwrap(), 0);
+}

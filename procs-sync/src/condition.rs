@@ -399,3 +399,22 @@ impl<L: ConditionLock> Condition<L> {
         }
     }
 }
+
+/// A condition travels as its segment and its lock (a [`Lock`] or an
+/// [`RLock`], which travel too).
+#[cfg(all(feature = "serde", not(loom)))]
+impl<L: ConditionLock + serde::Serialize> serde::Serialize for Condition<L> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&(self.raw.segment(), &self.lock), s)
+    }
+}
+
+#[cfg(all(feature = "serde", not(loom)))]
+impl<'de, L: ConditionLock + serde::Deserialize<'de>> serde::Deserialize<'de> for Condition<L> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (seg, lock): (crate::Segment, L) = serde::Deserialize::deserialize(d)?;
+        let raw = Shared::from_segment(seg, &[Kind::CONDITION]).map_err(D::Error::custom)?;
+        Ok(Condition { lock, raw })
+    }
+}
