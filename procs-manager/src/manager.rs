@@ -624,12 +624,34 @@ impl ObjectRef {
     }
 }
 
-/// This thread's connection to one manager, and the pid it was made in (a
-/// connection inherited by a fork belongs to the parent).
+/// This thread's connection to one manager, and the process it was made
+/// in (a connection inherited by a fork belongs to the parent).
 struct ThreadLink {
-    pid: u32,
+    made_in: u64,
     link: Link,
     buf: Vec<u8>,
+}
+
+/// Counts the forks this process came through, from a `pthread_atfork`
+/// child handler: a connection made under another count was made in an
+/// ancestor. Read on every call, so an atomic load, not a `getpid`
+/// system call (glibc does not cache the pid).
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    // Async-signal-safe: one atomic add, in the child of a fork.
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn fork_generation() -> u64 {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: registers a child handler that only adds to an atomic;
+        // no prepare or parent handler.
+        let r = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+        assert_eq!(r, 0, "pthread_atfork");
+    });
+    FORKS.load(Ordering::Relaxed)
 }
 
 thread_local! {
@@ -662,7 +684,7 @@ fn connect(shared: &Shared) -> Result<(ThreadLink, u64)> {
         _ => None,
     };
     let link = ThreadLink {
-        pid: std::process::id(),
+        made_in: fork_generation(),
         link: Link {
             socket,
             slot,
@@ -692,8 +714,8 @@ fn call<R>(
 ) -> Result<R> {
     LINKS.with(|links| {
         let mut links = links.borrow_mut();
-        let me = std::process::id();
-        if links.get(&shared.id).is_none_or(|l| l.pid != me) {
+        let me = fork_generation();
+        if links.get(&shared.id).is_none_or(|l| l.made_in != me) {
             // Made in this process: a link inherited from the parent is its
             // parent's to use (dropping this copy closes only this
             // process's descriptor).

@@ -211,6 +211,61 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     }
 }
 
+/// The methods a list and an array share (`l[i]`, `l[i] = v`, `len`,
+/// slices): one implementation, on the server too.
+macro_rules! indexed {
+    ($what:literal) => {
+        #[doc = concat!("`", $what, "[index]`; Python's `IndexError` past the end.")]
+        pub fn get(&self, index: usize) -> Result<T> {
+            self.obj.call(
+                L_GET,
+                |out| wire::field_u64(out, index as u64),
+                |mut f| dec(f.take()?),
+            )
+        }
+
+        #[doc = concat!("`", $what, "[index] = value`; Python's `IndexError` past the end.")]
+        pub fn set(&self, index: usize, value: T) -> Result<()> {
+            let v = enc(&value)?;
+            self.obj.call(
+                L_SET,
+                |out| {
+                    wire::field_u64(out, index as u64);
+                    wire::field(out, &v);
+                },
+                |_| Ok(()),
+            )
+        }
+
+        #[doc = concat!("`len(", $what, ")`.")]
+        pub fn len(&self) -> Result<usize> {
+            self.obj.call(L_LEN, |_| {}, count)
+        }
+
+        #[doc = concat!("`len(", $what, ") == 0`.")]
+        pub fn is_empty(&self) -> Result<bool> {
+            Ok(self.len()? == 0)
+        }
+
+        #[doc = concat!("`", $what, "[range]` (bounds past the end are the end, as Python's slices).")]
+        pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
+            self.obj.call(
+                L_SLICE,
+                |out| {
+                    wire::field_u64(out, range.start as u64);
+                    wire::field_u64(out, range.end as u64);
+                },
+                all,
+            )
+        }
+
+        #[doc = concat!("`list(", $what, ")`: every item.")]
+        pub fn to_vec(&self) -> Result<Vec<T>> {
+            self.slice(0..usize::MAX)
+        }
+    };
+}
+
 /// A list held by a manager (Python's `m.list()`).
 ///
 /// ```
@@ -255,6 +310,8 @@ impl<T> ListProxy<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    indexed!("l");
+
     /// `l.append(value)`.
     #[doc(alias = "append")]
     pub fn push(&self, value: T) -> Result<()> {
@@ -265,38 +322,6 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// `l.pop()`: the last item, `None` if the list is empty.
     pub fn pop(&self) -> Result<Option<T>> {
         self.obj.call(L_POP, |_| {}, maybe)
-    }
-
-    /// `l[index]`; Python's `IndexError` past the end.
-    pub fn get(&self, index: usize) -> Result<T> {
-        self.obj.call(
-            L_GET,
-            |out| wire::field_u64(out, index as u64),
-            |mut f| dec(f.take()?),
-        )
-    }
-
-    /// `l[index] = value`; Python's `IndexError` past the end.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
-        let v = enc(&value)?;
-        self.obj.call(
-            L_SET,
-            |out| {
-                wire::field_u64(out, index as u64);
-                wire::field(out, &v);
-            },
-            |_| Ok(()),
-        )
-    }
-
-    /// `len(l)`.
-    pub fn len(&self) -> Result<usize> {
-        self.obj.call(L_LEN, |_| {}, count)
-    }
-
-    /// `len(l) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
     }
 
     /// `l.extend(values)`, in one call.
@@ -330,23 +355,6 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     pub fn remove(&self, value: &T) -> Result<()> {
         let v = enc(value)?;
         self.obj.call(L_REMOVE, fields(&[&v]), |_| Ok(()))
-    }
-
-    /// `l[range]` (bounds past the end are the end, as Python's slices).
-    pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
-        self.obj.call(
-            L_SLICE,
-            |out| {
-                wire::field_u64(out, range.start as u64);
-                wire::field_u64(out, range.end as u64);
-            },
-            all,
-        )
-    }
-
-    /// `list(l)`: every item.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        self.slice(0..usize::MAX)
     }
 
     /// `l.clear()`.
@@ -1175,52 +1183,5 @@ impl<T> ArrayProxy<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
-    /// `a[index]`; Python's `IndexError` past the end.
-    pub fn get(&self, index: usize) -> Result<T> {
-        self.obj.call(
-            L_GET,
-            |out| wire::field_u64(out, index as u64),
-            |mut f| dec(f.take()?),
-        )
-    }
-
-    /// `a[index] = value`.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
-        let v = enc(&value)?;
-        self.obj.call(
-            L_SET,
-            |out| {
-                wire::field_u64(out, index as u64);
-                wire::field(out, &v);
-            },
-            |_| Ok(()),
-        )
-    }
-
-    /// `len(a)`.
-    pub fn len(&self) -> Result<usize> {
-        self.obj.call(L_LEN, |_| {}, count)
-    }
-
-    /// `len(a) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// `a[range]`.
-    pub fn slice(&self, range: Range<usize>) -> Result<Vec<T>> {
-        self.obj.call(
-            L_SLICE,
-            |out| {
-                wire::field_u64(out, range.start as u64);
-                wire::field_u64(out, range.end as u64);
-            },
-            all,
-        )
-    }
-
-    /// `a[:]`.
-    pub fn to_vec(&self) -> Result<Vec<T>> {
-        self.slice(0..usize::MAX)
-    }
+    indexed!("a");
 }

@@ -1330,19 +1330,19 @@ fn call(
             a.end()?;
             opt(out, l.pop().as_deref());
         }
-        (Object::List(l), L_GET) => {
+        (Object::List(l) | Object::Array(l), L_GET) => {
             let i = a.take_u64()?;
             a.end()?;
             let v = index(l, i)?;
             wire::field(out, &l[v]);
         }
-        (Object::List(l), L_SET) => {
+        (Object::List(l) | Object::Array(l), L_SET) => {
             let (i, v) = (a.take_u64()?, a.take()?);
             a.end()?;
             let i = index(l, i)?;
             l[i] = v.to_vec();
         }
-        (Object::List(l), L_LEN) => {
+        (Object::List(l) | Object::Array(l), L_LEN) => {
             a.end()?;
             wire::field_u64(out, l.len() as u64);
         }
@@ -1369,7 +1369,7 @@ fn call(
             };
             l.remove(i);
         }
-        (Object::List(l), L_SLICE) => {
+        (Object::List(l) | Object::Array(l), L_SLICE) => {
             let (from, to) = (a.take_u64()?, a.take_u64()?);
             a.end()?;
             // Python's slices: bounds past the end are the end.
@@ -1499,29 +1499,6 @@ fn call(
         (Object::Joinable { items, .. }, Q_LEN) => {
             a.end()?;
             wire::field_u64(out, items.len() as u64);
-        }
-        (Object::Array(l), L_GET) => {
-            let i = a.take_u64()?;
-            a.end()?;
-            let v = index(l, i)?;
-            wire::field(out, &l[v]);
-        }
-        (Object::Array(l), L_SET) => {
-            let (i, v) = (a.take_u64()?, a.take()?);
-            a.end()?;
-            let i = index(l, i)?;
-            l[i] = v.to_vec();
-        }
-        (Object::Array(l), L_LEN) => {
-            a.end()?;
-            wire::field_u64(out, l.len() as u64);
-        }
-        (Object::Array(l), L_SLICE) => {
-            let (from, to) = (a.take_u64()?, a.take_u64()?);
-            a.end()?;
-            let to = (to as usize).min(l.len());
-            let from = (from as usize).min(to);
-            l[from..to].iter().for_each(|v| wire::field(out, v));
         }
         (Object::Event(e), E_SET | E_CLEAR) => {
             a.end()?;

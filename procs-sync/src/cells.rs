@@ -41,13 +41,6 @@ impl<T: Pod> Clone for Cells<T> {
 /// not recorded: a `Value<u64>` read as a `Value<f64>` reads the same bytes).
 #[cfg(all(feature = "serde", not(loom)))]
 impl<T: Pod> Cells<T> {
-    pub(crate) fn serialize<S: serde::Serializer>(
-        &self,
-        s: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(self.raw.segment(), s)
-    }
-
     pub(crate) fn from_segment(
         seg: crate::Segment,
         kind: Kind,

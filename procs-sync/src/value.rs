@@ -441,20 +441,7 @@ impl<T: Pod, L: ConditionLock> Array<T, L> {
 #[cfg(all(feature = "serde", not(loom)))]
 impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Value<T, L> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct C<'a, T: Pod>(&'a Cells<T>);
-        impl<T: Pod> serde::Serialize for C<'_, T> {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                self.0.serialize(s)
-            }
-        }
-        let mut t = s.serialize_tuple(2)?;
-        t.serialize_element(&C(&self.cells))?;
-        t.serialize_element(&self.lock)?;
-        t.end()
+        serde::Serialize::serialize(&(self.cells.raw.segment(), &self.lock), s)
     }
 }
 
@@ -475,21 +462,8 @@ impl<'de, T: Pod, L: ConditionLock + serde::Deserialize<'de>> serde::Deserialize
 #[cfg(all(feature = "serde", not(loom)))]
 impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Array<T, L> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        struct C<'a, T: Pod>(&'a Cells<T>);
-        impl<T: Pod> serde::Serialize for C<'_, T> {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                self.0.serialize(s)
-            }
-        }
-        let mut t = s.serialize_tuple(3)?;
-        t.serialize_element(&C(&self.cells))?;
-        t.serialize_element(&(self.cells.len as u64))?;
-        t.serialize_element(&self.lock)?;
-        t.end()
+        let len = self.cells.len as u64;
+        serde::Serialize::serialize(&(self.cells.raw.segment(), len, &self.lock), s)
     }
 }
 
