@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::Engine;
+use crate::launch::Backend;
 use crate::error::{Error, Result};
 use crate::request::{RecvRequest, Request, Requests};
 use crate::{ANY_SOURCE, ANY_TAG, PROC_NULL, Status};
@@ -287,7 +288,8 @@ fn hostname() -> String {
 /// What every communicator of a rank shares: the engine, and the next
 /// context number this rank would offer for a new communicator.
 pub(crate) struct Core {
-    pub(crate) engine: RefCell<Engine>,
+    /// The shared-memory engine (none on the MPI backend).
+    pub(crate) engine: Option<RefCell<Engine>>,
     pub(crate) next_ctx: Cell<u32>,
     /// The number of collectives this rank made through the world's
     /// collective buffers (the next one is this plus one).
@@ -316,7 +318,23 @@ pub struct Comm {
     pub(crate) rank: i32,
     /// The number of collectives started on this communicator.
     pub(crate) seq: Cell<u32>,
+    /// The MPI communicator behind this one, on the MPI backend.
+    #[cfg(feature = "openmpi")]
+    pub(crate) mpi: Option<crate::openmpi::Mpi>,
 }
+
+/// Runs `$e` with `$m`, this communicator's MPI communicator, and returns
+/// its value, when the communicator is one of the MPI backend.
+macro_rules! via_mpi {
+    ($self:expr, $m:ident => $e:expr) => {
+        #[cfg(feature = "openmpi")]
+        if let Some($m) = $self.mpi.as_ref() {
+            return $e;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use via_mpi;
 
 impl std::fmt::Debug for Comm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -359,13 +377,35 @@ impl World {
         let n = engine.size();
         let rank = engine.rank as i32;
         let core = Rc::new(Core {
-            engine: RefCell::new(engine),
+            engine: Some(RefCell::new(engine)),
             next_ctx: Cell::new(1),
             world_colls: Cell::new(0),
         });
         World {
             comm: Comm::with_group(core, 0, (0..n).collect(), n, rank as usize),
         }
+    }
+
+    /// The world of an MPI job.
+    #[cfg(feature = "openmpi")]
+    pub(crate) fn over_mpi(mpi: crate::openmpi::Mpi) -> Result<World> {
+        let core = Rc::new(Core {
+            engine: None,
+            next_ctx: Cell::new(1),
+            world_colls: Cell::new(0),
+        });
+        Ok(World {
+            comm: Comm::over_mpi(&core, mpi)?,
+        })
+    }
+
+    /// The backend this world's communicators run on.
+    pub fn backend(&self) -> Backend {
+        #[cfg(feature = "openmpi")]
+        if self.comm.mpi.is_some() {
+            return Backend::Mpi;
+        }
+        Backend::SharedMemory
     }
 
     /// The largest message (in bytes) sent eagerly: a standard-mode send of
@@ -380,6 +420,7 @@ impl World {
     /// returns, and dropping the world does; calls after it fail.
     #[doc(alias = "Finalize")]
     pub fn finalize(&self) -> Result<()> {
+        via_mpi!(self.comm, _m => Ok(()));
         self.comm.engine().finalize()
     }
 }
@@ -390,7 +431,8 @@ impl Drop for World {
         // others learn of its end from its launcher (RankDied), not as a
         // finish.
         if !std::thread::panicking()
-            && let Ok(mut e) = self.comm.core.engine.try_borrow_mut()
+            && let Some(engine) = &self.comm.core.engine
+            && let Ok(mut e) = engine.try_borrow_mut()
         {
             let _ = e.finalize();
         }
@@ -418,11 +460,34 @@ impl Comm {
             group: group.into(),
             local: local.into(),
             seq: Cell::new(0),
+            #[cfg(feature = "openmpi")]
+            mpi: None,
         }
     }
 
+    /// A communicator over an MPI communicator (its group in world ranks).
+    #[cfg(feature = "openmpi")]
+    pub(crate) fn over_mpi(core: &Rc<Core>, mpi: crate::openmpi::Mpi) -> Result<Comm> {
+        let group = mpi.world_ranks()?;
+        let world_size = group.iter().max().map_or(0, |&w| w + 1);
+        let me = group[mpi.rank() as usize];
+        let mut c = Comm::with_group(core.clone(), 0, group, world_size, me);
+        c.mpi = Some(mpi);
+        Ok(c)
+    }
+
+    /// A communicator of this one's rank over `mpi`, made from it.
+    #[cfg(feature = "openmpi")]
+    pub(crate) fn from_mpi(&self, mpi: crate::openmpi::Mpi) -> Result<Comm> {
+        Comm::over_mpi(&self.core, mpi)
+    }
+
     pub(crate) fn engine(&self) -> std::cell::RefMut<'_, Engine> {
-        self.core.engine.borrow_mut()
+        self.core
+            .engine
+            .as_ref()
+            .expect("a call of the shared-memory backend on an MPI communicator")
+            .borrow_mut()
     }
 
     /// The world rank of this communicator's rank `r` (in range).
@@ -522,15 +587,26 @@ impl Communicator for Comm {
         self.group.len() as i32
     }
 
+    fn processor_name(&self) -> String {
+        via_mpi!(self, m => m.processor_name().unwrap_or_else(hostname));
+        hostname()
+    }
+
     fn abort(&self, code: i32) -> ! {
-        let engine = self.core.engine.borrow();
+        #[cfg(feature = "openmpi")]
+        if let Some(m) = &self.mpi {
+            m.abort(code)
+        }
+        let engine = self.engine();
         engine.job.set_aborted(engine.rank, code);
         std::process::exit(code)
     }
 
     fn send_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
         let tag = Self::send_tag(tag)?;
-        match self.dest(dest)? {
+        let d = self.dest(dest)?;
+        via_mpi!(self, m => d.map_or(Ok(()), |_| m.send(data, dest, tag, false)));
+        match d {
             None => Ok(()),
             Some(d) => self.here(self.engine().send(data, d, self.p2p(), tag, false)),
         }
@@ -538,7 +614,9 @@ impl Communicator for Comm {
 
     fn ssend_bytes(&self, data: &[u8], dest: i32, tag: i32) -> Result<()> {
         let tag = Self::send_tag(tag)?;
-        match self.dest(dest)? {
+        let d = self.dest(dest)?;
+        via_mpi!(self, m => d.map_or(Ok(()), |_| m.send(data, dest, tag, true)));
+        match d {
             None => Ok(()),
             Some(d) => self.here(self.engine().send(data, d, self.p2p(), tag, true)),
         }
@@ -546,7 +624,12 @@ impl Communicator for Comm {
 
     fn recv_bytes_into(&self, buf: &mut [u8], source: i32, tag: i32) -> Result<Status> {
         let tag = Self::recv_tag(tag)?;
-        match self.source(source)? {
+        let s = self.source(source)?;
+        via_mpi!(self, m => match s {
+            None => Ok(Status::proc_null()),
+            Some(_) => m.recv_into(buf, source, tag),
+        });
+        match s {
             None => Ok(Status::proc_null()),
             Some(s) => {
                 let r = self.here(self.engine().recv_into(buf, s, self.p2p(), tag));
@@ -557,7 +640,12 @@ impl Communicator for Comm {
 
     fn recv_bytes(&self, source: i32, tag: i32) -> Result<(Vec<u8>, Status)> {
         let tag = Self::recv_tag(tag)?;
-        match self.source(source)? {
+        let s = self.source(source)?;
+        via_mpi!(self, m => match s {
+            None => Ok((Vec::new(), Status::proc_null())),
+            Some(_) => m.recv_vec(source, tag),
+        });
+        match s {
             None => Ok((Vec::new(), Status::proc_null())),
             Some(s) => {
                 let (v, st) = self.here(self.engine().recv_vec(s, self.p2p(), tag))?;
@@ -568,7 +656,12 @@ impl Communicator for Comm {
 
     fn probe(&self, source: i32, tag: i32) -> Result<Status> {
         let tag = Self::recv_tag(tag)?;
-        match self.source(source)? {
+        let s = self.source(source)?;
+        via_mpi!(self, m => match s {
+            None => Ok(Status::proc_null()),
+            Some(_) => m.probe(source, tag),
+        });
+        match s {
             None => Ok(Status::proc_null()),
             Some(s) => {
                 let r = self.here(self.engine().probe(s, self.p2p(), tag));
@@ -579,7 +672,12 @@ impl Communicator for Comm {
 
     fn iprobe(&self, source: i32, tag: i32) -> Result<Option<Status>> {
         let tag = Self::recv_tag(tag)?;
-        match self.source(source)? {
+        let s = self.source(source)?;
+        via_mpi!(self, m => match s {
+            None => Ok(Some(Status::proc_null())),
+            Some(_) => m.iprobe(source, tag),
+        });
+        match s {
             None => Ok(Some(Status::proc_null())),
             Some(s) => Ok(self
                 .here(self.engine().iprobe(s, self.p2p(), tag))?
@@ -595,7 +693,12 @@ impl Communicator for Comm {
         synchronous: bool,
     ) -> Result<Request<'_>> {
         let tag = Self::send_tag(tag)?;
-        match self.dest(dest)? {
+        let d = self.dest(dest)?;
+        via_mpi!(self, m => match d {
+            None => Ok(Request::completed(m, Status::proc_null())),
+            Some(_) => Ok(Request::new(m, m.isend(data, dest, tag, synchronous)?)),
+        });
+        match d {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(d) => {
                 let id = self.here(self.engine().isend(data, d, self.p2p(), tag, synchronous))?;
@@ -606,7 +709,12 @@ impl Communicator for Comm {
 
     fn irecv_bytes(&self, source: i32, tag: i32, max_len: Option<usize>) -> Result<Request<'_>> {
         let tag = Self::recv_tag(tag)?;
-        match self.source(source)? {
+        let s = self.source(source)?;
+        via_mpi!(self, m => match s {
+            None => Ok(Request::completed(m, Status::proc_null())),
+            Some(_) => Ok(Request::new(m, m.irecv(source, tag, max_len)?)),
+        });
+        match s {
             None => Ok(Request::completed(self, Status::proc_null())),
             Some(s) => {
                 let id = self.here(self.engine().irecv(s, self.p2p(), tag, max_len))?;
@@ -636,7 +744,9 @@ impl Requests for Comm {
     }
 
     fn forget(&self, id: u64) {
-        if let Ok(mut e) = self.core.engine.try_borrow_mut() {
+        if let Some(engine) = &self.core.engine
+            && let Ok(mut e) = engine.try_borrow_mut()
+        {
             e.forget(id);
         }
     }

@@ -194,6 +194,22 @@ pub enum Error {
     /// The request was cancelled.
     #[error("the request was cancelled")]
     Cancelled,
+    /// A call of the MPI library failed (the MPI backend): MPI's error
+    /// class and message.
+    #[error("{call}: {message} (MPI error class {class})")]
+    Mpi {
+        /// The MPI function.
+        call: &'static str,
+        /// MPI's error class (`MPI_ERR_...`).
+        class: i32,
+        /// MPI's message for the error.
+        message: String,
+    },
+
+    /// A call this backend does not have.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// An operating system call failed.
     #[error("{what}: {source}")]
     Os {

@@ -48,6 +48,21 @@ fn env_flag(name: &str) -> Option<bool> {
 pub struct Config {
     detect: bool,
     single_copy: Option<bool>,
+    backend: Option<Backend>,
+}
+
+/// The transport under a job's communicators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// This crate's shared memory: ranks on one machine, started by
+    /// [`run`] or `procsrun`, with deadlock detection and dead-rank
+    /// reports.
+    SharedMemory,
+    /// A real MPI library (the `openmpi` feature), for jobs that `mpirun`
+    /// starts on one machine or many. A rank that dies ends the job, as
+    /// MPI does.
+    Mpi,
 }
 
 impl Default for Config {
@@ -63,7 +78,28 @@ impl Config {
         Config {
             detect: env_flag(ENV_DEADLOCK).unwrap_or(true),
             single_copy: env_flag(ENV_SINGLE_COPY),
+            backend: None,
         }
+    }
+
+    /// The backend [`init_with`] takes: `None` (the default) picks it from
+    /// how the program was started: under `mpirun` (with the `openmpi`
+    /// feature), MPI; under `procsrun` or alone, shared memory.
+    pub fn backend(mut self, backend: Option<Backend>) -> Config {
+        self.backend = backend;
+        self
+    }
+
+    /// The backend [`init_with`] would take here.
+    pub fn chosen_backend(&self) -> Backend {
+        if let Some(b) = self.backend {
+            return b;
+        }
+        #[cfg(feature = "openmpi")]
+        if std::env::var_os(ENV_FD).is_none() && crate::openmpi::launched_by_mpi() {
+            return Backend::Mpi;
+        }
+        Backend::SharedMemory
     }
 
     /// Whether a deadlock of every live rank is reported (on by default):
@@ -166,7 +202,7 @@ where
     F: Fn(&World) -> R + Send + Sync + 'static,
     R: Serialize + DeserializeOwned + Send,
 {
-    if std::env::var_os(ENV_FD).is_none() {
+    if std::env::var_os(ENV_FD).is_none() && Config::new().chosen_backend() != Backend::Mpi {
         return run(n, f);
     }
     let world = init()?;
@@ -350,6 +386,9 @@ pub fn init_with(cfg: &Config) -> Result<World> {
             "procs_mpi::init was already called in this process".into(),
         ));
     }
+    if cfg.chosen_backend() == Backend::Mpi {
+        return init_mpi();
+    }
     let Ok(fd) = std::env::var(ENV_FD) else {
         let job = Arc::new(Job::create(1, cfg.detect)?);
         return Ok(World::new(Engine::new(job, 0, false)));
@@ -384,6 +423,19 @@ pub fn init_with(cfg: &Config) -> Result<World> {
     }
     let single = cfg.single_copy_here();
     Ok(World::new(Engine::new(Arc::new(job), rank, single)))
+}
+
+#[cfg(feature = "openmpi")]
+fn init_mpi() -> Result<World> {
+    let session = crate::openmpi::Session::start()?;
+    World::over_mpi(crate::openmpi::Mpi::world(session)?)
+}
+
+#[cfg(not(feature = "openmpi"))]
+fn init_mpi() -> Result<World> {
+    Err(Error::Unsupported(
+        "the MPI backend needs procs-mpi's `openmpi` feature".into(),
+    ))
 }
 
 /// Creates a job segment of `n` ranks for a launcher, whose descriptor it

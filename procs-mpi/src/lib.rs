@@ -49,6 +49,8 @@ mod launch;
 mod measure;
 mod nonblocking;
 mod op;
+#[cfg(feature = "openmpi")]
+mod openmpi;
 mod request;
 mod topo;
 
@@ -58,7 +60,7 @@ pub use error::{Error, RankEnd, Result};
 pub use group::{Group, SplitType};
 pub use job::MAX_RANKS;
 pub use launch::{
-    Config, ENV_DEADLOCK, ENV_FD, ENV_RANK, ENV_SINGLE_COPY, ENV_SIZE, LauncherJob, init,
+    Backend, Config, ENV_DEADLOCK, ENV_FD, ENV_RANK, ENV_SINGLE_COPY, ENV_SIZE, LauncherJob, init,
     init_with, launcher_segment, run, run_all, run_or_join, single_copy_here,
 };
 pub use op::{Builtin, Element, ObjectOp, Op, ValueIndex};
