@@ -515,6 +515,15 @@ impl Comm {
         expect: Vec<u64>,
         buffers: bool,
     ) -> Result<Pending> {
+        // On the MPI backend every collective is MPI's own call; a round
+        // reached there is a failed argument (or a call MPI lacks).
+        #[cfg(feature = "openmpi")]
+        if self.mpi.is_some() {
+            return Err(match failed {
+                Some(why) => Error::Argument(format!("rank {}: {why}", self.rank)),
+                None => Error::Unsupported(format!("{} on the MPI backend", sig.describe())),
+            });
+        }
         let n = self.group.len();
         let me = self.rank as usize;
         let seq = self.next_seq();
@@ -612,6 +621,10 @@ impl Comm {
         expect: u64,
         mut each: impl FnMut(usize, &[u8]) -> Result<()>,
     ) -> Option<Result<()>> {
+        #[cfg(feature = "openmpi")]
+        if self.mpi.is_some() {
+            return None;
+        }
         let n = self.group.len();
         let me = self.rank as usize;
         let mut e = self.engine();
@@ -793,6 +806,8 @@ impl Comm {
     /// before it (`mine`): a failure anywhere fails every member, naming
     /// the rank that saw it.
     pub(crate) fn verdict(&self, mine: Option<Error>) -> Result<()> {
+        // MPI's v-form calls have no second round: their own checks stand.
+        crate::comm::via_mpi!(self, _m => mine.map_or(Ok(()), Err));
         let n = self.group.len();
         let failed = mine.map(|e| e.to_string());
         self.round(

@@ -18,9 +18,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::coll::{ANY_LEN, Kind, Sig, body, frame};
-use crate::comm::{Comm, decode, encode};
+use crate::comm::{Comm, decode, encode, via_mpi};
 use crate::error::{Error, Result};
 use crate::op::{Element, ObjectOp, Op};
+#[cfg(feature = "openmpi")]
+use crate::openmpi::Fold3;
 
 /// MPI's `IN_PLACE`: the send side of a buffer collective is the receive
 /// buffer itself (see each method).
@@ -277,7 +279,7 @@ impl Comm {
     }
 
     /// A root that is not a rank: a failure every member hears of.
-    fn bad_root(&self, root: i32) -> Option<String> {
+    pub(crate) fn bad_root(&self, root: i32) -> Option<String> {
         (root < 0 || root as usize >= self.n())
             .then(|| format!("root {root} is not a rank of {}", self.n()))
     }
@@ -308,6 +310,7 @@ impl Comm {
     /// Waits until every member has called it.
     #[doc(alias = "Barrier")]
     pub fn barrier(&self) -> Result<()> {
+        via_mpi!(self, m => m.barrier());
         let sig = Sig::new(Kind::Barrier);
         if let Some(done) = self.same_round(sig, &[], ANY_LEN, |_, _| Ok(())) {
             return done;
@@ -335,6 +338,7 @@ impl Comm {
     /// # Ok::<(), procs_mpi::Error>(())
     /// ```
     pub fn bcast<T: Serialize + DeserializeOwned>(&self, obj: Option<&T>, root: i32) -> Result<T> {
+        via_mpi!(self, m => self.mpi_bcast(m, obj, root));
         let sig = Sig::new(Kind::Bcast).root(root);
         let mut failed = self.bad_root(root);
         let mut out = self.empties();
@@ -377,6 +381,7 @@ impl Comm {
         objs: Option<&[T]>,
         root: i32,
     ) -> Result<T> {
+        via_mpi!(self, m => self.mpi_scatter(m, objs, root));
         let sig = Sig::new(Kind::Scatter).root(root);
         let mut failed = self.bad_root(root);
         let mut out = self.empties();
@@ -432,6 +437,7 @@ impl Comm {
     fn gathered<T: Serialize>(&self, sig: Sig, obj: &T, root: i32) -> Result<Option<Vec<Vec<u8>>>> {
         let failed = self.bad_root(root);
         let own = encode(obj)?;
+        via_mpi!(self, failed, m => m.gather_vecs(&own, root));
         if failed.is_none() {
             // Every member's object to every member: the root keeps them.
             let mut parts = Vec::new();
@@ -468,6 +474,7 @@ impl Comm {
     /// The encodings of every rank's `obj`, in rank order, on every rank.
     fn all_gathered<T: Serialize>(&self, sig: Sig, obj: &T) -> Result<Vec<Vec<u8>>> {
         let own = encode(obj)?;
+        via_mpi!(self, m => m.allgather_vecs(&own));
         let mut parts = Vec::with_capacity(self.n());
         let done = self.same_round(sig, &own, ANY_LEN, |_, part| {
             parts.push(part.to_vec());
@@ -501,6 +508,7 @@ impl Comm {
     /// Sends `objs[j]` to rank `j` (one object per rank) and returns what
     /// each rank sent this one, in rank order.
     pub fn alltoall<T: Serialize + DeserializeOwned>(&self, objs: &[T]) -> Result<Vec<T>> {
+        via_mpi!(self, m => self.mpi_alltoall(m, objs));
         let sig = Sig::new(Kind::Alltoall);
         let mut out = self.empties();
         let mut failed = None;
@@ -616,6 +624,12 @@ impl Comm {
     /// object to the ranks above it.
     fn prefix_parts<T: Serialize>(&self, sig: Sig, obj: &T) -> Result<Vec<Vec<u8>>> {
         let own = encode(obj)?;
+        // Objects have no fixed size for MPI_Scan: every rank's encoding to
+        // every rank, of which each keeps those up to its own.
+        via_mpi!(self, m => m.allgather_vecs(&own).map(|mut all| {
+            all.truncate(self.me() + 1);
+            all
+        }));
         let mut out = self.empties();
         for o in out.iter_mut().skip(self.me() + 1) {
             *o = frame(&own);
@@ -639,6 +653,7 @@ impl Comm {
     /// length on every rank).
     #[doc(alias = "Bcast")]
     pub fn bcast_buf<T: Pod>(&self, buf: &mut [T], root: i32) -> Result<()> {
+        via_mpi!(self, self.bad_root(root), m => m.bcast_bytes(bytemuck::cast_slice_mut(buf), root));
         let (sig, failed, out, expect) = self.bcast_round(as_bytes(buf), root);
         let got = self.round(sig, failed, out, expect)?;
         if self.rank != root {
@@ -726,32 +741,51 @@ impl Comm {
     ) -> Result<Option<Error>> {
         let n = self.n();
         let mut failed = self.bad_root(root);
-        let mut out = self.empties();
-        let mut expect = self.any_len();
         if failed.is_none() {
             if self.rank == root {
                 match send {
                     None => failed = Some("the root passed no buffer to scatter".into()),
                     Some((s, counts, displs)) => {
                         failed = check_layout(counts, displs, s.len(), n);
-                        if failed.is_none() {
-                            for j in (0..n).filter(|&j| j != self.me()) {
-                                out[j] = frame(as_bytes(&s[displs[j]..displs[j] + counts[j]]));
-                            }
-                            if let Some(r) = &recv
-                                && r.len() != counts[self.me()]
-                            {
-                                failed = Some(format!(
-                                    "the root's receive buffer holds {} elements, its part {}",
-                                    r.len(),
-                                    counts[self.me()]
-                                ));
-                            }
+                        if failed.is_none()
+                            && let Some(r) = &recv
+                            && r.len() != counts[self.me()]
+                        {
+                            failed = Some(format!(
+                                "the root's receive buffer holds {} elements, its part {}",
+                                r.len(),
+                                counts[self.me()]
+                            ));
                         }
                     }
                 }
             } else if recv.is_none() {
                 failed = Some("IN_PLACE is for the root alone".into());
+            }
+        }
+        via_mpi!(self, failed, m => {
+            let at_root = if self.rank == root { send } else { None };
+            match recv {
+                Some(r) => m.scatterv_buf(at_root, r, root),
+                // IN_PLACE at the root: its part stays; MPI gets a copy.
+                None => {
+                    let (s, counts, displs) = send.expect("checked above");
+                    let me = self.me();
+                    let mut own = s[displs[me]..displs[me] + counts[me]].to_vec();
+                    m.scatterv_buf(at_root, &mut own, root)
+                }
+            }
+            .map(|()| None)
+        });
+        let mut out = self.empties();
+        let mut expect = self.any_len();
+        if failed.is_none() {
+            if self.rank == root {
+                if let Some((s, counts, displs)) = send {
+                    for j in (0..n).filter(|&j| j != self.me()) {
+                        out[j] = frame(as_bytes(&s[displs[j]..displs[j] + counts[j]]));
+                    }
+                }
             } else {
                 expect[root as usize] = (k * size_of::<T>()) as u64;
             }
@@ -828,35 +862,53 @@ impl Comm {
     ) -> Result<Option<Error>> {
         let n = self.n();
         let mut failed = self.bad_root(root);
-        let mut out = self.empties();
-        let mut expect = self.any_len();
         if failed.is_none() {
             if self.rank == root {
                 match &recv {
                     None => failed = Some("the root passed no buffer to gather into".into()),
                     Some((r, counts, displs)) => {
                         failed = check_layout(counts, displs, r.len(), n);
-                        if failed.is_none() {
-                            for j in (0..n).filter(|&j| j != self.me()) {
-                                expect[j] = (counts[j] * size_of::<T>()) as u64;
-                            }
-                            if let SendBuf::Slice(s) = send
-                                && s.len() != counts[self.me()]
-                            {
-                                failed = Some(format!(
-                                    "the root sends {} elements, its part is {}",
-                                    s.len(),
-                                    counts[self.me()]
-                                ));
-                            }
+                        if failed.is_none()
+                            && let SendBuf::Slice(s) = send
+                            && s.len() != counts[self.me()]
+                        {
+                            failed = Some(format!(
+                                "the root sends {} elements, its part is {}",
+                                s.len(),
+                                counts[self.me()]
+                            ));
                         }
                     }
                 }
-            } else {
-                match send {
-                    SendBuf::Slice(s) => out[root as usize] = frame(as_bytes(s)),
-                    SendBuf::InPlace => failed = Some("IN_PLACE is for the root alone".into()),
+            } else if let SendBuf::InPlace = send {
+                failed = Some("IN_PLACE is for the root alone".into());
+            }
+        }
+        via_mpi!(self, failed, m => {
+            let recv = if self.rank == root { recv } else { None };
+            match (send, recv) {
+                (SendBuf::Slice(s), recv) => m.gatherv_buf(s, recv, root),
+                // IN_PLACE at the root: MPI gets a copy of its part.
+                (SendBuf::InPlace, Some((r, counts, displs))) => {
+                    let me = self.me();
+                    let own = r[displs[me]..displs[me] + counts[me]].to_vec();
+                    m.gatherv_buf(&own, Some((r, counts, displs)), root)
                 }
+                (SendBuf::InPlace, None) => unreachable!("checked above"),
+            }
+            .map(|()| None)
+        });
+        let mut out = self.empties();
+        let mut expect = self.any_len();
+        if failed.is_none() {
+            if self.rank == root {
+                if let Some((_, counts, _)) = &recv {
+                    for j in (0..n).filter(|&j| j != self.me()) {
+                        expect[j] = (counts[j] * size_of::<T>()) as u64;
+                    }
+                }
+            } else if let SendBuf::Slice(s) = send {
+                out[root as usize] = frame(as_bytes(s));
             }
         }
         let p = self.start_round(sig, failed, out, expect)?;
@@ -944,7 +996,22 @@ impl Comm {
                     mine.len(),
                     counts[me]
                 ));
-            } else {
+            }
+        }
+        via_mpi!(self, failed, m => match send {
+            SendBuf::Slice(s) => m.allgatherv_buf(s, recv, counts, displs),
+            // IN_PLACE: MPI gets a copy of this rank's part.
+            SendBuf::InPlace => {
+                let own = recv[displs[me]..displs[me] + counts[me]].to_vec();
+                m.allgatherv_buf(&own, recv, counts, displs)
+            }
+        });
+        if failed.is_none() {
+            let mine: &[T] = match send {
+                SendBuf::Slice(s) => s,
+                SendBuf::InPlace => &recv[displs[me]..displs[me] + counts[me]],
+            };
+            {
                 out = self.to_all(as_bytes(mine));
                 for (j, e) in expect.iter_mut().enumerate() {
                     *e = (counts[j] * size_of::<T>()) as u64;
@@ -1043,6 +1110,18 @@ impl Comm {
                 scounts[me], rcounts[me]
             ));
         }
+        via_mpi!(self, failed, m => {
+            let copy;
+            let src = match send {
+                SendBuf::Slice(s) => s,
+                // IN_PLACE: MPI gets a copy of what is sent.
+                SendBuf::InPlace => {
+                    copy = recv.to_vec();
+                    &copy[..]
+                }
+            };
+            m.alltoallv_buf(src, scounts, sdispls, recv, rcounts, rdispls).map(|()| None)
+        });
         let mut out = self.empties();
         let mut expect = self.any_len();
         let mut own = Vec::new();
@@ -1103,21 +1182,34 @@ impl Comm {
             .count(k)
             .op(op.code())
             .buffer();
-        let mut out = self.empties();
-        let mut expect = self.any_len();
         let is_root = self.rank == root;
         if failed.is_none() {
-            match (&send, &recv) {
-                (SendBuf::InPlace, _) if !is_root => {
-                    failed = Some("IN_PLACE is for the root alone".into())
-                }
-                (_, None) if is_root => {
-                    failed = Some("the root passed no buffer to reduce into".into())
-                }
+            failed = match (&send, &recv) {
+                (SendBuf::InPlace, _) if !is_root => Some("IN_PLACE is for the root alone".into()),
+                (_, None) if is_root => Some("the root passed no buffer to reduce into".into()),
                 (_, Some(r)) if is_root && r.len() != k => {
-                    failed = Some(format!("reduce of {k} elements into {}", r.len()))
+                    Some(format!("reduce of {k} elements into {}", r.len()))
                 }
-                (SendBuf::Slice(s), _) if !is_root => out[root as usize] = frame(as_bytes(s)),
+                _ => None,
+            };
+        }
+        via_mpi!(self, failed, m => {
+            let recv = if is_root { recv } else { None };
+            match (send, recv) {
+                (SendBuf::Slice(s), r) => m.reduce_buf(s, r, &op, root),
+                // IN_PLACE at the root: MPI gets a copy of its input.
+                (SendBuf::InPlace, Some(r)) => {
+                    let own = r.to_vec();
+                    m.reduce_buf(&own, Some(r), &op, root)
+                }
+                (SendBuf::InPlace, None) => unreachable!("checked above"),
+            }
+        });
+        let mut out = self.empties();
+        let mut expect = self.any_len();
+        if failed.is_none() {
+            match &send {
+                SendBuf::Slice(s) if !is_root => out[root as usize] = frame(as_bytes(s)),
                 _ => {
                     for (j, e) in expect.iter_mut().enumerate() {
                         if j != self.me() {
@@ -1171,6 +1263,13 @@ impl Comm {
         {
             failed = Some(format!("allreduce of {} elements into {k}", s.len()));
         }
+        via_mpi!(self, failed, m => match send {
+            SendBuf::Slice(s) => m.fold_buf(Fold3::All, s, recv, &op),
+            SendBuf::InPlace => {
+                let own = recv.to_vec();
+                m.fold_buf(Fold3::All, &own, recv, &op)
+            }
+        });
         if failed.is_none() && k * size_of::<T>() > LARGE && self.n() > 1 {
             return self.allreduce_large(sig, &send, recv, &op);
         }
@@ -1498,6 +1597,19 @@ impl Comm {
         {
             failed = Some(format!("{} of {} elements into {k}", kind.name(), s.len()));
         }
+        via_mpi!(self, failed, m => {
+            let which = if kind == Kind::Scan { Fold3::Scan } else { Fold3::Exscan };
+            let own = Self::input(&send, recv);
+            // MPI leaves rank 0's receive buffer of an exscan undefined;
+            // here it is left as it was.
+            let keep = (which == Fold3::Exscan && self.rank == 0).then(|| recv.to_vec());
+            let own = own.into_owned();
+            m.fold_buf(which, &own, recv, &op)?;
+            if let Some(k) = keep {
+                recv.copy_from_slice(&k);
+            }
+            Ok(())
+        });
         let own = Self::input(&send, recv).into_owned();
         let me = self.me();
         let mut out = self.empties();
@@ -1608,6 +1720,14 @@ impl Comm {
                 ));
             }
         }
+        via_mpi!(self, failed, m => {
+            let mine = &mut recv[..counts[me]];
+            if counts.iter().all(|&c| c == counts[0]) {
+                m.reduce_scatter_block_buf(&src, mine, &op)
+            } else {
+                m.reduce_scatter_buf(&src, mine, counts, &op)
+            }
+        });
         let mut out = self.empties();
         let mut expect = self.any_len();
         if failed.is_none() {

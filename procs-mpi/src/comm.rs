@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::engine::Engine;
-use crate::launch::Backend;
 use crate::error::{Error, Result};
+use crate::launch::Backend;
 use crate::request::{RecvRequest, Request, Requests};
 use crate::{ANY_SOURCE, ANY_TAG, PROC_NULL, Status};
 
@@ -325,6 +325,8 @@ pub struct Comm {
 
 /// Runs `$e` with `$m`, this communicator's MPI communicator, and returns
 /// its value, when the communicator is one of the MPI backend.
+/// With `$failed` (an `Option<String>` of this rank's failed arguments),
+/// a failure returns as [`Error::Argument`] before MPI is called.
 macro_rules! via_mpi {
     ($self:expr, $m:ident => $e:expr) => {
         #[cfg(feature = "openmpi")]
@@ -332,8 +334,19 @@ macro_rules! via_mpi {
             return $e;
         }
     };
+    ($self:expr, $failed:expr, $m:ident => $e:expr) => {
+        #[cfg(feature = "openmpi")]
+        if let Some($m) = $self.mpi.as_ref() {
+            if let Some(why) = &$failed {
+                return Err($crate::Error::Argument(format!(
+                    "rank {}: {why}",
+                    $self.rank
+                )));
+            }
+            return $e;
+        }
+    };
 }
-#[allow(unused_imports)]
 pub(crate) use via_mpi;
 
 impl std::fmt::Debug for Comm {
@@ -410,8 +423,11 @@ impl World {
 
     /// The largest message (in bytes) sent eagerly: a standard-mode send of
     /// up to this many bytes returns without waiting for its receiver (while
-    /// the ring towards it has room); a larger one waits for a receive.
+    /// the ring towards it has room); a larger one waits for a receive. On
+    /// the MPI backend, 0: the MPI library chooses, and no send is known to
+    /// return before its receive.
     pub fn eager_limit(&self) -> usize {
+        via_mpi!(self.comm, _m => 0);
         self.comm.engine().eager_limit()
     }
 
@@ -478,7 +494,7 @@ impl Comm {
 
     /// A communicator of this one's rank over `mpi`, made from it.
     #[cfg(feature = "openmpi")]
-    pub(crate) fn from_mpi(&self, mpi: crate::openmpi::Mpi) -> Result<Comm> {
+    pub(crate) fn derived(&self, mpi: crate::openmpi::Mpi) -> Result<Comm> {
         Comm::over_mpi(&self.core, mpi)
     }
 

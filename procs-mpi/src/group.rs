@@ -7,7 +7,7 @@
 //! member in common, so their messages never meet.
 
 use crate::coll::{Kind, Sig, body, frame};
-use crate::comm::Comm;
+use crate::comm::{Comm, via_mpi};
 use crate::error::{Error, Result};
 use crate::{PROC_NULL, UNDEFINED};
 
@@ -183,6 +183,7 @@ impl Comm {
     /// kept apart from its caller's). Every member calls it.
     #[doc(alias = "Dup")]
     pub fn dup(&self) -> Result<Comm> {
+        via_mpi!(self, m => self.derived(m.dup()?));
         let (_, ctx) = self.agree(Kind::Dup, &[])?;
         Ok(self.member_of(ctx, self.group.to_vec()))
     }
@@ -211,6 +212,7 @@ impl Comm {
                 "color {color}: colors are 0 or more, or UNDEFINED"
             )));
         }
+        via_mpi!(self, m => m.split(color, key)?.map(|c| self.derived(c)).transpose());
         let mut extra = color.to_le_bytes().to_vec();
         extra.extend_from_slice(&key.to_le_bytes());
         let (extras, ctx) = self.agree(Kind::Split, &extra)?;
@@ -235,6 +237,9 @@ impl Comm {
     /// `key`.
     #[doc(alias = "Split_type")]
     pub fn split_type(&self, kind: SplitType, key: i32) -> Result<Option<Comm>> {
+        via_mpi!(self, m => match kind {
+            SplitType::Shared => m.split_shared(key)?.map(|c| self.derived(c)).transpose(),
+        });
         match kind {
             SplitType::Shared => self.split(0, key),
         }
@@ -245,6 +250,20 @@ impl Comm {
     /// member of this communicator calls it.
     #[doc(alias = "Create")]
     pub fn create(&self, group: &Group) -> Result<Option<Comm>> {
+        via_mpi!(self, m => {
+            let mut ranks = Vec::with_capacity(group.ranks.len());
+            for &w in &group.ranks {
+                match self.local.get(w) {
+                    Some(&l) if l >= 0 => ranks.push(l),
+                    _ => {
+                        return Err(Error::Argument(format!(
+                            "create: world rank {w} is not in this communicator"
+                        )));
+                    }
+                }
+            }
+            m.create(&ranks)?.map(|c| self.derived(c)).transpose()
+        });
         let list: Vec<u8> = group
             .ranks
             .iter()

@@ -51,6 +51,8 @@ mod nonblocking;
 mod op;
 #[cfg(feature = "openmpi")]
 mod openmpi;
+#[cfg(feature = "openmpi")]
+mod over_mpi;
 mod request;
 mod topo;
 

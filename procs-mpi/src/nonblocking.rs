@@ -10,7 +10,7 @@
 
 use crate::coll::{ANY_LEN, Kind, Pending, Sig, body, frame};
 use crate::collective::{as_bytes, copy_into, fold};
-use crate::comm::Comm;
+use crate::comm::{Comm, via_mpi};
 use crate::error::Result;
 use crate::op::{Element, Op};
 use crate::request::Request;
@@ -111,6 +111,7 @@ impl Comm {
     /// ```
     #[doc(alias = "Ibarrier")]
     pub fn ibarrier(&self) -> Result<Request<'_>> {
+        via_mpi!(self, m => Ok(Request::new(m, m.ibarrier()?)));
         let n = self.group.len();
         Nonblocking::start(
             self,
@@ -142,6 +143,11 @@ impl Comm {
         buf: &'a mut [T],
         root: i32,
     ) -> Result<Request<'a>> {
+        via_mpi!(self, self.bad_root(root), m => {
+            let id = m.ibcast(as_bytes(buf).to_vec(), root)?;
+            let elem = std::mem::size_of::<T>();
+            Ok(Request::new(m, id).into_buffer(bytemuck::cast_slice_mut(buf), elem))
+        });
         let (mut sig, failed, out, expect) = self.bcast_round(as_bytes(buf), root);
         sig.kind = Kind::Ibcast;
         let me = self.rank;
@@ -185,6 +191,11 @@ impl Comm {
         if failed.is_none() && send.len() != k {
             failed = Some(format!("iallreduce of {} elements into {k}", send.len()));
         }
+        via_mpi!(self, failed, m => {
+            let id = m.iallreduce(send.to_vec(), &op)?;
+            let elem = std::mem::size_of::<T>();
+            Ok(Request::new(m, id).into_buffer(bytemuck::cast_slice_mut(recv), elem))
+        });
         let own = as_bytes(send).to_vec();
         let mut expect = vec![ANY_LEN; n];
         let out = if failed.is_none() {

@@ -44,14 +44,9 @@ use crate::{ANY_SOURCE, ANY_TAG, PROC_NULL, Status, UNDEFINED};
 /// Whether this process was started by an MPI launcher (`mpirun`,
 /// `mpiexec`, `srun`): its environment names a rank.
 pub(crate) fn launched_by_mpi() -> bool {
-    [
-        "OMPI_COMM_WORLD_SIZE",
-        "PMIX_RANK",
-        "PMI_RANK",
-        "PMI_SIZE",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
 }
 
 /// MPI initialized for this process; finalized when the last communicator
@@ -64,9 +59,8 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn start() -> Result<Rc<Session>> {
-        let universe = mpi::initialize().ok_or_else(|| {
-            Error::Job("MPI was already initialized in this process".into())
-        })?;
+        let universe = mpi::initialize()
+            .ok_or_else(|| Error::Job("MPI was already initialized in this process".into()))?;
         Ok(Rc::new(Session {
             _universe: universe,
             user_ops: [Cell::new(None), Cell::new(None)],
@@ -134,12 +128,8 @@ fn is_truncate(e: &Error) -> bool {
 
 /// A count as MPI takes it.
 fn count(n: usize) -> Result<c_int> {
-    c_int::try_from(n).map_err(|_| {
-        Error::Argument(format!(
-            "{n} elements: MPI counts go up to {}",
-            c_int::MAX
-        ))
-    })
+    c_int::try_from(n)
+        .map_err(|_| Error::Argument(format!("{n} elements: MPI counts go up to {}", c_int::MAX)))
 }
 
 fn counts(ns: &[usize]) -> Result<Vec<c_int>> {
@@ -154,7 +144,8 @@ fn bytes() -> ffi::MPI_Datatype {
 /// MPI's type for `T`, if it has one this crate's reductions agree with.
 fn predefined<T: 'static>() -> Option<ffi::MPI_Datatype> {
     let t = TypeId::of::<T>();
-    // SAFETY (every read below): MPI's predefined handles, set at load time.
+    // SAFETY: every read below is of an MPI predefined handle, set at
+    // load time.
     unsafe {
         Some(match () {
             _ if t == TypeId::of::<i8>() => ffi::RSMPI_INT8_T,
@@ -173,7 +164,7 @@ fn predefined<T: 'static>() -> Option<ffi::MPI_Datatype> {
 }
 
 fn predefined_op(b: Builtin) -> Option<ffi::MPI_Op> {
-    // SAFETY (every read below): MPI's predefined handles.
+    // SAFETY: every read below is of an MPI predefined handle.
     unsafe {
         Some(match b {
             Builtin::Sum => ffi::RSMPI_SUM,
@@ -314,10 +305,44 @@ enum Pending {
     /// A receive of any length, matched by a probe when it is waited for
     /// or tested.
     Probe { source: c_int, tag: c_int },
-    /// A collective, and what it keeps alive (its input, its reduction).
-    Coll(ffi::MPI_Request, #[allow(dead_code)] Box<dyn std::any::Any>),
+    /// A collective, and what it keeps alive (its buffers, its reduction)
+    /// until it completes; then its result's bytes.
+    Coll(ffi::MPI_Request, Box<dyn Kept>),
     /// Completed, until taken.
     Done(Completion),
+}
+
+/// What a nonblocking collective keeps while MPI works on it; its result
+/// once it completes.
+trait Kept {
+    fn into_bytes(self: Box<Self>) -> Vec<u8>;
+}
+
+impl Kept for () {
+    fn into_bytes(self: Box<Self>) -> Vec<u8> {
+        Vec::new()
+    }
+}
+
+impl Kept for Vec<u8> {
+    fn into_bytes(self: Box<Self>) -> Vec<u8> {
+        *self
+    }
+}
+
+/// A nonblocking reduction's buffers and operation.
+struct Reduced<T> {
+    #[allow(dead_code)]
+    send: Vec<T>,
+    recv: Vec<T>,
+    #[allow(dead_code)]
+    red: Reduction,
+}
+
+impl<T: Element> Kept for Reduced<T> {
+    fn into_bytes(self: Box<Self>) -> Vec<u8> {
+        bytemuck::cast_slice(&self.recv).to_vec()
+    }
 }
 
 /// A communicator of the MPI backend.
@@ -359,7 +384,9 @@ impl Drop for Mpi {
 fn status_of(st: &ffi::MPI_Status) -> Result<Status> {
     let mut n: c_int = 0;
     // SAFETY: `st` is a status MPI filled; MPI_Get_count writes `n`.
-    check("MPI_Get_count", unsafe { ffi::MPI_Get_count(st, bytes(), &mut n) })?;
+    check("MPI_Get_count", unsafe {
+        ffi::MPI_Get_count(st, bytes(), &mut n)
+    })?;
     Ok(Status::new(st.MPI_SOURCE, st.MPI_TAG, n.max(0) as usize))
 }
 
@@ -440,10 +467,6 @@ impl Mpi {
         self.rank
     }
 
-    pub(crate) fn size(&self) -> i32 {
-        self.size
-    }
-
     /// The world ranks of this communicator's ranks, in its rank order.
     pub(crate) fn world_ranks(&self) -> Result<Vec<usize>> {
         let mut mine = std::mem::MaybeUninit::<ffi::MPI_Group>::uninit();
@@ -453,7 +476,10 @@ impl Mpi {
         // SAFETY: the groups are written by MPI_Comm_group before they are
         // read and freed once each; `ranks` and `out` hold `size` entries.
         unsafe {
-            check("MPI_Comm_group", ffi::MPI_Comm_group(self.comm, mine.as_mut_ptr()))?;
+            check(
+                "MPI_Comm_group",
+                ffi::MPI_Comm_group(self.comm, mine.as_mut_ptr()),
+            )?;
             let mut mine = mine.assume_init();
             let r = check(
                 "MPI_Comm_group",
@@ -567,7 +593,13 @@ impl Mpi {
         let mut st = new_status();
         // SAFETY: MPI writes the message handle and the status.
         check("MPI_Mprobe", unsafe {
-            ffi::MPI_Mprobe(any(source), any_tag(tag), self.comm, msg.as_mut_ptr(), &mut st)
+            ffi::MPI_Mprobe(
+                any(source),
+                any_tag(tag),
+                self.comm,
+                msg.as_mut_ptr(),
+                &mut st,
+            )
         })?;
         // SAFETY: written by the successful probe.
         self.mrecv(unsafe { msg.assume_init() }, &st)
@@ -611,9 +643,15 @@ impl Mpi {
         unsafe {
             let (p, r) = (data.as_ptr().cast(), req.as_mut_ptr());
             if sync {
-                check("MPI_Issend", ffi::MPI_Issend(p, n, bytes(), dest, tag, self.comm, r))?;
+                check(
+                    "MPI_Issend",
+                    ffi::MPI_Issend(p, n, bytes(), dest, tag, self.comm, r),
+                )?;
             } else {
-                check("MPI_Isend", ffi::MPI_Isend(p, n, bytes(), dest, tag, self.comm, r))?;
+                check(
+                    "MPI_Isend",
+                    ffi::MPI_Isend(p, n, bytes(), dest, tag, self.comm, r),
+                )?;
             }
         }
         // SAFETY: written by the successful call.
@@ -647,16 +685,20 @@ impl Mpi {
     }
 
     /// Registers a collective started with `req`, keeping `keep` alive.
-    fn add_coll(&self, req: ffi::MPI_Request, keep: Box<dyn std::any::Any>) -> u64 {
+    fn add_coll(&self, req: ffi::MPI_Request, keep: Box<dyn Kept>) -> u64 {
         self.add(Pending::Coll(req, keep))
     }
 
     /// The completion of a finished request.
     fn completed(p: Pending, st: &ffi::MPI_Status, code: c_int, call: &'static str) -> Completion {
         match p {
-            Pending::Send(..) | Pending::Coll(..) => {
+            Pending::Send(..) => {
                 check(call, code)?;
                 Ok((Status::empty(), Vec::new()))
+            }
+            Pending::Coll(_, kept) => {
+                check(call, code)?;
+                Ok((Status::empty(), kept.into_bytes()))
             }
             Pending::Recv(_, mut buf) => {
                 if let Err(e) = check(call, code) {
@@ -668,9 +710,9 @@ impl Mpi {
                     }
                     return Err(e);
                 }
-                // SAFETY (reading the cancelled flag): `st` is a status the
-                // completed request filled.
                 let mut cancelled: c_int = 0;
+                // SAFETY: `st` is a status the completed request filled;
+                // MPI writes the flag.
                 unsafe { ffi::MPI_Test_cancelled(st, &mut cancelled) };
                 if cancelled != 0 {
                     return Err(Error::Cancelled);
@@ -697,13 +739,21 @@ impl Mpi {
                 let mut flag: c_int = 0;
                 // SAFETY: MPI writes the flag, the message and the status.
                 check("MPI_Improbe", unsafe {
-                    ffi::MPI_Improbe(*source, *tag, self.comm, &mut flag, msg.as_mut_ptr(), &mut st)
+                    ffi::MPI_Improbe(
+                        *source,
+                        *tag,
+                        self.comm,
+                        &mut flag,
+                        msg.as_mut_ptr(),
+                        &mut st,
+                    )
                 })?;
                 if flag == 0 {
                     return Ok(false);
                 }
                 // SAFETY: the probe matched, so it wrote the message handle.
-                self.mrecv(unsafe { msg.assume_init() }, &st).map(|(v, st)| (st, v))
+                self.mrecv(unsafe { msg.assume_init() }, &st)
+                    .map(|(v, st)| (st, v))
             }
             Pending::Send(req, _) | Pending::Recv(req, _) | Pending::Coll(req, _) => {
                 let mut st = new_status();
@@ -727,7 +777,9 @@ impl Mpi {
         match p {
             None => Ok((Status::empty(), Vec::new())),
             Some(Pending::Done(c)) => c,
-            Some(Pending::Probe { source, tag }) => self.recv_vec(source, tag).map(|(v, st)| (st, v)),
+            Some(Pending::Probe { source, tag }) => {
+                self.recv_vec(source, tag).map(|(v, st)| (st, v))
+            }
             Some(mut p) => {
                 let mut st = new_status();
                 let code = match &mut p {
@@ -753,7 +805,13 @@ impl Mpi {
     pub(crate) fn bcast_bytes(&self, buf: &mut [u8], root: i32) -> Result<()> {
         // SAFETY: `buf` is writable for its length, the count.
         check("MPI_Bcast", unsafe {
-            ffi::MPI_Bcast(buf.as_mut_ptr().cast(), count(buf.len())?, bytes(), root, self.comm)
+            ffi::MPI_Bcast(
+                buf.as_mut_ptr().cast(),
+                count(buf.len())?,
+                bytes(),
+                root,
+                self.comm,
+            )
         })
     }
 
@@ -763,7 +821,10 @@ impl Mpi {
         self.bcast_bytes(bytemuck::cast_slice_mut(&mut len), root)?;
         let mut v = match data {
             Some(v) if self.rank == root => v,
-            _ => vec![0u8; usize::try_from(len[0]).map_err(|_| Error::OutOfMemory { len: usize::MAX })?],
+            _ => vec![
+                0u8;
+                usize::try_from(len[0]).map_err(|_| Error::OutOfMemory { len: usize::MAX })?
+            ],
         };
         self.bcast_bytes(&mut v, root)?;
         Ok(v)
@@ -789,7 +850,8 @@ impl Mpi {
             )
         })?;
         let displs = displacements(&lens)?;
-        let total = displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
+        let total =
+            displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
         let mut all = vec![0u8; if at_root { total } else { 0 }];
         // SAFETY: `mine` is readable for its length; at the root `all` holds
         // the sum of the lengths, laid out by `displs`.
@@ -827,7 +889,8 @@ impl Mpi {
             )
         })?;
         let displs = displacements(&lens)?;
-        let total = displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
+        let total =
+            displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
         let mut all = vec![0u8; total];
         // SAFETY: `all` holds every rank's bytes, laid out by `displs`.
         check("MPI_Allgatherv", unsafe {
@@ -892,7 +955,10 @@ impl Mpi {
     /// Part `j` of `parts` to rank `j`; what each rank sent this one.
     pub(crate) fn alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let n = self.size as usize;
-        let slens: Vec<c_int> = parts.iter().map(|v| count(v.len())).collect::<Result<_>>()?;
+        let slens: Vec<c_int> = parts
+            .iter()
+            .map(|v| count(v.len()))
+            .collect::<Result<_>>()?;
         let mut rlens = vec![0 as c_int; n];
         // SAFETY: one int to and from each rank.
         check("MPI_Alltoall", unsafe {
@@ -972,7 +1038,9 @@ impl Mpi {
         let send: &[u8] = bytemuck::cast_slice(send);
         let (rp, rc, rdd) = match recv {
             Some((r, c, d)) => (
-                bytemuck::cast_slice_mut::<T, u8>(r).as_mut_ptr().cast::<c_void>(),
+                bytemuck::cast_slice_mut::<T, u8>(r)
+                    .as_mut_ptr()
+                    .cast::<c_void>(),
                 scaled(c, w)?,
                 scaled(d, w)?,
             ),
@@ -1159,18 +1227,23 @@ impl Mpi {
     pub(crate) fn ibarrier(&self) -> Result<u64> {
         let mut req = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
         // SAFETY: MPI writes the request.
-        check("MPI_Ibarrier", unsafe { ffi::MPI_Ibarrier(self.comm, req.as_mut_ptr()) })?;
+        check("MPI_Ibarrier", unsafe {
+            ffi::MPI_Ibarrier(self.comm, req.as_mut_ptr())
+        })?;
         // SAFETY: written by the successful call.
         Ok(self.add_coll(unsafe { req.assume_init() }, Box::new(())))
     }
 
-    /// # Safety
-    /// `buf` must stay valid and untouched until the request completes
-    /// (the caller's request borrows it for that long, and waits for the
-    /// collective when dropped).
-    pub(crate) unsafe fn ibcast(&self, buf: &mut [u8], root: i32) -> Result<u64> {
+    /// Starts a broadcast of the root's `buf` (a buffer of the same length
+    /// elsewhere), which the table owns until it completes: its bytes are
+    /// the completion's (copied to the caller's buffer then), so that a
+    /// request forgotten without a drop leaves MPI writing into memory it
+    /// still owns.
+    pub(crate) fn ibcast(&self, mut buf: Vec<u8>, root: i32) -> Result<u64> {
         let mut req = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
-        // SAFETY: `buf` outlives the request (the contract above).
+        // SAFETY: `buf`'s heap block is moved into the table with the
+        // request (a Vec's move does not move its block) and lives until
+        // the request completes.
         check("MPI_Ibcast", unsafe {
             ffi::MPI_Ibcast(
                 buf.as_mut_ptr().cast(),
@@ -1182,21 +1255,18 @@ impl Mpi {
             )
         })?;
         // SAFETY: written by the successful call.
-        Ok(self.add_coll(unsafe { req.assume_init() }, Box::new(())))
+        Ok(self.add_coll(unsafe { req.assume_init() }, Box::new(buf)))
     }
 
-    /// # Safety
-    /// As [`ibcast`](Mpi::ibcast), for `recv`.
-    pub(crate) unsafe fn iallreduce<T: Element>(
-        &self,
-        send: Vec<T>,
-        recv: &mut [T],
-        op: &Op<T>,
-    ) -> Result<u64> {
+    /// Starts an allreduce of `send` into a result the table owns (as
+    /// [`ibcast`](Mpi::ibcast)'s buffer).
+    pub(crate) fn iallreduce<T: Element>(&self, send: Vec<T>, op: &Op<T>) -> Result<u64> {
         let red = Reduction::new(&self.session, op)?;
+        let mut recv = send.clone();
         let mut req = std::mem::MaybeUninit::<ffi::MPI_Request>::uninit();
-        // SAFETY: `send` is kept in the table with the request; `recv`
-        // outlives it (the contract above).
+        // SAFETY: `send` and `recv` (of one length) are moved into the
+        // table with the request, their heap blocks unmoved, and live until
+        // it completes; the reduction's datatype and operation too.
         check("MPI_Iallreduce", unsafe {
             ffi::MPI_Iallreduce(
                 send.as_ptr().cast(),
@@ -1209,14 +1279,19 @@ impl Mpi {
             )
         })?;
         // SAFETY: written by the successful call.
-        Ok(self.add_coll(unsafe { req.assume_init() }, Box::new((send, red))))
+        Ok(self.add_coll(
+            unsafe { req.assume_init() },
+            Box::new(Reduced { send, recv, red }),
+        ))
     }
 
     // ---- communicators ----
 
     pub(crate) fn dup(&self) -> Result<Mpi> {
         // SAFETY: MPI writes the new communicator.
-        let made = self.made("MPI_Comm_dup", |out| unsafe { ffi::MPI_Comm_dup(self.comm, out) })?;
+        let made = self.made("MPI_Comm_dup", |out| unsafe {
+            ffi::MPI_Comm_dup(self.comm, out)
+        })?;
         made.ok_or_else(|| Error::Job("MPI_Comm_dup made no communicator".into()))
     }
 
@@ -1253,7 +1328,10 @@ impl Mpi {
         // SAFETY: each group is written by MPI before it is read, and freed
         // once; `ranks` holds `len` entries.
         unsafe {
-            check("MPI_Comm_group", ffi::MPI_Comm_group(self.comm, all.as_mut_ptr()))?;
+            check(
+                "MPI_Comm_group",
+                ffi::MPI_Comm_group(self.comm, all.as_mut_ptr()),
+            )?;
             let mut all = all.assume_init();
             let r = check(
                 "MPI_Group_incl",
@@ -1293,7 +1371,7 @@ impl Mpi {
 }
 
 /// Which prefix or whole reduction [`Mpi::fold_buf`] makes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fold3 {
     All,
     Scan,
@@ -1352,7 +1430,8 @@ impl Requests for Mpi {
     }
 
     fn take(&self, id: u64) -> Option<Completion> {
-        match self.pending.borrow_mut().remove(&id) {
+        let p = self.pending.borrow_mut().remove(&id);
+        match p {
             Some(Pending::Done(c)) => Some(c),
             Some(other) => {
                 self.pending.borrow_mut().insert(id, other);

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::coll::{ANY_LEN, Kind, Sig, body, frame};
-use crate::comm::{Comm, decode, encode};
+use crate::comm::{Comm, decode, encode, via_mpi};
 use crate::error::{Error, Result};
 use crate::{PROC_NULL, UNDEFINED};
 
@@ -143,6 +143,14 @@ impl Comm {
         if let Some(why) = bad {
             return Err(Error::Topology(why));
         }
+        via_mpi!(self, m => Ok(match m.create_cart(dims, periods, reorder)? {
+            None => None,
+            Some(c) => Some(CartComm {
+                comm: self.derived(c)?,
+                dims: dims.to_vec(),
+                periods: periods.to_vec(),
+            }),
+        }));
         let cells = cells.unwrap_or(0) as i32;
         let color = if self.rank < cells { 0 } else { UNDEFINED };
         Ok(self.split(color, self.rank)?.map(|comm| CartComm {
@@ -351,10 +359,7 @@ impl CartComm {
             p.extend_from_slice(&(piece.len() as u64).to_le_bytes());
             p.extend_from_slice(piece);
         }
-        let out: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
-        let got = self
-            .comm
-            .round(Sig::new(kind), None, out, vec![ANY_LEN; n])?;
+        let got = self.exchange(kind, &payloads)?;
         let mut result: Vec<Option<T>> = nb.iter().map(|_| None).collect();
         for (slot, &r) in nb.iter().enumerate() {
             if r == PROC_NULL {
@@ -363,7 +368,7 @@ impl CartComm {
             let from = if r == me {
                 &payloads[me as usize][..]
             } else {
-                body(&got[r as usize])
+                &got[r as usize][..]
             };
             let want = (slot ^ 1) as u32;
             let piece = find_piece(from, want).ok_or_else(|| Error::Corrupt {
@@ -373,6 +378,26 @@ impl CartComm {
             result[slot] = Some(decode(piece, r)?);
         }
         Ok(result)
+    }
+}
+
+impl CartComm {
+    /// Sends `payloads[j]` to rank `j` of this grid and returns what each
+    /// sent this one (this rank's own entry is left empty).
+    fn exchange(&self, kind: Kind, payloads: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        // MPI's neighbourhood calls need the topology of MPI_Cart_create,
+        // which a grid made by `sub` does not carry: an alltoall of every
+        // rank's bytes (empty to the ranks that are no neighbour).
+        via_mpi!(self.comm, m => m.alltoall_vecs(payloads));
+        let n = payloads.len();
+        let out: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
+        let mut got = self
+            .comm
+            .round(Sig::new(kind), None, out, vec![ANY_LEN; n])?;
+        for m in &mut got {
+            *m = body(m).to_vec();
+        }
+        Ok(got)
     }
 }
 
