@@ -19,7 +19,7 @@ fn every_check_passes_over_shared_memory_on_four_ranks() {
 #[test]
 fn every_check_passes_on_two_and_three_ranks() {
     for n in [2, 3] {
-        let failed = procs_mpi::run(n, |world| suite::run(world)).expect("the job");
+        let failed = procs_mpi::run(n, suite::run).expect("the job");
         for (rank, f) in failed.iter().enumerate() {
             assert!(f.is_empty(), "{n} ranks, rank {rank}: {f:?}");
         }
