@@ -7,6 +7,9 @@
 //! mpirun -n 4 target/release/examples/suite
 //! ```
 //!
+//! With `panic` or `exit`, rank 1 panics or exits while the others wait in
+//! a barrier: the job must end with a failure, not hang.
+//!
 //! Each rank prints one line, `suite: rank R of N (backend): P passed, F
 //! failed`, and every failed check with why; the process fails if any
 //! check did.
@@ -23,6 +26,18 @@ fn main() {
         }
     };
     use procs_mpi::Communicator;
+    // `suite panic` / `suite exit`: rank 1 panics (or exits) while the
+    // others wait for it in a barrier; the job must end, not hang.
+    match std::env::args().nth(1).as_deref() {
+        Some("panic") if world.rank() == 1 => panic!("rank 1 panics on purpose"),
+        Some("exit") if world.rank() == 1 => std::process::exit(3),
+        Some("panic" | "exit") => {
+            let r = world.barrier();
+            println!("suite: rank {} left the barrier: {r:?}", world.rank());
+            std::process::exit(4);
+        }
+        _ => {}
+    }
     let failed = suite::run(&world);
     let total = suite::CHECKS.len();
     println!(

@@ -91,6 +91,15 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A rank unwinding from a panic must not finalize: MPI_Finalize
+            // waits for the other ranks, which may be waiting for this one
+            // in a call it will never make. The job ends instead, as MPI
+            // ends it for a rank that dies (101: a panic's exit code).
+            // SAFETY: MPI is initialized (this session holds it); aborting
+            // the world communicator ends every rank and does not return.
+            unsafe { ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, 101) };
+        }
         for slot in &self.user_ops {
             if let Some(mut op) = slot.take() {
                 // SAFETY: the handle came from MPI_Op_create and is freed
