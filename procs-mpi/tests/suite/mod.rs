@@ -565,7 +565,26 @@ fn communicators(w: &World) -> Result<(), String> {
     }
     let shared = ok(w.split_type(SplitType::Shared, me), "split_type")?
         .ok_or("split_type gave no communicator")?;
-    eq(shared.size(), n, "one machine: every rank shares it")?;
+    // The machines partition the world: each rank names the lowest rank
+    // of its machine's communicator and its size, and as many ranks name
+    // a leader as its communicator holds.
+    let leader = ok(shared.allreduce(&me, Op::MIN), "allreduce on split_type")?;
+    let named = ok(w.allgather(&(leader, shared.size())), "allgather of machines")?;
+    for &(l, size) in &named {
+        let count = named.iter().filter(|(m, _)| *m == l).count() as i32;
+        eq(count, size, "ranks of one machine")?;
+    }
+    if w.backend() == procs_mpi::Backend::SharedMemory {
+        eq(shared.size(), n, "one machine: every rank shares it")?;
+    }
+    // A job started across machines says how many (`.ci/mpi-two-hosts`).
+    if let Some(want) = std::env::var("PROCS_SUITE_MACHINES").ok().and_then(|v| v.parse().ok()) {
+        let mut leaders: Vec<i32> = named.iter().map(|(l, _)| *l).collect();
+        leaders.dedup();
+        leaders.sort_unstable();
+        leaders.dedup();
+        eq(leaders.len(), want, "machines of the job")?;
+    }
     // A group of the even ranks, and the communicator of it.
     let g = w.group();
     let evens: Vec<i32> = (0..n).filter(|r| r % 2 == 0).collect();
