@@ -8,6 +8,15 @@
 //! cargo run --release -p procs-bench -- --list       # the cases
 //! ```
 //!
+//! With the `openmpi` feature, the `mpi_` cases also run over procs-mpi's
+//! MPI backend, as a job of two ranks that mpirun starts (suite
+//! `procs-openmpi`, rank 0 prints), to set beside Open MPI in C:
+//!
+//! ```text
+//! cargo build --release -p procs-bench --features openmpi
+//! mpirun -n 2 target/release/procs-bench --backend openmpi mpi_pingpong_buf
+//! ```
+//!
 //! Only the JSON lines go to stdout; notes go to stderr.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -519,12 +528,24 @@ fn pool_apply_async() -> Result<Figure, String> {
     })
 }
 
+thread_local! {
+    /// The world of `--backend openmpi`: this process is one rank of the
+    /// job mpirun started.
+    static MPI_WORLD: std::cell::RefCell<Option<procs_mpi::World>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Runs `rank` on two MPI ranks, rank 0 on CPU 0 and rank 1 on CPU 1 (as
 /// mpirun binds them), and returns rank 0's figure; rank 1's errors count.
+/// Under `--backend openmpi` this process is one of the two (mpirun binds
+/// them), and returns its own figure.
 fn mpi_two(
     rank: impl Fn(&procs_mpi::World) -> Result<f64, String> + Send + Sync + 'static,
 ) -> Result<f64, String> {
     use procs_mpi::Communicator;
+    if let Some(r) = MPI_WORLD.with(|w| w.borrow().as_ref().map(&rank)) {
+        return r;
+    }
     let out = procs_mpi::run(2, move |world| {
         pin(world.rank() as usize);
         rank(world)
@@ -643,6 +664,10 @@ fn mpi_allreduce_1mib() -> Result<Figure, String> {
         w.allreduce_buf(&a, &mut out, Op::SUM).map_err(err)?;
         expect((out[0], out[k - 1]), (2.0, 2.0))
     })?;
+    if MPI_WORLD.with(|w| w.borrow().is_some()) {
+        // A job of mpirun's two ranks: no jobs of other sizes from here.
+        return Ok(fig);
+    }
     let openmpi = OpenMpiAllreduce::build();
     for n in [2usize, 4, 8] {
         let ours = allreduce_1mib_at(n)?;
@@ -840,7 +865,35 @@ fn mpi_bandwidth_1mib() -> Result<Figure, String> {
 fn main() -> ExitCode {
     // A child of the spawn start method runs its function here and ends.
     procs_core::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut suite = "procs";
+    let mut printing = true;
+    if let Some(i) = args.iter().position(|a| a == "--backend") {
+        let backend = args.get(i + 1).cloned().unwrap_or_default();
+        args.drain(i..(i + 2).min(args.len()));
+        match open_mpi_world(&backend) {
+            Ok(rank) => {
+                suite = "procs-openmpi";
+                printing = rank == 0;
+                // Only the cases of two ranks run over MPI.
+                if args.is_empty() {
+                    args = CASES
+                        .iter()
+                        .filter(|(n, _)| n.starts_with("mpi_"))
+                        .map(|(n, _)| n.to_string())
+                        .collect();
+                }
+                if let Some(a) = args.iter().find(|a| !a.starts_with("mpi_")) {
+                    eprintln!("# {a}: only the mpi_ cases run with --backend {backend}");
+                    return ExitCode::from(2);
+                }
+            }
+            Err(e) => {
+                eprintln!("# --backend {backend}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if args.iter().any(|a| a == "--list") {
         for (name, _) in CASES {
             println!("{name}");
@@ -863,15 +916,37 @@ fn main() -> ExitCode {
             continue;
         }
         match case() {
-            Ok(f) => println!(
-                "{{\"suite\": \"procs\", \"case\": \"{name}\", \"value\": {:.4}, \"unit\": \"{}\", \"better\": \"{}\"}}",
+            Ok(f) if printing => println!(
+                "{{\"suite\": \"{suite}\", \"case\": \"{name}\", \"value\": {:.4}, \"unit\": \"{}\", \"better\": \"{}\"}}",
                 f.value, f.unit, f.better
             ),
+            Ok(_) => {}
             Err(e) => {
                 eprintln!("# {name} failed: {e}");
                 status = ExitCode::FAILURE;
             }
         }
     }
+    // The MPI world ends (MPI finalized) before the process does.
+    drop(MPI_WORLD.with(|w| w.borrow_mut().take()));
     status
+}
+
+/// Joins the MPI job this process is a rank of (`--backend openmpi`);
+/// this rank.
+fn open_mpi_world(backend: &str) -> Result<i32, String> {
+    use procs_mpi::{Backend, Communicator, Config};
+    if backend != "openmpi" {
+        return Err("the backends are openmpi (and the default, shared memory)".into());
+    }
+    let world = procs_mpi::init_with(&Config::new().backend(Some(Backend::Mpi))).map_err(err)?;
+    if world.size() != 2 {
+        return Err(format!(
+            "a job of {} ranks: run it as mpirun -n 2 procs-bench --backend openmpi",
+            world.size()
+        ));
+    }
+    let rank = world.rank();
+    MPI_WORLD.with(|w| *w.borrow_mut() = Some(world));
+    Ok(rank)
 }

@@ -569,7 +569,10 @@ fn communicators(w: &World) -> Result<(), String> {
     // of its machine's communicator and its size, and as many ranks name
     // a leader as its communicator holds.
     let leader = ok(shared.allreduce(&me, Op::MIN), "allreduce on split_type")?;
-    let named = ok(w.allgather(&(leader, shared.size())), "allgather of machines")?;
+    let named = ok(
+        w.allgather(&(leader, shared.size())),
+        "allgather of machines",
+    )?;
     for &(l, size) in &named {
         let count = named.iter().filter(|(m, _)| *m == l).count() as i32;
         eq(count, size, "ranks of one machine")?;
@@ -578,7 +581,10 @@ fn communicators(w: &World) -> Result<(), String> {
         eq(shared.size(), n, "one machine: every rank shares it")?;
     }
     // A job started across machines says how many (`.ci/mpi-two-hosts`).
-    if let Some(want) = std::env::var("PROCS_SUITE_MACHINES").ok().and_then(|v| v.parse().ok()) {
+    if let Some(want) = std::env::var("PROCS_SUITE_MACHINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         let mut leaders: Vec<i32> = named.iter().map(|(l, _)| *l).collect();
         leaders.dedup();
         leaders.sort_unstable();
