@@ -859,9 +859,7 @@ impl Mpi {
             )
         })?;
         let displs = displacements(&lens)?;
-        let total =
-            displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
-        let mut all = vec![0u8; if at_root { total } else { 0 }];
+        let mut all = vec![0u8; if at_root { total(&lens) } else { 0 }];
         // SAFETY: `mine` is readable for its length; at the root `all` holds
         // the sum of the lengths, laid out by `displs`.
         check("MPI_Gatherv", unsafe {
@@ -877,7 +875,9 @@ impl Mpi {
                 self.comm,
             )
         })?;
-        Ok(at_root.then(|| split_parts(&all, &lens, &displs)))
+        at_root
+            .then(|| split_parts(&all, &lens, &displs))
+            .transpose()
     }
 
     /// Every rank's bytes on every rank.
@@ -898,9 +898,7 @@ impl Mpi {
             )
         })?;
         let displs = displacements(&lens)?;
-        let total =
-            displs.last().map_or(0, |&d| d as usize) + lens.last().map_or(0, |&l| l as usize);
-        let mut all = vec![0u8; total];
+        let mut all = vec![0u8; total(&lens)];
         // SAFETY: `all` holds every rank's bytes, laid out by `displs`.
         check("MPI_Allgatherv", unsafe {
             ffi::MPI_Allgatherv(
@@ -914,7 +912,7 @@ impl Mpi {
                 self.comm,
             )
         })?;
-        Ok(split_parts(&all, &lens, &displs))
+        split_parts(&all, &lens, &displs)
     }
 
     /// Part `j` of the root's `parts` to rank `j`.
@@ -942,7 +940,13 @@ impl Mpi {
                 self.comm,
             )
         })?;
-        let mut v = vec![0u8; my[0].max(0) as usize];
+        if my[0] < 0 {
+            return Err(Error::Corrupt {
+                rank: root,
+                what: format!("a part of {} bytes", my[0]),
+            });
+        }
+        let mut v = vec![0u8; my[0] as usize];
         // SAFETY: at the root `flat` is laid out by `lens` and `displs`;
         // `v` has room for this rank's part.
         check("MPI_Scatterv", unsafe {
@@ -983,8 +987,7 @@ impl Mpi {
         })?;
         let (sd, rd) = (displacements(&slens)?, displacements(&rlens)?);
         let flat = parts.concat();
-        let total = rd.last().map_or(0, |&d| d as usize) + rlens.last().map_or(0, |&l| l as usize);
-        let mut all = vec![0u8; total];
+        let mut all = vec![0u8; total(&rlens)];
         // SAFETY: both buffers are laid out by their counts and
         // displacements.
         check("MPI_Alltoallv", unsafe {
@@ -1000,7 +1003,7 @@ impl Mpi {
                 self.comm,
             )
         })?;
-        Ok(split_parts(&all, &rlens, &rd))
+        split_parts(&all, &rlens, &rd)
     }
 
     // Buffer collectives: `send` of None is MPI's IN_PLACE, done by the
@@ -1379,6 +1382,66 @@ impl Mpi {
     }
 }
 
+impl Mpi {
+    /// The grid of the dimensions `remain` keeps (`MPI_Cart_sub`); this
+    /// communicator has a Cartesian topology.
+    pub(crate) fn cart_sub(&self, remain: &[bool]) -> Result<Mpi> {
+        let keep: Vec<c_int> = remain.iter().map(|&b| c_int::from(b)).collect();
+        // SAFETY: `keep` holds one flag per dimension of this grid
+        // (checked by the caller); MPI writes the new communicator.
+        let made = self.made("MPI_Cart_sub", |out| unsafe {
+            ffi::MPI_Cart_sub(self.comm, keep.as_ptr(), out)
+        })?;
+        made.ok_or_else(|| Error::Topology("MPI_Cart_sub made no communicator".into()))
+    }
+
+    /// Sends `parts[k]` to neighbour `k` of this grid (MPI's order: per
+    /// dimension, the one below, then the one above) and returns what each
+    /// neighbour sent this rank (`MPI_Neighbor_alltoall` of the lengths,
+    /// then `MPI_Neighbor_alltoallv`); a `PROC_NULL` neighbour's is empty.
+    pub(crate) fn neighbor_alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let k = parts.len();
+        let lens = parts
+            .iter()
+            .map(|p| count(p.len()))
+            .collect::<Result<Vec<c_int>>>()?;
+        let mut got_lens = vec![0 as c_int; k];
+        // SAFETY: one int to and from each of the grid's `k` neighbours
+        // (the caller passes one part per neighbour).
+        check("MPI_Neighbor_alltoall", unsafe {
+            ffi::MPI_Neighbor_alltoall(
+                lens.as_ptr().cast(),
+                1,
+                ffi::RSMPI_INT32_T,
+                got_lens.as_mut_ptr().cast(),
+                1,
+                ffi::RSMPI_INT32_T,
+                self.comm,
+            )
+        })?;
+        let sdispls = displacements(&lens)?;
+        let rdispls = displacements(&got_lens)?;
+        let send: Vec<u8> = parts.concat();
+        let mut recv = vec![0u8; total(&got_lens)];
+        // SAFETY: both buffers hold the parts their counts and
+        // displacements name (made above from the same lengths).
+        check("MPI_Neighbor_alltoallv", unsafe {
+            ffi::MPI_Neighbor_alltoallv(
+                send.as_ptr().cast(),
+                lens.as_ptr(),
+                sdispls.as_ptr(),
+                bytes(),
+                recv.as_mut_ptr().cast(),
+                got_lens.as_ptr(),
+                rdispls.as_ptr(),
+                bytes(),
+                self.comm,
+            )
+        })?;
+        split_parts(&recv, &got_lens, &rdispls)
+    }
+}
+
 /// Which prefix or whole reduction [`Mpi::fold_buf`] makes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fold3 {
@@ -1399,10 +1462,20 @@ fn scaled(ns: &[usize], width: usize) -> Result<Vec<c_int>> {
 }
 
 /// The offsets of parts of `lens` laid end to end.
+/// The displacements of parts of `lens` bytes laid end to end (lengths
+/// other ranks said: a negative one is an error, as is a sum past MPI's
+/// counts).
 fn displacements(lens: &[c_int]) -> Result<Vec<c_int>> {
     let mut at: c_int = 0;
     lens.iter()
-        .map(|&l| {
+        .enumerate()
+        .map(|(j, &l)| {
+            if l < 0 {
+                return Err(Error::Corrupt {
+                    rank: j as i32,
+                    what: format!("a part of {l} bytes"),
+                });
+            }
             let d = at;
             at = at
                 .checked_add(l)
@@ -1412,10 +1485,27 @@ fn displacements(lens: &[c_int]) -> Result<Vec<c_int>> {
         .collect()
 }
 
-fn split_parts(all: &[u8], lens: &[c_int], displs: &[c_int]) -> Vec<Vec<u8>> {
+/// The bytes of parts of `lens` (checked by [`displacements`] first).
+fn total(lens: &[c_int]) -> usize {
+    lens.iter().map(|&l| l.max(0) as usize).sum()
+}
+
+/// The parts of `all` at `displs`, of `lens` bytes (as other ranks said):
+/// a length that does not fit is an error, not a panic.
+fn split_parts(all: &[u8], lens: &[c_int], displs: &[c_int]) -> Result<Vec<Vec<u8>>> {
     lens.iter()
         .zip(displs)
-        .map(|(&l, &d)| all[d as usize..(d + l) as usize].to_vec())
+        .enumerate()
+        .map(|(j, (&l, &d))| {
+            let part = usize::try_from(d)
+                .ok()
+                .zip(usize::try_from(l).ok())
+                .and_then(|(d, l)| all.get(d..d.checked_add(l)?));
+            part.map(<[u8]>::to_vec).ok_or_else(|| Error::Corrupt {
+                rank: j as i32,
+                what: format!("a part of {l} bytes at {d} in {} bytes", all.len()),
+            })
+        })
         .collect()
 }
 

@@ -261,6 +261,25 @@ impl CartComm {
                 self.dims.len()
             )));
         }
+        let pick = |v: &[i32]| -> Vec<i32> {
+            v.iter()
+                .zip(remain)
+                .filter(|(_, k)| **k)
+                .map(|(x, _)| *x)
+                .collect()
+        };
+        let periods: Vec<bool> = self
+            .periods
+            .iter()
+            .zip(remain)
+            .filter(|(_, k)| **k)
+            .map(|(p, _)| *p)
+            .collect();
+        via_mpi!(self.comm, m => Ok(CartComm {
+            comm: self.comm.derived(m.cart_sub(remain)?)?,
+            dims: pick(&self.dims),
+            periods,
+        }));
         let me = self.coords(self.comm.rank)?;
         let mut color = 0i32;
         for ((&c, &d), &keep) in me.iter().zip(&self.dims).zip(remain) {
@@ -272,23 +291,10 @@ impl CartComm {
             .comm
             .split(color, self.comm.rank)?
             .ok_or_else(|| Error::Topology("sub: no part".into()))?;
-        let pick = |v: &[i32]| -> Vec<i32> {
-            v.iter()
-                .zip(remain)
-                .filter(|(_, k)| **k)
-                .map(|(x, _)| *x)
-                .collect()
-        };
         Ok(CartComm {
             comm,
             dims: pick(&self.dims),
-            periods: self
-                .periods
-                .iter()
-                .zip(remain)
-                .filter(|(_, k)| **k)
-                .map(|(p, _)| *p)
-                .collect(),
+            periods,
         })
     }
 
@@ -347,6 +353,14 @@ impl CartComm {
         nb: &[i32],
         pieces: Vec<Vec<u8>>,
     ) -> Result<Vec<Option<T>>> {
+        via_mpi!(self.comm, m => {
+            // MPI's own: a piece per neighbour slot, in MPI's order.
+            let got = m.neighbor_alltoall_vecs(&pieces)?;
+            nb.iter()
+                .zip(&got)
+                .map(|(&r, piece)| (r != PROC_NULL).then(|| decode(piece, r)).transpose())
+                .collect()
+        });
         let n = self.comm.size_of() as usize;
         let me = self.comm.rank;
         let mut payloads: Vec<Vec<u8>> = vec![Vec::new(); n];
@@ -385,10 +399,6 @@ impl CartComm {
     /// Sends `payloads[j]` to rank `j` of this grid and returns what each
     /// sent this one (this rank's own entry is left empty).
     fn exchange(&self, kind: Kind, payloads: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        // MPI's neighbourhood calls need the topology of MPI_Cart_create,
-        // which a grid made by `sub` does not carry: an alltoall of every
-        // rank's bytes (empty to the ranks that are no neighbour).
-        via_mpi!(self.comm, m => m.alltoall_vecs(payloads));
         let n = payloads.len();
         let out: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
         let mut got = self

@@ -650,6 +650,16 @@ fn cartesian_grid(w: &World) -> Result<(), String> {
     let nb = ok(grid.neighbors(), "neighbors")?;
     let want: Vec<Option<i32>> = nb.iter().map(|&r| (r != PROC_NULL).then_some(r)).collect();
     eq(got, want, "neighbor_allgather")?;
+    // Slot k's piece arrives in the neighbour's opposite slot (k ^ 1),
+    // also where both neighbours of a periodic dimension are one rank.
+    let out: Vec<(i32, usize)> = (0..nb.len()).map(|k| (me, k)).collect();
+    let got = ok(grid.neighbor_alltoall(&out), "neighbor_alltoall")?;
+    let want: Vec<Option<(i32, usize)>> = nb
+        .iter()
+        .enumerate()
+        .map(|(k, &r)| (r != PROC_NULL).then_some((r, k ^ 1)))
+        .collect();
+    eq(got, want, "neighbor_alltoall")?;
     let row = ok(grid.sub(&[false, true]), "sub")?;
     eq(
         (row.size(), row.rank()),
@@ -661,6 +671,20 @@ fn cartesian_grid(w: &World) -> Result<(), String> {
         (0..dims[1]).map(|j| c[0] * dims[1] + j).collect::<Vec<_>>(),
         "row",
     )?;
+    // A row is a grid of its own: its neighbours wrap (periodic), and
+    // its own sub keeps nothing but itself.
+    let rnb = ok(row.neighbors(), "neighbors of a row")?;
+    let left = (c[1] + dims[1] - 1) % dims[1] + c[0] * dims[1];
+    let right = (c[1] + 1) % dims[1] + c[0] * dims[1];
+    let got = ok(row.neighbor_allgather(&me), "neighbor_allgather on a row")?;
+    eq(
+        got,
+        vec![Some(left), Some(right)],
+        "a row's neighbours (world ranks)",
+    )?;
+    eq(rnb.len(), 2, "a row has two neighbour slots")?;
+    let one = ok(row.sub(&[false]), "sub of a row")?;
+    eq((one.size(), one.rank()), (1, 0), "a grid of no dimension")?;
     ok(w.barrier(), "barrier")
 }
 
