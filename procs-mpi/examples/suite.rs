@@ -7,8 +7,9 @@
 //! mpirun -n 4 target/release/examples/suite
 //! ```
 //!
-//! With `panic` or `exit`, rank 1 panics or exits while the others wait in
-//! a barrier: the job must end with a failure, not hang.
+//! With `panic`, `exit` or `kill`, rank 1 panics, exits or is killed
+//! (SIGKILL) while the others wait in a barrier: the job must end with a
+//! failure, not hang.
 //!
 //! Each rank prints one line, `suite: rank R of N (backend): P passed, F
 //! failed`, and every failed check with why; the process fails if any
@@ -26,12 +27,16 @@ fn main() {
         }
     };
     use procs_mpi::Communicator;
-    // `suite panic` / `suite exit`: rank 1 panics (or exits) while the
-    // others wait for it in a barrier; the job must end, not hang.
+    // `suite panic` / `exit` / `kill`: rank 1 panics, exits or is killed
+    // while the others wait for it in a barrier; the job must end, not hang.
     match std::env::args().nth(1).as_deref() {
         Some("panic") if world.rank() == 1 => panic!("rank 1 panics on purpose"),
         Some("exit") if world.rank() == 1 => std::process::exit(3),
-        Some("panic" | "exit") => {
+        Some("kill") if world.rank() == 1 => {
+            // SAFETY: raise only sends this process a signal.
+            unsafe { libc::raise(libc::SIGKILL) };
+        }
+        Some("panic" | "exit" | "kill") => {
             let r = world.barrier();
             println!("suite: rank {} left the barrier: {r:?}", world.rank());
             std::process::exit(4);
