@@ -69,6 +69,7 @@
 
 mod current;
 mod error;
+mod forkserver;
 mod handover;
 pub mod info;
 mod process;

@@ -28,6 +28,13 @@ pub enum StartMethod {
     /// ([`ProcessBuilder::spawn_fn`]): safe from any parent, threads and
     /// all. The program calls [`init`](crate::init) first thing in `main`.
     Spawn,
+    /// Forked by a server process of this program, started on first use
+    /// as a fresh execution (so single-threaded, whatever the parent's
+    /// threads hold), which forks each child of a plain function
+    /// ([`ProcessBuilder::spawn_fn`]): an exec once, then a fork a child.
+    /// The server ends with this process (also when it is killed); the
+    /// program calls [`init`](crate::init) first thing in `main`.
+    Forkserver,
 }
 
 impl StartMethod {
@@ -36,6 +43,7 @@ impl StartMethod {
         match self {
             StartMethod::Fork => "fork",
             StartMethod::Spawn => "spawn",
+            StartMethod::Forkserver => "forkserver",
         }
     }
 }
@@ -246,7 +254,7 @@ impl Process {
             // A target that itself executes this program afresh (made by
             // `spawn_fn`): forked, then it execs.
             StartMethod::Spawn if self.execs => self.child = Some(registry::start_child(spec)?),
-            StartMethod::Spawn => {
+            StartMethod::Spawn | StartMethod::Forkserver => {
                 // Put back what cannot cross an exec, for a fork instead.
                 self.target = Some(spec.entry);
                 return Err(Error::SpawnNeedsFunction {
@@ -255,6 +263,13 @@ impl Process {
             }
         }
         Ok(())
+    }
+
+    /// Takes `child`, started by other means than this handle's target
+    /// (the forkserver's), as this handle's.
+    pub(crate) fn set_started(&mut self, child: Arc<Child>) {
+        self.target = None;
+        self.child = Some(child);
     }
 
     /// [`Error::ProcessClosed`] once [`close`](Self::close) was called.

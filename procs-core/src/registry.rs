@@ -47,6 +47,8 @@ pub(crate) struct ForkState {
     /// The thread that forks daemon children for threads other than the main
     /// one, with the pid of the process it belongs to.
     forker: Option<(i32, mpsc::Sender<ForkJob>)>,
+    /// The forkserver of the process it names (a fork inherits the record).
+    pub forkserver: Option<crate::forkserver::Server>,
 }
 
 pub(crate) static STATE: Mutex<ForkState> = Mutex::new(ForkState {
@@ -57,6 +59,7 @@ pub(crate) static STATE: Mutex<ForkState> = Mutex::new(ForkState {
     parent: None,
     children: Vec::new(),
     forker: None,
+    forkserver: None,
 });
 
 /// Locks the state. A panic while it was held leaves it consistent (every
@@ -101,6 +104,10 @@ pub(crate) struct Child {
     pidfd: Option<OwnedFd>,
     /// The exit code once reaped (Python's signs), or the error of the wait.
     status: Mutex<Option<std::result::Result<i32, Errno>>>,
+    /// A child the forkserver forked (and reaps): the pipe on which the
+    /// server writes its exit code (non-blocking; readable once written,
+    /// or at the server's end).
+    served: Option<OwnedFd>,
 }
 
 impl Child {
@@ -118,6 +125,23 @@ impl Child {
         let mut status = self.lock_status();
         if let Some(done) = *status {
             return done.map(Some).map_err(|e| Error::os("waitpid", e));
+        }
+        if let Some(fd) = &self.served {
+            return match crate::forkserver::read_status(fd.as_fd()) {
+                Ok(Some(code)) => {
+                    *status = Some(Ok(code));
+                    crate::handover::count_reaped();
+                    Ok(Some(code))
+                }
+                Ok(None) => Ok(None),
+                // The server ended before it could say: the code is lost,
+                // as when another waiter reaped a child.
+                Err(()) => {
+                    *status = Some(Err(Errno::ECHILD));
+                    crate::handover::count_reaped();
+                    Err(Error::os("waitpid", Errno::ECHILD))
+                }
+            };
         }
         match waitpid(Pid::from_raw(self.pid), Some(WaitPidFlag::WNOHANG)) {
             Ok(ws) => match sys::exitcode_of(ws) {
@@ -152,6 +176,11 @@ impl Child {
             if left == Some(Duration::ZERO) {
                 return Ok(None);
             }
+            if let Some(fd) = &self.served {
+                // Readable once the server wrote the code (or ended).
+                sys::wait_readable(fd.as_fd(), left).map_err(|e| Error::io("poll", e))?;
+                continue;
+            }
             match (&self.pidfd, left) {
                 (Some(fd), _) => {
                     sys::wait_readable(fd.as_fd(), left).map_err(|e| Error::io("poll", e))?;
@@ -175,6 +204,17 @@ impl Child {
         if status.is_some() {
             return Ok(());
         }
+        if self.served.is_some()
+            && let Some(fd) = &self.pidfd
+        {
+            // Reaped by the server, not here: the pidfd names this very
+            // process, whatever now has its pid.
+            return match sys::pidfd_send_signal(fd.as_fd(), sig as i32) {
+                Ok(()) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+                Err(e) => Err(Error::io("pidfd_send_signal", e)),
+            };
+        }
         match kill(Pid::from_raw(self.pid), sig) {
             // ESRCH cannot happen for an unreaped child, but a zombie
             // ignoring the signal is no error either.
@@ -183,9 +223,33 @@ impl Child {
         }
     }
 
-    /// The pidfd, readable once the child ended.
+    /// The pidfd, readable once the child ended (for a child of the
+    /// forkserver, its status pipe, readable once its code is known).
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(|fd| fd.as_fd())
+        self.served
+            .as_ref()
+            .or(self.pidfd.as_ref())
+            .map(|fd| fd.as_fd())
+    }
+
+    /// The record of a child the forkserver forked for `creator`.
+    pub fn served(
+        pid: i32,
+        creator: i32,
+        name: String,
+        daemon: bool,
+        pidfd: Option<OwnedFd>,
+        status: OwnedFd,
+    ) -> Child {
+        Child {
+            pid,
+            creator,
+            name,
+            daemon,
+            pidfd,
+            status: Mutex::new(None),
+            served: Some(status),
+        }
     }
 }
 
@@ -247,6 +311,9 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
             // that another thread held at the fork; leaking it touches none.
             st.children.clear();
             std::mem::forget(st.forker.take());
+            if let Some(server) = st.forkserver.take() {
+                server.forget_in_child();
+            }
             drop(st);
             drop(stderr);
             drop(stdout);
@@ -278,6 +345,7 @@ fn fork_child(spec: ChildSpec) -> Result<Arc<Child>> {
                 daemon: spec.daemon,
                 pidfd,
                 status: Mutex::new(None),
+                served: None,
             });
             st.children.push(Arc::clone(&record));
             // The entry was moved into the child; the parent's copy of what it

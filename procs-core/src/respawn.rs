@@ -53,7 +53,7 @@ struct Task {
 }
 
 /// The executable file, as `stat` sees it.
-#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug, Clone)]
 struct Identity {
     dev: u64,
     ino: u64,
@@ -146,6 +146,9 @@ pub fn init() {
     if let Some(fds) = std::env::var_os(ENV) {
         run_spawned(fds.as_bytes())
     }
+    if let Some(fd) = std::env::var_os(crate::forkserver::ENV) {
+        crate::forkserver::serve(fd.as_bytes())
+    }
 }
 
 /// [`init`] for a binary whose `main` is not yours (an integration test's
@@ -179,7 +182,7 @@ fn run_spawned(fds: &[u8]) -> ! {
     // SAFETY: the parent made both descriptors for this child alone and
     // named them in the environment; nothing else in this fresh program
     // owns them.
-    let (task, mut result) = unsafe {
+    let (task, result) = unsafe {
         (
             std::fs::File::from(OwnedFd::from_raw_fd(task_fd)),
             std::fs::File::from(OwnedFd::from_raw_fd(result_fd)),
@@ -189,6 +192,13 @@ fn run_spawned(fds: &[u8]) -> ! {
     // of this fresh program reads the environment yet. The variable must
     // not reach this child's own children.
     unsafe { std::env::remove_var(ENV) };
+    run_task(task, result)
+}
+
+/// Runs the task of `task` (this program's own function, by its distance)
+/// and writes its outcome to `result`; ends the process. The spawned
+/// child's, and the forkserver's children's.
+pub(crate) fn run_task(task: std::fs::File, mut result: std::fs::File) -> ! {
     let (frame, panicked) = match read_task(task) {
         Ok(task) => {
             {
@@ -251,11 +261,116 @@ impl ProcessBuilder {
     {
         match self.start_method {
             crate::StartMethod::Fork => crate::spawn::spawn_with(self, move || f(arg)),
-            crate::StartMethod::Spawn => self.spawn_exec(f, arg),
+            crate::StartMethod::Spawn | crate::StartMethod::Forkserver => self.spawn_exec(f, arg),
         }
     }
 
     fn spawn_exec<A, R>(self, f: fn(A) -> R, arg: A) -> Result<JoinHandle<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let plan = Plan::new(f, arg)?;
+        if self.start_method == crate::StartMethod::Forkserver {
+            return crate::forkserver::start(self, plan);
+        }
+        let me = crate::current_process();
+        let task_fd = memfd()?;
+        let mut task_file = std::fs::File::from(
+            task_fd
+                .try_clone()
+                .map_err(|e| Error::io("dup the spawn task", e))?,
+        );
+        let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
+        let writer: OwnedFd = writer.into();
+        let env_value = format!("{}:{}", task_fd.as_raw_fd(), writer.as_raw_fd());
+        let image = Image::new(ENV, env_value);
+        let mut process = self.build(move || {
+            let failed = image.exec(&[task_fd.as_raw_fd(), writer.as_raw_fd()]);
+            let why = format!("the spawn start method could not execute this program: {failed}");
+            let mut w = std::fs::File::from(writer);
+            let _ = w.write_all(&encode(&Outcome::<()>::Panicked(why)));
+            drop(w);
+            drop(task_fd);
+            crate::registry::exit_child(1)
+        });
+        process.execs = true;
+        let bytes = plan.task(&process, (me.pid, me.name))?;
+        task_file
+            .write_all(&bytes)
+            .map_err(|e| Error::io("write the spawn task", e))?;
+        drop(task_file);
+        process.start()?;
+        Ok(JoinHandle::new(process, reader.into()))
+    }
+}
+
+/// This program, ready to be executed afresh in a forked child: its path,
+/// its first argument and the environment, with one variable set (and the
+/// variables of both methods otherwise removed). Made before the fork: the
+/// child only clears flags and calls execve.
+pub(crate) struct Image {
+    program: CString,
+    argv0: CString,
+    env: Vec<CString>,
+}
+
+impl Image {
+    pub(crate) fn new(var: &str, value: String) -> Image {
+        let program = CString::new("/proc/self/exe").expect("no NUL");
+        let argv0 = std::env::args_os()
+            .next()
+            .and_then(|a| CString::new(a.as_bytes()).ok())
+            .unwrap_or_else(|| program.clone());
+        let ours = [ENV.as_bytes(), crate::forkserver::ENV.as_bytes()];
+        let mut env: Vec<CString> = std::env::vars_os()
+            .filter(|(k, _)| !ours.contains(&k.as_bytes()))
+            .filter_map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        env.push(CString::new(format!("{var}={value}")).expect("no NUL"));
+        Image {
+            program,
+            argv0,
+            env,
+        }
+    }
+
+    /// In the forked child: lets the new program inherit `keep`, and
+    /// executes it. Returns only if the exec failed, with why.
+    pub(crate) fn exec(&self, keep: &[i32]) -> std::io::Error {
+        for &fd in keep {
+            // SAFETY: fcntl on descriptors the caller owns; it only clears
+            // their close-on-exec flag, so the program inherits them.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+        let argv = [self.argv0.as_ptr(), std::ptr::null()];
+        let mut envp: Vec<*const libc::c_char> = self.env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        // SAFETY: the program path, argv and envp are NUL-terminated
+        // strings and NULL-terminated arrays that live until the call
+        // (which replaces this process's image or fails).
+        unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        std::io::Error::last_os_error()
+    }
+}
+
+/// What a child of the spawn or forkserver method is to run, checked and
+/// encoded in the parent: the distances of its function and trampoline
+/// from the anchor, the executable's identity, the argument.
+pub(crate) struct Plan {
+    exe: Identity,
+    trampoline: i64,
+    function: i64,
+    arg: Vec<u8>,
+}
+
+impl Plan {
+    fn new<A, R>(f: fn(A) -> R, arg: A) -> Result<Plan>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -273,82 +388,45 @@ impl ProcessBuilder {
         {
             return Err(Error::SpawnForeignFunction);
         }
-        let exe = exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?;
-        let arg = postcard::to_allocvec(&arg).map_err(|e| Error::Encode(e.to_string()))?;
-        let me = crate::current_process();
-        let task_fd = memfd()?;
-        let mut task_file = std::fs::File::from(
-            task_fd
-                .try_clone()
-                .map_err(|e| Error::io("dup the spawn task", e))?,
-        );
-        let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
-        let writer: OwnedFd = writer.into();
-        let env_value = format!("{}:{}", task_fd.as_raw_fd(), writer.as_raw_fd());
-        let program = CString::new("/proc/self/exe").expect("no NUL");
-        let argv0 = std::env::args_os()
-            .next()
-            .and_then(|a| CString::new(a.as_bytes()).ok())
-            .unwrap_or_else(|| program.clone());
-        let mut env: Vec<CString> = std::env::vars_os()
-            .filter(|(k, _)| k.as_bytes() != ENV.as_bytes())
-            .filter_map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                CString::new(kv).ok()
-            })
-            .collect();
-        env.push(CString::new(format!("{ENV}={env_value}")).expect("no NUL"));
-        let mut process = self.build(move || {
-            let keep = [task_fd.as_raw_fd(), writer.as_raw_fd()];
-            for fd in keep {
-                // SAFETY: fcntl on descriptors this closure owns; it only
-                // clears their close-on-exec flag, so the program below
-                // inherits them.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-            }
-            let argv = [argv0.as_ptr(), std::ptr::null()];
-            let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-            envp.push(std::ptr::null());
-            // SAFETY: the program path, argv and envp are NUL-terminated
-            // strings and NULL-terminated arrays that live until the call
-            // (which replaces this process's image or fails).
-            unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-            let why = format!(
-                "the spawn start method could not execute this program: {}",
-                std::io::Error::last_os_error()
-            );
-            let mut w = std::fs::File::from(writer);
-            let _ = w.write_all(&encode(&Outcome::<()>::Panicked(why)));
-            drop(w);
-            drop(task_fd);
-            crate::registry::exit_child(1)
-        });
-        process.execs = true;
-        let task = Task {
-            magic: MAGIC,
-            exe,
+        Ok(Plan {
+            exe: exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             trampoline: tramp.wrapping_sub(base) as i64,
             function: func.wrapping_sub(base) as i64,
+            arg: postcard::to_allocvec(&arg).map_err(|e| Error::Encode(e.to_string()))?,
+        })
+    }
+
+    /// The encoded task of `process` (its name, place and daemon flag),
+    /// started by `parent`.
+    pub(crate) fn task(&self, process: &crate::Process, parent: (i32, String)) -> Result<Vec<u8>> {
+        let task = Task {
+            magic: MAGIC,
+            exe: self.exe.clone(),
+            trampoline: self.trampoline,
+            function: self.function,
             name: process.name().to_owned(),
             identity: process.identity().to_vec(),
             daemon: process.daemon(),
-            parent: (me.pid, me.name),
-            arg,
+            parent,
+            arg: self.arg.clone(),
         };
-        let bytes = postcard::to_allocvec(&task).map_err(|e| Error::Encode(e.to_string()))?;
-        task_file
-            .write_all(&bytes)
-            .map_err(|e| Error::io("write the spawn task", e))?;
-        drop(task_file);
-        process.start()?;
-        Ok(JoinHandle::new(process, reader.into()))
+        postcard::to_allocvec(&task).map_err(|e| Error::Encode(e.to_string()))
     }
 }
 
+/// The task's daemon flag, read before it runs (a daemon child of the
+/// forkserver dies with the server).
+pub(crate) fn task_is_daemon(task: &mut std::fs::File) -> bool {
+    let mut bytes = Vec::new();
+    let ok = task
+        .rewind()
+        .and_then(|_| task.read_to_end(&mut bytes))
+        .is_ok();
+    ok && postcard::from_bytes::<Task>(&bytes).is_ok_and(|t| t.daemon)
+}
+
 /// An empty memfd, close-on-exec until the child clears the flag.
-fn memfd() -> Result<OwnedFd> {
+pub(crate) fn memfd() -> Result<OwnedFd> {
     // SAFETY: a NUL-terminated name and valid flags for memfd_create.
     let fd = unsafe { libc::memfd_create(c"procs-spawn-task".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
