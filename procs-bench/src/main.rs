@@ -100,6 +100,29 @@ fn spawn_join() -> Result<Figure, String> {
         "# spawn_join with the spawn start method: {:.0} us",
         t.elapsed().as_secs_f64() / m as f64 * 1e6
     );
+    // The forkserver start method: one exec for the server (first), then a
+    // fork of the server a child.
+    let served = procs_core::Process::builder().start_method(procs_core::StartMethod::Forkserver);
+    served
+        .clone()
+        .spawn_fn(empty, ())
+        .map_err(err)?
+        .join()
+        .map_err(err)?;
+    let m = 300;
+    let t = Instant::now();
+    for _ in 0..m {
+        served
+            .clone()
+            .spawn_fn(empty, ())
+            .map_err(err)?
+            .join()
+            .map_err(err)?;
+    }
+    eprintln!(
+        "# spawn_join with the forkserver start method: {:.0} us",
+        t.elapsed().as_secs_f64() / m as f64 * 1e6
+    );
     Ok(Figure {
         value: fork,
         unit: "us",
