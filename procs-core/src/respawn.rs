@@ -249,11 +249,34 @@ impl ProcessBuilder {
     /// Starts a child that runs `f(arg)` and returns a handle whose
     /// [`join`](JoinHandle::join) gives back its value, by the builder's
     /// start method: forked ([`StartMethod::Fork`](crate::StartMethod::Fork)),
-    /// or a fresh execution of this program
-    /// ([`StartMethod::Spawn`](crate::StartMethod::Spawn), which needs
-    /// [`init`] first thing in `main`: without it, [`Error::SpawnNotReady`]).
-    /// `f` is a plain function (no captures: nothing else crosses an exec);
-    /// its argument and value travel serialized.
+    /// a fresh execution of this program
+    /// ([`StartMethod::Spawn`](crate::StartMethod::Spawn)), or forked by
+    /// this program's forkserver
+    /// ([`StartMethod::Forkserver`](crate::StartMethod::Forkserver)). The
+    /// last two need [`init`] first thing in `main` (without it,
+    /// [`Error::SpawnNotReady`]). `f` is a plain function (no captures:
+    /// nothing else crosses an exec); its argument and value travel
+    /// serialized.
+    ///
+    /// ```no_run
+    /// use procs_core::{Process, StartMethod};
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// fn main() -> Result<(), procs_core::Error> {
+    ///     procs_core::init();
+    ///     // The first starts the server; every one is a fork of it.
+    ///     for i in 0..3 {
+    ///         let child = Process::builder()
+    ///             .start_method(StartMethod::Forkserver)
+    ///             .spawn_fn(square, i)?;
+    ///         assert_eq!(child.join()?, i * i);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn spawn_fn<A, R>(self, f: fn(A) -> R, arg: A) -> Result<JoinHandle<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
