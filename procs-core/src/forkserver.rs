@@ -37,6 +37,13 @@ use crate::sys;
 /// number of its end of the socket.
 pub(crate) const ENV: &str = "PROCS_FORKSERVER";
 
+/// The most handles (descriptors) a forkserver child's argument may hold:
+/// they travel in one message with the request's three.
+const MAX_HANDLES: usize = 61;
+
+/// Room for a message's descriptors: the request's three and the handles.
+const CONTROL_WORDS: usize = 48;
+
 /// This process's server.
 pub(crate) struct Server {
     /// The process the server belongs to (a fork inherits the record).
@@ -76,7 +83,14 @@ pub(crate) fn start<R: Serialize + DeserializeOwned>(
     .map_err(|e| Error::io("write the forkserver task", e))?;
     let (result_r, result_w) = pipe(0)?;
     let (status_r, status_w) = pipe(libc::O_NONBLOCK)?;
-    let fds = [task.as_raw_fd(), result_w.as_raw_fd(), status_w.as_raw_fd()];
+    if plan.handles.len() > MAX_HANDLES {
+        return Err(Error::Encode(format!(
+            "{} handles in the argument: a forkserver child takes at most {MAX_HANDLES}",
+            plan.handles.len()
+        )));
+    }
+    let mut fds = vec![task.as_raw_fd(), result_w.as_raw_fd(), status_w.as_raw_fd()];
+    fds.extend(plan.handles.iter().map(|h| h.as_raw_fd()));
     // A server that died since the last request is replaced once, at once.
     let mut retried = false;
     let record = loop {
@@ -239,7 +253,7 @@ fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> Result<()> {
         iov_base: bytes.as_ptr() as *mut libc::c_void,
         iov_len: bytes.len(),
     };
-    let mut space = [0u64; 8];
+    let mut space = [0u64; CONTROL_WORDS];
     // SAFETY: a zeroed msghdr is valid; its pointers are set below to
     // buffers that outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -404,7 +418,8 @@ pub(crate) fn serve(fd: &[u8]) -> ! {
 }
 
 enum Received {
-    Fork([OwnedFd; 3]),
+    /// The task, the result pipe, the status pipe, then the handles.
+    Fork(Vec<OwnedFd>),
     Ack(i32),
     End,
     Other,
@@ -418,7 +433,7 @@ fn receive(sock: BorrowedFd<'_>) -> Received {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    let mut space = [0u64; 8];
+    let mut space = [0u64; CONTROL_WORDS];
     // SAFETY: a zeroed msghdr is valid; its buffers outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -454,15 +469,14 @@ fn receive(sock: BorrowedFd<'_>) -> Received {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        // Descriptors were cut off: a request is answered EINVAL (a
+        // request without its three descriptors), not served in part.
+        fds.clear();
+    }
     match (&buf[..n as usize], fds.len()) {
-        (b"F", 3) => {
-            let mut it = fds.into_iter();
-            let (a, b, c) = (it.next(), it.next(), it.next());
-            match (a, b, c) {
-                (Some(a), Some(b), Some(c)) => Received::Fork([a, b, c]),
-                _ => Received::Other,
-            }
-        }
+        // A request always gets an answer: without its descriptors, EINVAL.
+        (b"F", _) => Received::Fork(fds),
         ([b'A', p @ ..], 0) if p.len() == 4 => {
             Received::Ack(i32::from_le_bytes([p[0], p[1], p[2], p[3]]))
         }
@@ -472,12 +486,17 @@ fn receive(sock: BorrowedFd<'_>) -> Received {
 
 /// Forks a child for a request: its pid, or -errno.
 fn fork_one(
-    [task, result, status]: [OwnedFd; 3],
+    fds: Vec<OwnedFd>,
     sock: &OwnedFd,
     sfd: &OwnedFd,
     old_mask: &libc::sigset_t,
     forked: &mut Vec<Forked>,
 ) -> i32 {
+    let mut fds = fds.into_iter();
+    let (Some(task), Some(result), Some(status)) = (fds.next(), fds.next(), fds.next()) else {
+        return -libc::EINVAL;
+    };
+    let handles: Vec<OwnedFd> = fds.collect();
     let server = std::process::id() as i32;
     // SAFETY: this server is single-threaded: the child may do anything.
     let pid = unsafe { libc::fork() };
@@ -502,8 +521,9 @@ fn fork_one(
         if crate::respawn::task_is_daemon(&mut task) {
             sys::die_with_parent(server);
         }
-        crate::respawn::run_task(task, std::fs::File::from(result))
+        crate::respawn::run_task(task, std::fs::File::from(result), handles)
     }
+    drop(handles);
     forked.push(Forked {
         pid,
         status,

@@ -70,6 +70,7 @@
 mod current;
 mod error;
 mod forkserver;
+pub mod handles;
 mod handover;
 pub mod info;
 mod process;

@@ -97,7 +97,11 @@ fn object_of(addr: usize) -> Option<usize> {
 
 /// The trampoline a spawned child calls: decodes `A`, calls the function
 /// at `f`, encodes its outcome; `true` if it panicked.
-fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]) -> (Vec<u8>, bool) {
+fn trampoline<A: DeserializeOwned, R: Serialize>(
+    f: usize,
+    arg: &[u8],
+    handles: Vec<OwnedFd>,
+) -> (Vec<u8>, bool) {
     // SAFETY: `f` is the address of a `fn(A) -> R` of this program: the
     // parent took it from one (the type is this trampoline's, which the
     // parent instantiated with the same `A` and `R`), the distance from
@@ -105,7 +109,9 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]) -> (Vec<u
     // child checked that it runs the same executable file, so the same
     // code is at the same distance.
     let f = unsafe { std::mem::transmute::<usize, fn(A) -> R>(f) };
-    let arg = match postcard::from_bytes::<A>(arg) {
+    // The handles in the argument take their descriptors as it decodes.
+    let decoded = crate::handles::supplying(handles, || postcard::from_bytes::<A>(arg));
+    let arg = match decoded {
         Ok(a) => a,
         Err(e) => {
             let why = format!("the argument does not decode: {e}");
@@ -121,6 +127,11 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(f: usize, arg: &[u8]) -> (Vec<u
         }
     }
 }
+
+/// The trampoline's type: the function's address, the encoded argument
+/// and the descriptors of the handles in it; the outcome's frame and
+/// whether it panicked.
+type Trampoline = fn(usize, &[u8], Vec<OwnedFd>) -> (Vec<u8>, bool);
 
 /// Readies this program for the spawn start method: call it first thing
 /// in `main`. In a child the spawn method started, it runs the child's
@@ -171,34 +182,53 @@ macro_rules! init_before_main {
 
 /// The spawned child's side: runs the task and ends.
 fn run_spawned(fds: &[u8]) -> ! {
+    // "task:result" or "task:result:h1,h2,..." (the argument's handles).
     let parsed = std::str::from_utf8(fds).ok().and_then(|s| {
-        let (t, r) = s.split_once(':')?;
-        Some((t.parse::<i32>().ok()?, r.parse::<i32>().ok()?))
+        let mut parts = s.split(':');
+        let t = parts.next()?.parse::<i32>().ok()?;
+        let r = parts.next()?.parse::<i32>().ok()?;
+        let hs = match parts.next() {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|h| h.parse::<i32>().ok())
+                .collect::<Option<Vec<_>>>()?,
+        };
+        Some((t, r, hs))
     });
-    let Some((task_fd, result_fd)) = parsed else {
-        eprintln!("procs-core: {ENV} is set but is not two descriptors");
+    let Some((task_fd, result_fd, handle_fds)) = parsed else {
+        eprintln!("procs-core: {ENV} is set but does not name the child's descriptors");
         std::process::exit(127);
     };
-    // SAFETY: the parent made both descriptors for this child alone and
+    // SAFETY: the parent made these descriptors for this child alone and
     // named them in the environment; nothing else in this fresh program
     // owns them.
-    let (task, result) = unsafe {
+    let (task, result, handles) = unsafe {
         (
             std::fs::File::from(OwnedFd::from_raw_fd(task_fd)),
             std::fs::File::from(OwnedFd::from_raw_fd(result_fd)),
+            handle_fds
+                .into_iter()
+                .map(|fd| OwnedFd::from_raw_fd(fd))
+                .collect::<Vec<_>>(),
         )
     };
+    for h in &handles {
+        // SAFETY: fcntl on a descriptor just taken: the child's own
+        // children must not inherit it through their execs.
+        unsafe { libc::fcntl(h.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     // SAFETY: `init` runs first in `main` (or before it): no other thread
     // of this fresh program reads the environment yet. The variable must
     // not reach this child's own children.
     unsafe { std::env::remove_var(ENV) };
-    run_task(task, result)
+    run_task(task, result, handles)
 }
 
 /// Runs the task of `task` (this program's own function, by its distance)
 /// and writes its outcome to `result`; ends the process. The spawned
 /// child's, and the forkserver's children's.
-pub(crate) fn run_task(task: std::fs::File, mut result: std::fs::File) -> ! {
+pub(crate) fn run_task(task: std::fs::File, mut result: std::fs::File, handles: Vec<OwnedFd>) -> ! {
     let (frame, panicked) = match read_task(task) {
         Ok(task) => {
             {
@@ -214,10 +244,8 @@ pub(crate) fn run_task(task: std::fs::File, mut result: std::fs::File) -> ! {
             // SAFETY: as in `trampoline`: the address is that of the
             // parent's `trampoline::<A, R>`, of exactly this signature,
             // in the same executable file (checked by `read_task`).
-            let run = unsafe {
-                std::mem::transmute::<usize, fn(usize, &[u8]) -> (Vec<u8>, bool)>(trampoline)
-            };
-            run(function, &task.arg)
+            let run = unsafe { std::mem::transmute::<usize, Trampoline>(trampoline) };
+            run(function, &task.arg, handles)
         }
         Err(why) => (encode(&Outcome::<()>::Panicked(why)), true),
     };
@@ -293,7 +321,7 @@ impl ProcessBuilder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let plan = Plan::new(f, arg)?;
+        let mut plan = Plan::new(f, arg)?;
         if self.start_method == crate::StartMethod::Forkserver {
             return crate::forkserver::start(self, plan);
         }
@@ -306,10 +334,24 @@ impl ProcessBuilder {
         );
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io("pipe", e))?;
         let writer: OwnedFd = writer.into();
-        let env_value = format!("{}:{}", task_fd.as_raw_fd(), writer.as_raw_fd());
+        let handles: Vec<String> = plan
+            .handles
+            .iter()
+            .map(|h| h.as_raw_fd().to_string())
+            .collect();
+        let env_value = format!(
+            "{}:{}:{}",
+            task_fd.as_raw_fd(),
+            writer.as_raw_fd(),
+            handles.join(",")
+        );
         let image = Image::new(ENV, env_value);
+        let mut keep = vec![task_fd.as_raw_fd(), writer.as_raw_fd()];
+        keep.extend(plan.handles.iter().map(|h| h.as_raw_fd()));
+        let handle_fds = std::mem::take(&mut plan.handles);
         let mut process = self.build(move || {
-            let failed = image.exec(&[task_fd.as_raw_fd(), writer.as_raw_fd()]);
+            let failed = image.exec(&keep);
+            drop(handle_fds);
             let why = format!("the spawn start method could not execute this program: {failed}");
             let mut w = std::fs::File::from(writer);
             let _ = w.write_all(&encode(&Outcome::<()>::Panicked(why)));
@@ -390,6 +432,8 @@ pub(crate) struct Plan {
     trampoline: i64,
     function: i64,
     arg: Vec<u8>,
+    /// The descriptors of the handles in the argument, by index.
+    pub(crate) handles: Vec<OwnedFd>,
 }
 
 impl Plan {
@@ -402,7 +446,7 @@ impl Plan {
             return Err(Error::SpawnNotReady);
         }
         let base = anchor_addr();
-        let tramp = trampoline::<A, R> as fn(usize, &[u8]) -> (Vec<u8>, bool) as usize;
+        let tramp = trampoline::<A, R> as Trampoline as usize;
         let func = f as usize;
         let main_object = object_of(base);
         if main_object.is_none()
@@ -411,11 +455,13 @@ impl Plan {
         {
             return Err(Error::SpawnForeignFunction);
         }
+        let (arg, handles) = crate::handles::collecting(|| postcard::to_allocvec(&arg));
         Ok(Plan {
             exe: exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             trampoline: tramp.wrapping_sub(base) as i64,
             function: func.wrapping_sub(base) as i64,
-            arg: postcard::to_allocvec(&arg).map_err(|e| Error::Encode(e.to_string()))?,
+            arg: arg.map_err(|e| Error::Encode(e.to_string()))?,
+            handles,
         })
     }
 

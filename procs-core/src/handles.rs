@@ -1,0 +1,77 @@
+//! Handles that travel: a value holding handles (procs-sync's `Segment`,
+//! and what lives in one) is serialized with each handle's descriptor set
+//! aside, out of band, and the index of that descriptor in its place; the
+//! receiving side hands the descriptors back while it deserializes. The
+//! transport moves the bytes and the descriptors together: procs-ipc's
+//! `Connection::send_with_handles` (SCM_RIGHTS over a socket), or
+//! [`ProcessBuilder::spawn_fn`](crate::ProcessBuilder::spawn_fn), whose
+//! argument reaches a child of the spawn or forkserver method with its
+//! descriptors (inherited through the exec, or sent to the forkserver).
+//!
+//! Serializing a handle outside [`collecting`] is an error that names the
+//! way; so is a descriptor taken twice, or one that did not come.
+
+use std::cell::RefCell;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+thread_local! {
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` (a serialization) with a collector for the descriptors of the
+/// handles it meets; returns its result and those descriptors (duplicates,
+/// close-on-exec), in the order of their indices.
+pub fn collecting<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let saved = OUTGOING.with(|o| o.replace(Some(Vec::new())));
+    let r = f();
+    let fds = OUTGOING.with(|o| o.replace(saved)).unwrap_or_default();
+    (r, fds)
+}
+
+/// Runs `f` (a deserialization) with `fds`, the descriptors that came with
+/// the bytes, for the handles it reads to take. Those it does not take are
+/// closed when it returns.
+pub fn supplying<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
+    let saved = INCOMING.with(|i| i.replace(Some(fds.into_iter().map(Some).collect())));
+    let r = f();
+    INCOMING.with(|i| i.replace(saved));
+    r
+}
+
+/// Sets a duplicate of `fd` aside for the value being serialized; its
+/// index.
+#[doc(hidden)]
+pub fn put(fd: BorrowedFd<'_>) -> Result<u32, String> {
+    let dup = fd
+        .try_clone_to_owned()
+        .map_err(|e| format!("a handle's descriptor does not duplicate: {e}"))?;
+    OUTGOING.with(|o| match o.borrow_mut().as_mut() {
+        Some(fds) => {
+            fds.push(dup);
+            Ok((fds.len() - 1) as u32)
+        }
+        None => Err(
+            "a handle travels only with its descriptor: send it with Connection::send_with_handles, \
+             or as the argument of spawn_fn"
+                .to_string(),
+        ),
+    })
+}
+
+/// Takes the descriptor at `index` for the handle being deserialized.
+#[doc(hidden)]
+pub fn take(index: u32) -> Result<OwnedFd, String> {
+    INCOMING.with(|i| match i.borrow_mut().as_mut() {
+        None => Err(
+            "a handle arrives only with its descriptor: receive it with Connection::recv_with_handles"
+                .to_string(),
+        ),
+        Some(fds) => match fds.get_mut(index as usize) {
+            None => Err(format!("a handle names descriptor {index}, which did not come")),
+            Some(slot) => slot
+                .take()
+                .ok_or_else(|| format!("a handle takes descriptor {index} twice")),
+        },
+    })
+}
