@@ -58,6 +58,13 @@ pub enum Error {
     /// load elsewhere.
     #[error("the spawn start method runs functions of the program itself, not of a shared library")]
     SpawnForeignFunction,
+    /// [`set_start_method`](crate::set_start_method) was called before,
+    /// without `force` (Python's "context has already been set").
+    #[error("the start method was already set (to {current}): pass force to change it")]
+    ContextAlreadySet {
+        /// The method set before.
+        current: &'static str,
+    },
     /// A closure cannot cross an exec: the spawn start method runs a plain
     /// function ([`ProcessBuilder::spawn_fn`](crate::ProcessBuilder::spawn_fn)).
     #[error(

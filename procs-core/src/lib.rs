@@ -67,6 +67,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod context;
 mod current;
 mod error;
 mod forkserver;
@@ -80,6 +81,10 @@ mod spawn;
 pub mod subprocess;
 mod sys;
 
+pub use context::{
+    Context, get_all_start_methods, get_context, get_start_method, set_start_method,
+    start_method_is_set,
+};
 pub use current::{
     ActiveChild, CurrentProcess, ParentProcess, active_children, cpu_count, current_process,
     parent_process, process_cpu_count,

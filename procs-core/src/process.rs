@@ -148,12 +148,24 @@ struct Closed {
 /// p.join()?;
 /// # Ok::<(), procs_core::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct ProcessBuilder {
     name: Option<String>,
     daemon: Option<bool>,
     pub(crate) start_method: StartMethod,
+}
+
+impl Default for ProcessBuilder {
+    /// No name, the parent's daemon flag, and the default start method
+    /// ([`get_start_method`](crate::get_start_method)).
+    fn default() -> Self {
+        ProcessBuilder {
+            name: None,
+            daemon: None,
+            start_method: crate::context::default_method(),
+        }
+    }
 }
 
 impl ProcessBuilder {

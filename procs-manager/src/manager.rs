@@ -178,7 +178,9 @@ impl ManagerBuilder {
         let server_slots = slots.clone();
         let limits = self.limits;
         let registry = self.registry;
+        // A closure: forked, whatever the program's default start method.
         let mut server = procs_core::Process::builder()
+            .start_method(procs_core::StartMethod::Fork)
             .name("SyncManager")
             .daemon(false)
             .build(move || {

@@ -267,7 +267,10 @@ where
     let mut pidfds = Vec::with_capacity(n);
     for rank in 0..n {
         let (job2, f2) = (job.clone(), f.clone());
-        let builder = procs_core::Process::builder().name(format!("rank-{rank}"));
+        // A closure: forked, whatever the program's default start method.
+        let builder = procs_core::Process::builder()
+            .start_method(procs_core::StartMethod::Fork)
+            .name(format!("rank-{rank}"));
         let started = procs_core::spawn_with(builder, move || {
             report_panics(job2.clone(), rank);
             let world = World::new(Engine::new(job2, rank, single));

@@ -196,7 +196,11 @@ impl State {
             init: config.init.clone(),
             maxtasks: config.maxtasks,
         };
-        let mut process = Process::builder().daemon(true).build(main);
+        // A closure: forked, whatever the program's default start method.
+        let mut process = Process::builder()
+            .start_method(procs_core::StartMethod::Fork)
+            .daemon(true)
+            .build(main);
         process.start()?;
         self.workers.push(Worker {
             id,
