@@ -17,6 +17,23 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Notes why a handle refuses to travel, and returns it for the
+/// serializer's error: a format's error may not keep the text (postcard's
+/// does not), so the transport reports it from here ([`take_refusal`]).
+#[doc(hidden)]
+pub fn refused(why: impl Into<String>) -> String {
+    let why = why.into();
+    REFUSED.with(|r| *r.borrow_mut() = Some(why.clone()));
+    why
+}
+
+/// Why the last handle refused to travel on this thread, if one did
+/// since the last call.
+pub fn take_refusal() -> Option<String> {
+    REFUSED.with(|r| r.borrow_mut().take())
 }
 
 /// Runs `f` (a serialization) with a collector for the descriptors of the
@@ -24,6 +41,7 @@ thread_local! {
 /// close-on-exec), in the order of their indices.
 pub fn collecting<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     let saved = OUTGOING.with(|o| o.replace(Some(Vec::new())));
+    take_refusal();
     let r = f();
     let fds = OUTGOING.with(|o| o.replace(saved)).unwrap_or_default();
     (r, fds)
@@ -45,17 +63,16 @@ pub fn supplying<R>(fds: Vec<OwnedFd>, f: impl FnOnce() -> R) -> R {
 pub fn put(fd: BorrowedFd<'_>) -> Result<u32, String> {
     let dup = fd
         .try_clone_to_owned()
-        .map_err(|e| format!("a handle's descriptor does not duplicate: {e}"))?;
+        .map_err(|e| refused(format!("a handle's descriptor does not duplicate: {e}")))?;
     OUTGOING.with(|o| match o.borrow_mut().as_mut() {
         Some(fds) => {
             fds.push(dup);
             Ok((fds.len() - 1) as u32)
         }
-        None => Err(
+        None => Err(refused(
             "a handle travels only with its descriptor: send it with Connection::send_with_handles, \
-             or as the argument of spawn_fn"
-                .to_string(),
-        ),
+             or as the argument of spawn_fn",
+        )),
     })
 }
 

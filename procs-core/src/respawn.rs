@@ -460,7 +460,9 @@ impl Plan {
             exe: exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             trampoline: tramp.wrapping_sub(base) as i64,
             function: func.wrapping_sub(base) as i64,
-            arg: arg.map_err(|e| Error::Encode(e.to_string()))?,
+            arg: arg.map_err(|e| {
+                Error::Encode(crate::handles::take_refusal().unwrap_or_else(|| e.to_string()))
+            })?,
             handles,
         })
     }

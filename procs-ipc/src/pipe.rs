@@ -903,7 +903,9 @@ impl<T> Connection<T> {
         T: Serialize,
     {
         let (bytes, fds) = procs_sync::handles::collecting(|| postcard::to_allocvec(value));
-        let bytes = bytes.map_err(|e| Error::Encode(e.to_string()))?;
+        let bytes = bytes.map_err(|e| {
+            Error::Encode(procs_core::handles::take_refusal().unwrap_or_else(|| e.to_string()))
+        })?;
         let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         self.send_fds_until(&bytes, &fds, None)
     }

@@ -74,7 +74,16 @@ impl serde::Serialize for Barrier {
                 "a barrier with an action cannot travel: the action is a closure of this process",
             ));
         }
-        serde::Serialize::serialize(&(self.raw.segment(), self.timeout), s)
+        serde::Serialize::serialize(
+            &(
+                {
+                    use serde::ser::Error as _;
+                    self.raw.segment().map_err(S::Error::custom)?
+                },
+                self.timeout,
+            ),
+            s,
+        )
     }
 }
 

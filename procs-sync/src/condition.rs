@@ -405,7 +405,16 @@ impl<L: ConditionLock> Condition<L> {
 #[cfg(all(feature = "serde", not(loom)))]
 impl<L: ConditionLock + serde::Serialize> serde::Serialize for Condition<L> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&(self.raw.segment(), &self.lock), s)
+        serde::Serialize::serialize(
+            &(
+                {
+                    use serde::ser::Error as _;
+                    self.raw.segment().map_err(S::Error::custom)?
+                },
+                &self.lock,
+            ),
+            s,
+        )
     }
 }
 

@@ -124,6 +124,12 @@ pub enum Error {
     /// An argument is out of range.
     #[error("invalid argument: {0}")]
     Invalid(&'static str),
+    /// Every slot of an [`Arena`](crate::Arena) is taken.
+    #[error("the arena's {capacity} slots are all taken")]
+    ArenaFull {
+        /// The arena's capacity.
+        capacity: usize,
+    },
     /// An index past the end of a fixed-length list (Python's `IndexError`).
     #[error("index {index} out of range for a list of {len} items")]
     IndexOutOfRange {

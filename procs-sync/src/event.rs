@@ -37,6 +37,11 @@ impl Event {
 }
 
 impl Event {
+    /// The Event whose state is a slot of an [`Arena`](crate::Arena).
+    pub(crate) fn from_arena(raw: Shared<RawEvent>) -> Self {
+        Event { raw }
+    }
+
     /// A new event, not set.
     pub fn new() -> Result<Event> {
         Ok(Event {

@@ -54,7 +54,10 @@ macro_rules! travels_as_segment {
     ($ty:ty, $raw:ty, [$($kind:expr),+]) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                serde::Serialize::serialize(self.shared().segment(), s)
+                serde::Serialize::serialize({
+            use serde::ser::Error as _;
+            self.shared().segment().map_err(S::Error::custom)?
+        }, s)
             }
         }
 

@@ -56,6 +56,8 @@ pub mod handles;
 pub use error::{Error, OwnerDied, Result, TryLockError};
 
 #[cfg(not(loom))]
+mod arena;
+#[cfg(not(loom))]
 mod barrier;
 #[cfg(not(loom))]
 mod cells;
@@ -84,6 +86,8 @@ mod shm_manager;
 #[cfg(not(loom))]
 mod value;
 
+#[cfg(not(loom))]
+pub use arena::Arena;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]

@@ -71,6 +71,11 @@ impl Lock {
 }
 
 impl Lock {
+    /// The Lock whose state is a slot of an [`Arena`](crate::Arena).
+    pub(crate) fn from_arena(raw: Shared<RawLock>) -> Self {
+        Lock { raw }
+    }
+
     /// A new, free lock in its own anonymous shared memory segment.
     pub fn new() -> Result<Lock> {
         Ok(Lock {

@@ -51,6 +51,11 @@ impl RLock {
 }
 
 impl RLock {
+    /// The RLock whose state is a slot of an [`Arena`](crate::Arena).
+    pub(crate) fn from_arena(raw: Shared<RawRLock>) -> Self {
+        RLock { raw }
+    }
+
     /// A new, free re-entrant lock in its own anonymous segment.
     pub fn new() -> Result<RLock> {
         Ok(RLock {

@@ -55,6 +55,7 @@ impl Kind {
     pub const BARRIER: Kind = Kind(6);
     pub const VALUE: Kind = Kind(7);
     pub const ARRAY: Kind = Kind(8);
+    pub const ARENA: Kind = Kind(9);
     pub const SHAREABLE_LIST: Kind = Kind(16);
 
     pub fn name(self) -> &'static str {
@@ -68,6 +69,7 @@ impl Kind {
             6 => "a Barrier",
             7 => "a Value",
             8 => "an Array",
+            9 => "an Arena",
             16 => "a ShareableList",
             _ => "something unknown",
         }

@@ -39,6 +39,11 @@ impl Semaphore {
 }
 
 impl Semaphore {
+    /// The Semaphore whose state is a slot of an [`Arena`](crate::Arena).
+    pub(crate) fn from_arena(raw: Shared<RawSemaphore>) -> Self {
+        Semaphore { raw }
+    }
+
     /// A semaphore with `value` permits.
     pub fn new(value: u32) -> Result<Semaphore> {
         let raw = Shared::<RawSemaphore>::create(Kind::SEMAPHORE, 0, 1)?;

@@ -35,10 +35,22 @@ unsafe impl SharedState for crate::raw::barrier::RawBarrier {}
 
 pub(crate) struct Shared<R: SharedState> {
     seg: Arc<Segment>,
-    /// The state at the start of the segment's data, kept here so that
-    /// reaching it is one load, not two (the lock's fast path counts).
+    /// The state at the start of the segment's data (or in its arena
+    /// slot), kept here so that reaching it is one load, not two (the
+    /// lock's fast path counts).
     state: NonNull<R>,
+    /// In an [`Arena`](crate::Arena): the slot, whose count of handles
+    /// (in every process) lives in the arena.
+    slot: Option<crate::arena::Slot>,
     _state: PhantomData<R>,
+}
+
+impl<R: SharedState> Drop for Shared<R> {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.slot {
+            slot.release();
+        }
+    }
 }
 
 // SAFETY: `state` points into the mapping that `seg` keeps alive, and `R`
@@ -53,6 +65,7 @@ impl<R: SharedState> Clone for Shared<R> {
         Shared {
             seg: Arc::clone(&self.seg),
             state: self.state,
+            slot: self.slot.as_ref().map(crate::arena::Slot::retain),
             _state: PhantomData,
         }
     }
@@ -65,8 +78,25 @@ impl<R: SharedState> Shared<R> {
     /// [`extra_offset`]: Shared::extra_offset
     /// The segment the state lives in (for a handle that travels).
     #[cfg(all(feature = "serde", not(loom)))]
-    pub fn segment(&self) -> &Segment {
-        &self.seg
+    pub fn segment(&self) -> std::result::Result<&Segment, String> {
+        match self.slot {
+            None => Ok(&self.seg),
+            Some(_) => Err(procs_core::handles::refused(
+                "a primitive of an Arena reaches forked children only: it cannot travel on its \
+                 own (its arena's segment holds others)",
+            )),
+        }
+    }
+
+    /// The state in `slot` of an arena's segment `seg` (zeroed, its count
+    /// of handles at one).
+    pub fn in_arena(seg: Arc<Segment>, state: NonNull<R>, slot: crate::arena::Slot) -> Self {
+        Shared {
+            seg,
+            state,
+            slot: Some(slot),
+            _state: PhantomData,
+        }
     }
 
     /// The state at the start of `seg`, a segment of one of `kinds` that
@@ -89,6 +119,7 @@ impl<R: SharedState> Shared<R> {
         Ok(Shared {
             seg: Arc::new(seg),
             state,
+            slot: None,
             _state: PhantomData,
         })
     }
@@ -107,6 +138,7 @@ impl<R: SharedState> Shared<R> {
         Ok(Shared {
             seg: Arc::new(seg),
             state,
+            slot: None,
             _state: PhantomData,
         })
     }

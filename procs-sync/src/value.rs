@@ -441,7 +441,16 @@ impl<T: Pod, L: ConditionLock> Array<T, L> {
 #[cfg(all(feature = "serde", not(loom)))]
 impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Value<T, L> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        serde::Serialize::serialize(&(self.cells.raw.segment(), &self.lock), s)
+        serde::Serialize::serialize(
+            &(
+                {
+                    use serde::ser::Error as _;
+                    self.cells.raw.segment().map_err(S::Error::custom)?
+                },
+                &self.lock,
+            ),
+            s,
+        )
     }
 }
 
@@ -463,7 +472,17 @@ impl<'de, T: Pod, L: ConditionLock + serde::Deserialize<'de>> serde::Deserialize
 impl<T: Pod, L: ConditionLock + serde::Serialize> serde::Serialize for Array<T, L> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         let len = self.cells.len as u64;
-        serde::Serialize::serialize(&(self.cells.raw.segment(), len, &self.lock), s)
+        serde::Serialize::serialize(
+            &(
+                {
+                    use serde::ser::Error as _;
+                    self.cells.raw.segment().map_err(S::Error::custom)?
+                },
+                len,
+                &self.lock,
+            ),
+            s,
+        )
     }
 }
 

@@ -108,3 +108,27 @@ fn handing_handles_to_children_leaves_no_descriptor_behind() {
     let (before, after) = h.join().unwrap();
     assert_eq!(before, after, "descriptors left open");
 }
+
+fn takes_a_lock(_: Lock) {}
+
+#[test]
+fn a_primitive_of_an_arena_does_not_travel_on_its_own() {
+    let arena = procs_sync::Arena::new(2).unwrap();
+    let lock = arena.lock().unwrap();
+    for m in [StartMethod::Spawn, StartMethod::Forkserver] {
+        match Process::builder()
+            .start_method(m)
+            .spawn_fn(takes_a_lock, lock.clone())
+        {
+            Err(procs_core::Error::Encode(why)) => assert!(why.contains("Arena"), "{why}"),
+            other => panic!("{m:?}: unexpected {other:?}"),
+        }
+    }
+    // Forked, it goes with the child as any handle does.
+    let h = Process::builder()
+        .start_method(StartMethod::Fork)
+        .spawn_fn(takes_a_lock, lock)
+        .unwrap();
+    h.join().unwrap();
+    assert_eq!(arena.in_use(), 0);
+}
