@@ -19,6 +19,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::cells::Cells;
 use crate::error::{Error, Result};
 use crate::raw::event::RawEvent;
 use crate::raw::lock::RawLock;
@@ -26,7 +27,7 @@ use crate::raw::rlock::RawRLock;
 use crate::raw::semaphore::RawSemaphore;
 use crate::segment::{Kind, Segment};
 use crate::shared::{Shared, SharedState};
-use crate::{Event, Lock, RLock, Semaphore};
+use crate::{Event, Lock, RLock, Semaphore, Value};
 
 /// A slot's size: one cache line, so that two primitives never share one.
 const SLOT: usize = 64;
@@ -76,8 +77,8 @@ impl Layout {
     }
 }
 
-/// One segment that holds many [`Lock`]s, [`RLock`]s, [`Semaphore`]s and
-/// [`Event`]s (Python's multiprocessing heap, for primitives): a program
+/// One segment that holds many [`Lock`]s, [`RLock`]s, [`Semaphore`]s,
+/// [`Event`]s and small [`Value`]s (Python's multiprocessing heap, for primitives): a program
 /// that needs a hundred thousand of them pays one descriptor and one
 /// mapping, not one each. Its primitives are the same types, used the same
 /// way, and reach children started by a fork with the rest of what a
@@ -181,6 +182,31 @@ impl Arena {
     /// A new, cleared [`Event`] in this arena.
     pub fn event(&self) -> Result<Event> {
         Ok(Event::from_arena(self.take::<RawEvent>()?))
+    }
+
+    /// A new [`Value`] starting at `init`, behind a lock of its own, in
+    /// one slot: `T` fits after the lock word (with its alignment, up to
+    /// 60 bytes), else [`Error::Invalid`].
+    ///
+    /// ```
+    /// let arena = procs_sync::Arena::new(1000)?;
+    /// let counters = (0..1000).map(|_| arena.value(0u64)).collect::<Result<Vec<_>, _>>()?;
+    /// let c = counters[3].clone();
+    /// let mut child = procs_core::Process::new(move || *c.lock().unwrap() += 5);
+    /// child.start()?;
+    /// assert_eq!(child.join()?, 0);
+    /// assert_eq!(counters[3].get(), 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn value<T: bytemuck::Pod>(&self, init: T) -> Result<Value<T>> {
+        let offset = Shared::<RawLock>::extra_offset(std::mem::align_of::<T>());
+        if std::mem::align_of::<T>() > SLOT || offset + std::mem::size_of::<T>() > SLOT {
+            return Err(Error::Invalid(
+                "an arena's value fits in a slot of 64 bytes with its lock word",
+            ));
+        }
+        let raw = self.take::<RawLock>()?;
+        Ok(Value::from_cells(Cells::in_slot(raw, init)))
     }
 
     /// Takes a slot, zeroed, its count at one.

@@ -81,6 +81,20 @@ impl<T: Pod> Cells<T> {
         Ok(cells)
     }
 
+    /// One `init` in `raw`, a fresh arena slot with room for it after the
+    /// lock word (checked by the caller).
+    pub(crate) fn in_slot(raw: Shared<RawLock>, init: T) -> Self {
+        let cells = Cells {
+            raw,
+            len: 1,
+            _t: PhantomData,
+        };
+        // SAFETY: the slot has room for one T at `ptr()`, aligned for T
+        // (the caller checked both); nobody else has the handle yet.
+        unsafe { std::ptr::write(cells.ptr(), init) };
+        cells
+    }
+
     pub(crate) fn ptr(&self) -> *mut T {
         self.raw.extra_ptr(std::mem::align_of::<T>()).cast::<T>()
     }

@@ -161,9 +161,15 @@ impl<R: SharedState> Shared<R> {
 
     /// The extra bytes, for the data a primitive protects.
     pub fn extra_ptr(&self, align: usize) -> *mut u8 {
-        // SAFETY: the segment was created with room for R and then the
-        // extra bytes at this offset (`create`).
-        unsafe { self.seg.as_ptr().add(Self::extra_offset(align)) }
+        // SAFETY: the state's place (the segment's data, or an arena's
+        // slot) was made with room for R and then the extra bytes at this
+        // offset (`create`, `Arena::value`).
+        unsafe {
+            self.state
+                .as_ptr()
+                .cast::<u8>()
+                .add(Self::extra_offset(align))
+        }
     }
 }
 

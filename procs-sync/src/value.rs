@@ -232,6 +232,12 @@ impl<T: Pod + std::fmt::Debug, L: ConditionLock> std::fmt::Debug for Value<T, L>
 }
 
 impl<T: Pod> Value<T> {
+    /// The value of `cells` (one element), behind their own lock word.
+    pub(crate) fn from_cells(cells: Cells<T>) -> Value<T> {
+        let lock = Lock::over(cells.raw.clone());
+        Value { cells, lock }
+    }
+
     /// A shared value starting at `init`, behind a [`Lock`] of its own
     /// (in the same segment).
     pub fn new(init: T) -> Result<Value<T>> {

@@ -142,3 +142,43 @@ fn every_kind_of_an_arena_works_across_a_fork() {
     drop(outer);
     assert_eq!(child.join().unwrap(), 0);
 }
+
+#[test]
+fn small_values_live_in_an_arena_and_their_lock_guards_them_across_processes() {
+    let arena = Arena::new(10_000).unwrap();
+    let values: Vec<_> = (0..10_000u64).map(|i| arena.value(i).unwrap()).collect();
+    let mut kids: Vec<Process> = (0..2)
+        .map(|_| {
+            let values = values.clone();
+            let mut p = Process::new(move || {
+                for _ in 0..10 {
+                    for v in &values {
+                        *v.lock().unwrap() += 1;
+                    }
+                }
+            });
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for v in &values {
+        *v.lock().unwrap() += 1;
+    }
+    for k in &mut kids {
+        assert_eq!(k.join().unwrap(), 0);
+    }
+    assert!(
+        values
+            .iter()
+            .enumerate()
+            .all(|(i, v)| v.get() == i as u64 + 21)
+    );
+    // The largest that fits after the lock word, and one that does not.
+    assert!(matches!(arena.value(0u8), Err(Error::ArenaFull { .. })));
+    drop(values);
+    assert_eq!(arena.in_use(), 0);
+    let big = arena.value([7u64; 7]);
+    assert!(big.is_ok_and(|v| v.get() == [7; 7]));
+    assert!(matches!(arena.value([0u32; 16]), Err(Error::Invalid(_))));
+    assert_eq!(arena.in_use(), 0);
+}
