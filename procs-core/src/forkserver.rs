@@ -67,10 +67,12 @@ impl Server {
 
 /// Starts a child of `builder` that runs the task `plan` describes,
 /// forked by this process's server (started now if it has none).
-pub(crate) fn start<R: Serialize + DeserializeOwned>(
+pub(crate) fn start<A, R: Serialize + DeserializeOwned>(
     builder: ProcessBuilder,
     plan: Plan,
+    arg: A,
 ) -> Result<JoinHandle<R>> {
+    let mut arg = Some(arg);
     let mut process = builder.start_method(StartMethod::Forkserver).build(|| {});
     let me = crate::current_process();
     let bytes = plan.task(&process, (me.pid, me.name.clone()))?;
@@ -119,6 +121,12 @@ pub(crate) fn start<R: Serialize + DeserializeOwned>(
             // The server reaps it only after the acknowledgement: the pid
             // is this child's while the pidfd is opened.
             let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io("pidfd_open", e));
+            // The argument's handles are handed over to the child (those
+            // that count their holders count it) before it runs: the
+            // server holds it until the acknowledgement.
+            if let Some(arg) = arg.take() {
+                crate::handover::dropping_for(pid, arg);
+            }
             let mut ack = [b'A', 0, 0, 0, 0];
             ack[1..].copy_from_slice(&pid.to_le_bytes());
             match (pidfd, send(sock, &ack, &[])) {
@@ -333,6 +341,9 @@ struct Forked {
     pid: i32,
     status: OwnedFd,
     acked: bool,
+    /// The write end of the pipe the child waits on until its parent's
+    /// acknowledgement (closed then, or with the server).
+    gate: Option<OwnedFd>,
 }
 
 /// The server's loop, in the fresh execution `init` found `ENV` in. Ends
@@ -405,6 +416,9 @@ pub(crate) fn serve(fd: &[u8]) -> ! {
                 Received::Ack(pid) => {
                     if let Some(f) = forked.iter_mut().find(|f| f.pid == pid) {
                         f.acked = true;
+                        // The child may run now: its parent holds a pidfd
+                        // of it and has handed its argument over.
+                        f.gate = None;
                     }
                 }
                 Received::Other => {}
@@ -498,6 +512,9 @@ fn fork_one(
     };
     let handles: Vec<OwnedFd> = fds.collect();
     let server = std::process::id() as i32;
+    let Ok((gate_r, gate_w)) = pipe(0) else {
+        return -libc::EMFILE;
+    };
     // SAFETY: this server is single-threaded: the child may do anything.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -514,9 +531,18 @@ fn fork_one(
             libc::sigprocmask(libc::SIG_SETMASK, old_mask, std::ptr::null_mut());
         }
         drop(status);
+        drop(gate_w);
         for f in forked.drain(..) {
             drop(f.status);
+            drop(f.gate);
         }
+        // Wait for the parent's acknowledgement: the gate's end closing
+        // (or the server's end, with it).
+        let mut byte = 0u8;
+        // SAFETY: a blocking read of at most one byte into a valid buffer;
+        // it returns at the end of the pipe.
+        while unsafe { libc::read(gate_r.as_raw_fd(), (&raw mut byte).cast(), 1) } < 0 {}
+        drop(gate_r);
         let mut task = std::fs::File::from(task);
         if crate::respawn::task_is_daemon(&mut task) {
             sys::die_with_parent(server);
@@ -524,10 +550,12 @@ fn fork_one(
         crate::respawn::run_task(task, std::fs::File::from(result), handles)
     }
     drop(handles);
+    drop(gate_r);
     forked.push(Forked {
         pid,
         status,
         acked: false,
+        gate: Some(gate_w),
     });
     pid
 }

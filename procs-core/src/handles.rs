@@ -18,6 +18,28 @@ thread_local! {
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
     static REFUSED: RefCell<Option<String>> = const { RefCell::new(None) };
+    static SENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`collecting`], for a value sent to a process already running (by
+/// procs-ipc's `Connection::send_with_handles`): handles that count the
+/// processes holding them (procs-ipc's queues) count one more for the
+/// sender as they serialize, which the receiver takes back once it counts
+/// itself. So the sender may drop its own at once, and its peers never
+/// see nobody holding the queue in between. (A value for a child being
+/// started needs none of this: the parent's copy is dropped as handed over
+/// to the child, as a forked target's captures are.)
+pub fn collecting_to_send<R>(f: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let saved = SENDING.with(|r| r.replace(true));
+    let out = collecting(f);
+    SENDING.with(|r| r.set(saved));
+    out
+}
+
+/// Whether the value being serialized is sent to a running process (under
+/// [`collecting_to_send`]).
+pub fn sending() -> bool {
+    SENDING.with(std::cell::Cell::get)
 }
 
 /// Notes why a handle refuses to travel, and returns it for the

@@ -318,12 +318,12 @@ impl ProcessBuilder {
 
     fn spawn_exec<A, R>(self, f: fn(A) -> R, arg: A) -> Result<JoinHandle<R>>
     where
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
     {
-        let mut plan = Plan::new(f, arg)?;
+        let mut plan = Plan::new(f, &arg)?;
         if self.start_method == crate::StartMethod::Forkserver {
-            return crate::forkserver::start(self, plan);
+            return crate::forkserver::start(self, plan, arg);
         }
         let me = crate::current_process();
         let task_fd = memfd()?;
@@ -349,9 +349,14 @@ impl ProcessBuilder {
         let mut keep = vec![task_fd.as_raw_fd(), writer.as_raw_fd()];
         keep.extend(plan.handles.iter().map(|h| h.as_raw_fd()));
         let handle_fds = std::mem::take(&mut plan.handles);
+        // The argument goes into the child as a forked target's captures
+        // do: the parent's copy is dropped as handed over to the child
+        // (handles that count their holders count the child), before the
+        // child may run; its own copy goes with its image at the exec.
         let mut process = self.build(move || {
             let failed = image.exec(&keep);
             drop(handle_fds);
+            drop(arg);
             let why = format!("the spawn start method could not execute this program: {failed}");
             let mut w = std::fs::File::from(writer);
             let _ = w.write_all(&encode(&Outcome::<()>::Panicked(why)));
@@ -437,7 +442,7 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    fn new<A, R>(f: fn(A) -> R, arg: A) -> Result<Plan>
+    fn new<A, R>(f: fn(A) -> R, arg: &A) -> Result<Plan>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
@@ -455,7 +460,7 @@ impl Plan {
         {
             return Err(Error::SpawnForeignFunction);
         }
-        let (arg, handles) = crate::handles::collecting(|| postcard::to_allocvec(&arg));
+        let (arg, handles) = crate::handles::collecting(|| postcard::to_allocvec(arg));
         Ok(Plan {
             exe: exe_identity().map_err(|e| Error::io("stat /proc/self/exe", e))?,
             trampoline: tramp.wrapping_sub(base) as i64,

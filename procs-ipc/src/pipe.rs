@@ -902,7 +902,9 @@ impl<T> Connection<T> {
     where
         T: Serialize,
     {
-        let (bytes, fds) = procs_sync::handles::collecting(|| postcard::to_allocvec(value));
+        // Queues in the value count one more for this process until the
+        // receiver counts itself.
+        let (bytes, fds) = procs_core::handles::collecting_to_send(|| postcard::to_allocvec(value));
         let bytes = bytes.map_err(|e| {
             Error::Encode(procs_core::handles::take_refusal().unwrap_or_else(|| e.to_string()))
         })?;

@@ -49,6 +49,7 @@ mod joinable;
 mod roles;
 mod shared;
 mod simple;
+mod travel;
 
 pub use joinable::JoinableQueue;
 pub use roles::{QueueReceiver, QueueSender};

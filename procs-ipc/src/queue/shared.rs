@@ -144,6 +144,50 @@ impl Inner {
         Ok(inner)
     }
 
+    /// This process's part in a queue whose segment came from another
+    /// process, which said its capacity: checked against the segment.
+    pub(super) fn attach(seg: Segment, capacity: u64) -> std::result::Result<Inner, String> {
+        let capacity = usize::try_from(capacity)
+            .ok()
+            .filter(|c| *c >= 64 && c.is_power_of_two())
+            .ok_or("a queue's capacity is a power of two of at least 64 bytes")?;
+        let data_offset = (std::mem::align_of::<QueueCtl>() + std::mem::size_of::<QueueCtl>())
+            .next_multiple_of(4096);
+        if data_offset.checked_add(capacity) != Some(seg.size()) {
+            return Err(format!(
+                "a segment of {} bytes is not a queue of capacity {capacity}",
+                seg.size()
+            ));
+        }
+        let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<QueueCtl>());
+        Ok(Inner {
+            seg,
+            capacity,
+            data_offset,
+            ctl_offset,
+            closed: AtomicBool::new(false),
+            put_hints: Hints::default(),
+            get_hints: Hints::default(),
+            producers_watch: PeerWatch::default(),
+            producers_death: DeathWatch::default(),
+            consumers_death: DeathWatch::default(),
+        })
+    }
+
+    /// One count less for `pid` in `role`'s tables: the count a sender
+    /// held for a handle in transit, taken back by its receiver once it
+    /// counted itself.
+    pub(super) fn release_for(&self, pid: i32, role: Role) {
+        let ctl = self.ctl();
+        if role.puts {
+            ctl.putters.release(pid);
+        }
+        if role.gets {
+            ctl.getters.release(pid);
+        }
+        self.wake_all();
+    }
+
     #[inline]
     pub(super) fn ctl(&self) -> &QueueCtl {
         // SAFETY: a QueueCtl fits at `ctl_offset` (aligned for it, and
