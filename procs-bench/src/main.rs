@@ -83,46 +83,34 @@ fn spawn_join() -> Result<Figure, String> {
     let t = Instant::now();
     run(n)?;
     let fork = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-    // The spawn start method: a fresh execution of this binary per child.
-    fn empty(_: ()) {}
-    let spawned = procs_core::Process::builder().start_method(procs_core::StartMethod::Spawn);
-    let m = 50;
-    let t = Instant::now();
-    for _ in 0..m {
-        spawned
-            .clone()
-            .spawn_fn(empty, ())
-            .map_err(err)?
-            .join()
-            .map_err(err)?;
+    // The spawn start method: a fresh execution of this binary per child;
+    // the forkserver: one exec for the server (before timing), then a fork
+    // of the server a child.
+    for (method, m) in [
+        (procs_core::StartMethod::Spawn, 50),
+        (procs_core::StartMethod::Forkserver, 300),
+    ] {
+        fn empty(_: ()) {}
+        let builder = procs_core::Process::builder().start_method(method);
+        let one = || -> Result<(), String> {
+            builder
+                .clone()
+                .spawn_fn(empty, ())
+                .map_err(err)?
+                .join()
+                .map_err(err)
+        };
+        one()?;
+        let t = Instant::now();
+        for _ in 0..m {
+            one()?;
+        }
+        eprintln!(
+            "# spawn_join with the {} start method: {:.0} us",
+            method.name(),
+            t.elapsed().as_secs_f64() / m as f64 * 1e6
+        );
     }
-    eprintln!(
-        "# spawn_join with the spawn start method: {:.0} us",
-        t.elapsed().as_secs_f64() / m as f64 * 1e6
-    );
-    // The forkserver start method: one exec for the server (first), then a
-    // fork of the server a child.
-    let served = procs_core::Process::builder().start_method(procs_core::StartMethod::Forkserver);
-    served
-        .clone()
-        .spawn_fn(empty, ())
-        .map_err(err)?
-        .join()
-        .map_err(err)?;
-    let m = 300;
-    let t = Instant::now();
-    for _ in 0..m {
-        served
-            .clone()
-            .spawn_fn(empty, ())
-            .map_err(err)?
-            .join()
-            .map_err(err)?;
-    }
-    eprintln!(
-        "# spawn_join with the forkserver start method: {:.0} us",
-        t.elapsed().as_secs_f64() / m as f64 * 1e6
-    );
     Ok(Figure {
         value: fork,
         unit: "us",

@@ -967,43 +967,41 @@ impl Mpi {
 
     /// Part `j` of `parts` to rank `j`; what each rank sent this one.
     pub(crate) fn alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let n = self.size as usize;
-        let slens: Vec<c_int> = parts
-            .iter()
-            .map(|v| count(v.len()))
-            .collect::<Result<_>>()?;
-        let mut rlens = vec![0 as c_int; n];
-        // SAFETY: one int to and from each rank.
-        check("MPI_Alltoall", unsafe {
-            ffi::MPI_Alltoall(
-                slens.as_ptr().cast(),
-                1,
-                ffi::RSMPI_INT32_T,
-                rlens.as_mut_ptr().cast(),
-                1,
-                ffi::RSMPI_INT32_T,
-                self.comm,
-            )
-        })?;
-        let (sd, rd) = (displacements(&slens)?, displacements(&rlens)?);
-        let flat = parts.concat();
-        let mut all = vec![0u8; total(&rlens)];
-        // SAFETY: both buffers are laid out by their counts and
-        // displacements.
-        check("MPI_Alltoallv", unsafe {
-            ffi::MPI_Alltoallv(
-                flat.as_ptr().cast(),
-                slens.as_ptr(),
-                sd.as_ptr(),
-                bytes(),
-                all.as_mut_ptr().cast(),
-                rlens.as_ptr(),
-                rd.as_ptr(),
-                bytes(),
-                self.comm,
-            )
-        })?;
-        split_parts(&all, &rlens, &rd)
+        let comm = self.comm;
+        exchange_vecs(
+            parts,
+            |s, r| {
+                // SAFETY: one int to and from each rank (a part per rank).
+                check("MPI_Alltoall", unsafe {
+                    ffi::MPI_Alltoall(
+                        s.as_ptr().cast(),
+                        1,
+                        ffi::RSMPI_INT32_T,
+                        r.as_mut_ptr().cast(),
+                        1,
+                        ffi::RSMPI_INT32_T,
+                        comm,
+                    )
+                })
+            },
+            |v| {
+                // SAFETY: both buffers are laid out by their counts and
+                // displacements (made from the lengths just exchanged).
+                check("MPI_Alltoallv", unsafe {
+                    ffi::MPI_Alltoallv(
+                        v.send.as_ptr().cast(),
+                        v.slens.as_ptr(),
+                        v.sdispls.as_ptr(),
+                        bytes(),
+                        v.recv.as_mut_ptr().cast(),
+                        v.rlens.as_ptr(),
+                        v.rdispls.as_ptr(),
+                        bytes(),
+                        comm,
+                    )
+                })
+            },
+        )
     }
 
     // Buffer collectives: `send` of None is MPI's IN_PLACE, done by the
@@ -1400,45 +1398,42 @@ impl Mpi {
     /// neighbour sent this rank (`MPI_Neighbor_alltoall` of the lengths,
     /// then `MPI_Neighbor_alltoallv`); a `PROC_NULL` neighbour's is empty.
     pub(crate) fn neighbor_alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let k = parts.len();
-        let lens = parts
-            .iter()
-            .map(|p| count(p.len()))
-            .collect::<Result<Vec<c_int>>>()?;
-        let mut got_lens = vec![0 as c_int; k];
-        // SAFETY: one int to and from each of the grid's `k` neighbours
-        // (the caller passes one part per neighbour).
-        check("MPI_Neighbor_alltoall", unsafe {
-            ffi::MPI_Neighbor_alltoall(
-                lens.as_ptr().cast(),
-                1,
-                ffi::RSMPI_INT32_T,
-                got_lens.as_mut_ptr().cast(),
-                1,
-                ffi::RSMPI_INT32_T,
-                self.comm,
-            )
-        })?;
-        let sdispls = displacements(&lens)?;
-        let rdispls = displacements(&got_lens)?;
-        let send: Vec<u8> = parts.concat();
-        let mut recv = vec![0u8; total(&got_lens)];
-        // SAFETY: both buffers hold the parts their counts and
-        // displacements name (made above from the same lengths).
-        check("MPI_Neighbor_alltoallv", unsafe {
-            ffi::MPI_Neighbor_alltoallv(
-                send.as_ptr().cast(),
-                lens.as_ptr(),
-                sdispls.as_ptr(),
-                bytes(),
-                recv.as_mut_ptr().cast(),
-                got_lens.as_ptr(),
-                rdispls.as_ptr(),
-                bytes(),
-                self.comm,
-            )
-        })?;
-        split_parts(&recv, &got_lens, &rdispls)
+        let comm = self.comm;
+        exchange_vecs(
+            parts,
+            |s, r| {
+                // SAFETY: one int to and from each of the grid's neighbours
+                // (the caller passes one part per neighbour).
+                check("MPI_Neighbor_alltoall", unsafe {
+                    ffi::MPI_Neighbor_alltoall(
+                        s.as_ptr().cast(),
+                        1,
+                        ffi::RSMPI_INT32_T,
+                        r.as_mut_ptr().cast(),
+                        1,
+                        ffi::RSMPI_INT32_T,
+                        comm,
+                    )
+                })
+            },
+            |v| {
+                // SAFETY: both buffers are laid out by their counts and
+                // displacements (made from the lengths just exchanged).
+                check("MPI_Neighbor_alltoallv", unsafe {
+                    ffi::MPI_Neighbor_alltoallv(
+                        v.send.as_ptr().cast(),
+                        v.slens.as_ptr(),
+                        v.sdispls.as_ptr(),
+                        bytes(),
+                        v.recv.as_mut_ptr().cast(),
+                        v.rlens.as_ptr(),
+                        v.rdispls.as_ptr(),
+                        bytes(),
+                        comm,
+                    )
+                })
+            },
+        )
     }
 }
 
@@ -1462,6 +1457,45 @@ fn scaled(ns: &[usize], width: usize) -> Result<Vec<c_int>> {
 }
 
 /// The offsets of parts of `lens` laid end to end.
+/// The buffers of an exchange of parts of any length, laid out by the
+/// lengths each side sent and got.
+struct Exchange<'a> {
+    send: &'a [u8],
+    slens: &'a [c_int],
+    sdispls: &'a [c_int],
+    recv: &'a mut [u8],
+    rlens: &'a [c_int],
+    rdispls: &'a [c_int],
+}
+
+/// Sends `parts[k]` to peer `k`: the lengths first (`lengths`: one int to
+/// and from each), then the bytes (`move_bytes`: the v-form over buffers
+/// laid out by those lengths); what each peer sent.
+fn exchange_vecs(
+    parts: &[Vec<u8>],
+    lengths: impl FnOnce(&[c_int], &mut [c_int]) -> Result<()>,
+    move_bytes: impl FnOnce(Exchange<'_>) -> Result<()>,
+) -> Result<Vec<Vec<u8>>> {
+    let slens = parts
+        .iter()
+        .map(|p| count(p.len()))
+        .collect::<Result<Vec<c_int>>>()?;
+    let mut rlens = vec![0 as c_int; parts.len()];
+    lengths(&slens, &mut rlens)?;
+    let (sdispls, rdispls) = (displacements(&slens)?, displacements(&rlens)?);
+    let send = parts.concat();
+    let mut recv = vec![0u8; total(&rlens)];
+    move_bytes(Exchange {
+        send: &send,
+        slens: &slens,
+        sdispls: &sdispls,
+        recv: &mut recv,
+        rlens: &rlens,
+        rdispls: &rdispls,
+    })?;
+    split_parts(&recv, &rlens, &rdispls)
+}
+
 /// The displacements of parts of `lens` bytes laid end to end (lengths
 /// other ranks said: a negative one is an error, as is a sum past MPI's
 /// counts).

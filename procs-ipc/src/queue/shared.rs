@@ -125,19 +125,7 @@ impl Inner {
             .checked_add(capacity)
             .ok_or(Error::Invalid("a queue's capacity overflows"))?;
         let seg = Segment::create(size)?;
-        let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<QueueCtl>());
-        let inner = Inner {
-            seg,
-            capacity,
-            data_offset,
-            ctl_offset,
-            closed: AtomicBool::new(false),
-            put_hints: Hints::default(),
-            get_hints: Hints::default(),
-            producers_watch: PeerWatch::default(),
-            producers_death: DeathWatch::default(),
-            consumers_death: DeathWatch::default(),
-        };
+        let inner = Inner::over(seg, capacity, data_offset);
         let ctl = inner.ctl();
         ctl.ring.init(capacity as u64);
         ctl.maxsize.store(maxsize, Ordering::Release);
@@ -159,8 +147,14 @@ impl Inner {
                 seg.size()
             ));
         }
+        Ok(Inner::over(seg, capacity, data_offset))
+    }
+
+    /// This process's part in the queue in `seg`, its ring of `capacity`
+    /// bytes at `data_offset`.
+    fn over(seg: Segment, capacity: usize, data_offset: usize) -> Inner {
         let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<QueueCtl>());
-        Ok(Inner {
+        Inner {
             seg,
             capacity,
             data_offset,
@@ -171,7 +165,7 @@ impl Inner {
             producers_watch: PeerWatch::default(),
             producers_death: DeathWatch::default(),
             consumers_death: DeathWatch::default(),
-        })
+        }
     }
 
     /// One count less for `pid` in `role`'s tables: the count a sender
