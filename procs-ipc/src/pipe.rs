@@ -1023,3 +1023,219 @@ impl<T> Receiver<T> {
         self.0.close();
     }
 }
+
+/// Pipe ends as handles that travel: to a child of any start method as
+/// `spawn_fn`'s argument, or with `send_with_handles` to a running
+/// process. An end travels as its pipe's segment and note descriptors (out
+/// of band), its side and rings; the holder records follow the queues'
+/// rules (see `queue/travel.rs`): handed over to a child being started,
+/// counted once more for the sender while in transit to a running process.
+/// A socket's connection does not travel this way (its stream's state is
+/// this process's).
+mod travel {
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    use std::sync::Arc;
+
+    use nix::sys::eventfd::EventFd;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Connection, End, Link, PipeCtl, Receiver, Sender, Shared};
+    use crate::single_copy::LargeMessages;
+    use procs_sync::Segment;
+    use procs_sync::raw::liveness;
+
+    /// What an end's bytes say: the segment, the capacity, the note
+    /// descriptors' indices, the side, the rings, how large messages go,
+    /// and the sender while in transit.
+    type Wire = (
+        Segment,
+        u64,
+        Vec<u32>,
+        u8,
+        Option<u8>,
+        Option<u8>,
+        u8,
+        Option<i32>,
+    );
+
+    fn large_code(l: LargeMessages) -> u8 {
+        match l {
+            LargeMessages::Measured => 0,
+            LargeMessages::SingleCopy => 1,
+            LargeMessages::Ring => 2,
+        }
+    }
+
+    impl Shared {
+        /// The pipe in `seg`, from another process: its layout checked
+        /// against what the sender said.
+        fn attach(
+            seg: Segment,
+            capacity: u64,
+            notes: Vec<OwnedFd>,
+        ) -> std::result::Result<Shared, String> {
+            let rings = notes.len();
+            let capacity = usize::try_from(capacity)
+                .ok()
+                .filter(|c| *c >= 64 && c.is_power_of_two())
+                .ok_or("a pipe's capacity is a power of two of at least 64 bytes")?;
+            if !(1..=2).contains(&rings) {
+                return Err(format!("a pipe of {rings} rings"));
+            }
+            let data_offset = (std::mem::align_of::<PipeCtl>() + std::mem::size_of::<PipeCtl>())
+                .next_multiple_of(4096);
+            if capacity
+                .checked_mul(rings)
+                .and_then(|d| d.checked_add(data_offset))
+                != Some(seg.size())
+            {
+                return Err(format!(
+                    "a segment of {} bytes is not a pipe of {rings} rings of {capacity}",
+                    seg.size()
+                ));
+            }
+            let mut note_fds = Vec::with_capacity(rings);
+            for fd in notes {
+                let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                    .map_err(|e| format!("a pipe's note descriptor: {e}"))?;
+                if link.as_os_str() != "anon_inode:[eventfd]" {
+                    return Err("a pipe's note descriptor is not an eventfd".into());
+                }
+                // SAFETY: the descriptor is an eventfd (checked above),
+                // owned here alone.
+                note_fds.push(unsafe { EventFd::from_owned_fd(fd) });
+            }
+            let ctl_offset = seg.as_ptr().align_offset(std::mem::align_of::<PipeCtl>());
+            Ok(Shared {
+                seg,
+                capacity,
+                data_offset,
+                ctl_offset,
+                note_fds,
+            })
+        }
+    }
+
+    impl Serialize for End {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.closed.get() {
+                return Err(S::Error::custom(procs_core::handles::refused(
+                    "a closed pipe end does not travel",
+                )));
+            }
+            let mut notes = Vec::with_capacity(self.shared.note_fds.len());
+            for fd in &self.shared.note_fds {
+                notes.push(procs_core::handles::put(fd.as_fd()).map_err(S::Error::custom)?);
+            }
+            let owners = &self.shared.ctl().owners[self.side];
+            // In transit to a running process: one more count for this
+            // one, which the receiver takes back.
+            let transit = procs_core::handles::sending().then(|| {
+                let me = std::process::id() as i32;
+                owners.add(me, liveness::own_start_ticks(), liveness::is_alive);
+                me
+            });
+            // As `Wire`, by reference (a segment serializes as its
+            // descriptor's index).
+            let wire = (
+                &self.shared.seg,
+                self.shared.capacity as u64,
+                notes,
+                self.side as u8,
+                self.send_ring.map(|r| r as u8),
+                self.recv_ring.map(|r| r as u8),
+                large_code(self.large),
+                transit,
+            );
+            wire.serialize(s)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for End {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let (seg, capacity, notes, side, send, recv, large, transit) = Wire::deserialize(d)?;
+            let notes = notes
+                .into_iter()
+                .map(procs_core::handles::take)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(D::Error::custom)?;
+            let rings = notes.len();
+            let shared = Shared::attach(seg, capacity, notes).map_err(D::Error::custom)?;
+            let ring = |r: Option<u8>| -> Result<Option<usize>, D::Error> {
+                match r {
+                    Some(r) if (r as usize) < rings => Ok(Some(r as usize)),
+                    Some(r) => Err(D::Error::custom(format!("ring {r} of a pipe of {rings}"))),
+                    None => Ok(None),
+                }
+            };
+            let (send, recv) = (ring(send)?, ring(recv)?);
+            if side > 1 || (send.is_none() && recv.is_none()) {
+                return Err(D::Error::custom("not a pipe end's side and rings"));
+            }
+            let large = match large {
+                0 => LargeMessages::Measured,
+                1 => LargeMessages::SingleCopy,
+                _ => LargeMessages::Ring,
+            };
+            let side = side as usize;
+            if let Some(sender) = transit {
+                // From a running process: this one counts itself, then
+                // takes the sender's count for the end in transit back.
+                let owners = &shared.ctl().owners[side];
+                owners.add(
+                    std::process::id() as i32,
+                    liveness::own_start_ticks(),
+                    liveness::is_alive,
+                );
+                owners.release(sender);
+            }
+            // From a parent that started this process: counted already.
+            Ok(End::new(Arc::new(shared), side, send, recv, large))
+        }
+    }
+
+    impl<T> Serialize for Connection<T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match &self.end {
+                Link::Ring(e) => e.serialize(s),
+                Link::Socket(_) => Err(S::Error::custom(procs_core::handles::refused(
+                    "a socket's connection does not travel as a handle (send its descriptor \
+                     with send_bytes_with_fds)",
+                ))),
+            }
+        }
+    }
+
+    impl<'de, T> Deserialize<'de> for Connection<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(Connection::wrap(End::deserialize(d)?))
+        }
+    }
+
+    /// A one-way end travels as its connection, its direction checked on
+    /// arrival.
+    macro_rules! one_way {
+        ($ty:ident, $field:ident, $what:literal) => {
+            impl<T> Serialize for $ty<T> {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    self.0.serialize(s)
+                }
+            }
+
+            impl<'de, T> Deserialize<'de> for $ty<T> {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    let c = Connection::<T>::deserialize(d)?;
+                    match &c.end {
+                        Link::Ring(e) if e.$field.is_some() => Ok($ty(c)),
+                        _ => Err(D::Error::custom(concat!("this end is not ", $what))),
+                    }
+                }
+            }
+        };
+    }
+
+    one_way!(Sender, send_ring, "a pipe's sending end");
+    one_way!(Receiver, recv_ring, "a pipe's receiving end");
+}
