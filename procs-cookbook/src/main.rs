@@ -56,6 +56,7 @@ recipes! {
     pipe_chain = "../examples/pipe_chain.rs": "Chain two processes with pipes",
     pool_square = "../examples/pool_square.rs": "Map a function over a list with a Pool",
     pool_progress = "../examples/pool_progress.rs": "Show progress with imap_unordered",
+    start_methods = "../examples/start_methods.rs": "The fork, spawn and forkserver start methods, a queue to each child",
     mpi_hello = "../examples/mpi_hello.rs": "Hello world from every MPI rank",
     mpi_point_to_point = "../examples/mpi_point_to_point.rs": "Send objects from one rank to another",
     mpi_deadlock = "../examples/mpi_deadlock.rs": "A deadlock between two ranks, reported, and its fixes",
@@ -68,6 +69,9 @@ recipes! {
 }
 
 fn main() -> ExitCode {
+    // A child a recipe started with the spawn or forkserver method runs
+    // its function here, not the tour.
+    procs_core::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => tour(),

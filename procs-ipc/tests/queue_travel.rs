@@ -156,3 +156,62 @@ fn a_joinable_queue_reaches_a_spawned_worker_and_a_wrong_role_is_refused() {
         procs_core::handles::supplying(fds, || postcard::from_bytes(&bytes.unwrap()));
     assert!(decoded.is_err());
 }
+
+type Kit = (
+    QueueSender<(u32, u64)>,
+    procs_sync::Lock,
+    procs_sync::Barrier,
+    u32,
+);
+
+/// Meets the others at the barrier, then puts 100 items, each under the
+/// shared lock (whose holder it checks is no one else).
+fn kit_worker((tx, lock, barrier, id): Kit) {
+    barrier.wait_timeout(LONG).unwrap();
+    for k in 0..100 {
+        let _g = lock.lock().unwrap();
+        tx.put((id, k)).unwrap();
+    }
+}
+
+#[test]
+fn a_queue_a_lock_and_a_barrier_reach_spawned_served_and_forked_children_together() {
+    let q = Queue::<(u32, u64)>::new().unwrap();
+    let rx = q.receiver();
+    let lock = procs_sync::Lock::new().unwrap();
+    let barrier = procs_sync::Barrier::new(4).unwrap();
+    let methods = [
+        StartMethod::Spawn,
+        StartMethod::Forkserver,
+        StartMethod::Fork,
+    ];
+    let kids: Vec<_> = methods
+        .iter()
+        .zip(0u32..)
+        .map(|(&m, id)| {
+            let kit: Kit = (q.sender(), lock.clone(), barrier.clone(), id);
+            Process::builder()
+                .start_method(m)
+                .spawn_fn(kit_worker, kit)
+                .unwrap()
+        })
+        .collect();
+    drop(q);
+    // Nobody puts before all three and this process met.
+    assert!(matches!(rx.try_get(), Err(Error::Empty)));
+    barrier.wait_timeout(LONG).unwrap();
+    let mut got = Vec::new();
+    loop {
+        match rx.get_timeout(LONG) {
+            Ok(x) => got.push(x),
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    got.sort_unstable();
+    let want: Vec<(u32, u64)> = (0..3).flat_map(|i| (0..100).map(move |k| (i, k))).collect();
+    assert_eq!(got, want);
+    for k in kids {
+        k.join().unwrap();
+    }
+}
