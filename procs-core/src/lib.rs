@@ -95,5 +95,7 @@ pub use handover::{handing_over_to, reaped_children};
 pub use nix::sys::signal::Signal;
 pub use process::{Process, ProcessBuilder, StartMethod, Target};
 pub use respawn::init;
+#[doc(hidden)]
+pub use respawn::{code_at, code_of_program, code_offset};
 pub use spawn::{JoinHandle, panic_message, spawn, spawn_with};
 pub use sys::signal_name;

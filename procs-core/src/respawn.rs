@@ -83,6 +83,32 @@ fn anchor_addr() -> usize {
     anchor as fn() as usize
 }
 
+/// A code address as its distance from this library's anchor: the same in
+/// every execution of the same program file for a function of the program
+/// itself (the loader moves the whole image at once), and the same in a
+/// forked child for any function. [`code_at`] turns it back.
+#[doc(hidden)]
+#[inline]
+pub fn code_offset(addr: usize) -> u64 {
+    addr.wrapping_sub(anchor_addr()) as u64
+}
+
+/// The code address at `offset` from the anchor ([`code_offset`]).
+#[doc(hidden)]
+#[inline]
+pub fn code_at(offset: u64) -> usize {
+    anchor_addr().wrapping_add(offset as usize)
+}
+
+/// Whether `addr` is code of the program itself (not of a shared library,
+/// which another execution may load elsewhere): only then does its
+/// [`code_offset`] mean the same in a spawned or served child.
+#[doc(hidden)]
+pub fn code_of_program(addr: usize) -> bool {
+    let main = object_of(anchor_addr());
+    main.is_some() && object_of(addr) == main
+}
+
 /// The base address of the object (the program, or a shared library) that
 /// holds `addr`.
 fn object_of(addr: usize) -> Option<usize> {

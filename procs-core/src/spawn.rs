@@ -235,6 +235,13 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         &mut self.process
     }
 
+    /// The child's process, without its value: for a child whose value
+    /// does not matter (it is then never read).
+    #[doc(hidden)]
+    pub fn into_process(self) -> Process {
+        self.process
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> i32 {
         self.process.pid().unwrap_or(0)

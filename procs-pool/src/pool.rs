@@ -9,7 +9,6 @@
 //! here encodes a call, hands it to the scheduler, and gives back what
 //! will hold its result.
 
-use std::hash::RandomState;
 use std::sync::Arc;
 
 use procs_core::StartMethod;
@@ -22,7 +21,7 @@ use crate::map_job::{MapOptions, map_job};
 use crate::result::{AsyncResult, Callbacks, Slot};
 use crate::scheduler::{Config, NewTask, Shared};
 use crate::task::{
-    Call, Frame, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
+    Call, Frame, Key, Reply, StarFn, call_chunk, call_init, call_one, call_star_chunk, encode,
     frame_for, start_frame,
 };
 use crate::worker::Init;
@@ -88,8 +87,8 @@ impl PoolBuilder {
         self.init = Some(
             encode(&arg, &mut bytes)
                 .map(|()| Init {
-                    call: call_init::<A>,
-                    func: f as usize,
+                    call: procs_core::code_offset(call_init::<A> as Call as usize),
+                    func: procs_core::code_offset(f as usize),
                     arg: bytes,
                 })
                 .map_err(Error::Serde),
@@ -105,7 +104,11 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers start; only [`StartMethod::Fork`] exists today.
+    /// How workers start: forked (the default), or under
+    /// [`StartMethod::Spawn`] or [`StartMethod::Forkserver`] (the program
+    /// calls `procs_core::init()` first in `main`), safe from a parent
+    /// whose threads hold locks. Task functions are then the program's own
+    /// (a shared library's fail their tasks, with why).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.start_method = method;
         self
@@ -129,11 +132,21 @@ impl PoolBuilder {
             .build::<Reply>()?;
         let (replies_tx, replies_rx) = (queue.sender(), queue.receiver());
         drop(queue);
+        let execs = self.start_method != StartMethod::Fork;
+        if execs
+            && let Some(i) = &init
+            && !procs_core::code_of_program(procs_core::code_at(i.func))
+        {
+            return Err(Error::Invalid(
+                "a pool of the spawn or forkserver method runs an initializer of the program itself",
+            ));
+        }
         let config = Config {
             processes,
-            key: RandomState::new(),
+            key: Key::random(execs),
             init,
             maxtasks: self.maxtasks,
+            start_method: self.start_method,
         };
         let pool = Pool {
             shared: Arc::new(Shared::new(config, replies_tx)),

@@ -19,7 +19,6 @@
 //! delivered to their [`Job`]s outside it.
 
 use std::collections::VecDeque;
-use std::hash::RandomState;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -126,9 +125,10 @@ pub(crate) enum Mode {
 /// What does not change in a pool's life.
 pub(crate) struct Config {
     pub(crate) processes: usize,
-    pub(crate) key: RandomState,
+    pub(crate) key: crate::task::Key,
     pub(crate) init: Option<Init>,
     pub(crate) maxtasks: Option<u64>,
+    pub(crate) start_method: procs_core::StartMethod,
 }
 
 /// What changes in a pool's life, under [`Shared::lock`].
@@ -192,16 +192,31 @@ impl State {
             tasks: tasks_rx,
             results: results_tx,
             replies: self.replies.clone(),
-            key: config.key.clone(),
+            key: config.key,
             init: config.init.clone(),
             maxtasks: config.maxtasks,
         };
-        // A closure: forked, whatever the program's default start method.
-        let mut process = Process::builder()
-            .start_method(procs_core::StartMethod::Fork)
-            .daemon(true)
-            .build(main);
-        process.start()?;
+        let process = match config.start_method {
+            procs_core::StartMethod::Fork => {
+                // The worker's target forked, whatever the program's
+                // default start method.
+                let mut process = Process::builder()
+                    .start_method(procs_core::StartMethod::Fork)
+                    .daemon(true)
+                    .build(main);
+                process.start()?;
+                process
+            }
+            // A fresh execution of the program (or a fork of its
+            // forkserver) that runs the worker: its pipes and queue go
+            // with it as handles.
+            method => Process::builder()
+                .start_method(method)
+                .name(format!("SpawnPoolWorker-{id}"))
+                .daemon(true)
+                .spawn_fn(crate::worker::spawned_worker, main)?
+                .into_process(),
+        };
         self.workers.push(Worker {
             id,
             pid: process.pid().unwrap_or(0),

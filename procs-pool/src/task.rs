@@ -8,17 +8,18 @@
 //! output:     one result, or a count and that many results
 //! ```
 //!
-//! `call` is the address of a function monomorphized for the task's types
-//! (one of [`call_one`], [`call_chunk`], [`call_star_chunk`],
-//! [`call_init`]) and `func` the address of the user's `fn` (zero for
-//! starmap, whose function is a zero-sized type). Workers are forked from
-//! the pool's process, so these addresses mean the same there. `tag` is a
-//! keyed hash of the two addresses, with a key drawn at random by the pool
-//! and inherited by its workers only: a worker calls an address only if
-//! its tag checks.
+//! `call` is a function monomorphized for the task's types (one of
+//! [`call_one`], [`call_chunk`], [`call_star_chunk`], [`call_init`]) and
+//! `func` the user's `fn` (zero for starmap, whose function is a
+//! zero-sized type), both as their distance from procs-core's anchor
+//! ([`procs_core::code_offset`]): the same in a forked worker for any
+//! function, and in a spawned or served one (a fresh execution of the
+//! program) for a function of the program itself, which a pool of those
+//! methods checks before it sends one. `tag` is a keyed hash of the two,
+//! with a key drawn at random by the pool and given to its workers only: a
+//! worker calls an address only if its tag checks.
 
-use std::hash::BuildHasher;
-use std::hash::RandomState;
+use std::hash::{BuildHasher, Hasher, RandomState};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -35,26 +36,51 @@ pub(crate) const HEADER: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Header {
     pub task: u64,
-    pub call: usize,
-    pub func: usize,
+    /// The call and the function, as offsets (see the module's doc).
+    pub call: u64,
+    pub func: u64,
     pub tag: u64,
 }
 
-/// The keyed hash binding a call to its function.
-pub(crate) fn tag(key: &RandomState, call: usize, func: usize) -> u64 {
-    key.hash_one((call, func))
+/// The pool's secret for its tags, drawn at random when it is built and
+/// given to each worker (inherited, or in the spawned worker's argument).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Key {
+    words: [u64; 2],
+    /// The workers are fresh executions of the program (spawn or
+    /// forkserver): only its own functions mean the same there.
+    pub(crate) execs: bool,
+}
+
+impl Key {
+    pub(crate) fn random(execs: bool) -> Key {
+        let s = RandomState::new();
+        Key {
+            words: [s.hash_one(1u8), s.hash_one(2u8)],
+            execs,
+        }
+    }
+}
+
+/// The keyed hash binding a call to its function (SipHash over the key,
+/// then the two offsets).
+pub(crate) fn tag(key: &Key, call: u64, func: u64) -> u64 {
+    #[allow(deprecated)] // std's SipHasher: the one keyed hasher std names.
+    let mut h = std::hash::SipHasher::new_with_keys(key.words[0], key.words[1]);
+    h.write_u64(call);
+    h.write_u64(func);
+    h.finish()
 }
 
 impl Header {
     pub(crate) fn write(&self, buf: &mut Vec<u8>) {
         buf.extend_from_slice(&self.task.to_le_bytes());
-        buf.extend_from_slice(&(self.call as u64).to_le_bytes());
-        buf.extend_from_slice(&(self.func as u64).to_le_bytes());
+        buf.extend_from_slice(&self.call.to_le_bytes());
+        buf.extend_from_slice(&self.func.to_le_bytes());
         buf.extend_from_slice(&self.tag.to_le_bytes());
     }
 
-    /// The header and the input of a frame; `None` if it is too short or an
-    /// address does not fit this machine.
+    /// The header and the input of a frame; `None` if it is too short.
     pub(crate) fn parse(frame: &[u8]) -> Option<(Header, &[u8])> {
         let word = |i: usize| -> Option<u64> {
             Some(u64::from_le_bytes(
@@ -63,8 +89,8 @@ impl Header {
         };
         let header = Header {
             task: word(0)?,
-            call: usize::try_from(word(1)?).ok()?,
-            func: usize::try_from(word(2)?).ok()?,
+            call: word(1)?,
+            func: word(2)?,
             tag: word(3)?,
         };
         Some((header, &frame[HEADER..]))
@@ -126,7 +152,7 @@ pub(crate) fn set_task_id(frame: &mut [u8], task: u64) {
 }
 
 /// A frame with its header (task id 0 until submitted) and no input yet.
-pub(crate) fn frame_for(key: &RandomState, call: Call, func: usize) -> Vec<u8> {
+pub(crate) fn frame_for(key: &Key, call: Call, func: usize) -> Vec<u8> {
     let mut frame = Vec::with_capacity(HEADER + 64);
     start_frame(key, call, func, &mut frame);
     frame
@@ -134,9 +160,20 @@ pub(crate) fn frame_for(key: &RandomState, call: Call, func: usize) -> Vec<u8> {
 
 /// Writes a frame's header (task id 0 until submitted) into `frame`, which
 /// must be empty.
-pub(crate) fn start_frame(key: &RandomState, call: Call, func: usize, frame: &mut Vec<u8>) {
+pub(crate) fn start_frame(key: &Key, call: Call, func: usize, frame: &mut Vec<u8>) {
     debug_assert!(frame.is_empty());
-    let call = call as usize;
+    // A function of a shared library would be elsewhere in a fresh
+    // execution: its task fails there, with why, instead.
+    let call = if key.execs
+        && !(procs_core::code_of_program(call as usize)
+            && (func == 0 || procs_core::code_of_program(func)))
+    {
+        call_refused as Call
+    } else {
+        call
+    };
+    let call = procs_core::code_offset(call as usize);
+    let func = procs_core::code_offset(func);
     Header {
         task: 0,
         call,
@@ -254,6 +291,15 @@ unsafe fn unary<A, R>(func: usize) -> fn(A) -> R {
     // this crate builds for (checked by transmute itself), and the caller
     // guarantees `func` came from an `fn(A) -> R`.
     unsafe { std::mem::transmute::<usize, fn(A) -> R>(func) }
+}
+
+/// The call of a task whose function a spawned worker cannot reach.
+fn call_refused(_func: usize, _input: &[u8], _out: &mut Vec<u8>) -> Result<(), String> {
+    Err(
+        "a pool of the spawn or forkserver method runs functions of the program itself, \
+         not of a shared library"
+            .to_owned(),
+    )
 }
 
 /// Runs `f(a)` for one argument: the call of `apply`.
@@ -474,15 +520,15 @@ mod tests {
 
     #[test]
     fn headers_parse_back_and_short_frames_are_refused() {
-        let key = RandomState::new();
+        let key = Key::random(false);
         let mut frame = frame_for(&key, call_one::<u64, u64>, 1234);
         frame.extend_from_slice(b"input");
         set_task_id(&mut frame, 77);
         let (h, input) = Header::parse(&frame).unwrap();
         assert_eq!(h.task, 77);
-        assert_eq!(h.func, 1234);
+        assert_eq!(procs_core::code_at(h.func), 1234);
         assert_eq!(h.tag, tag(&key, h.call, h.func));
-        assert_ne!(h.tag, tag(&RandomState::new(), h.call, h.func));
+        assert_ne!(h.tag, tag(&Key::random(false), h.call, h.func));
         assert_eq!(input, b"input");
         for n in 0..HEADER {
             assert!(Header::parse(&frame[..n]).is_none());
@@ -491,14 +537,15 @@ mod tests {
 
     #[test]
     fn small_frames_are_kept_inline_and_large_ones_in_a_buffer() {
-        let key = RandomState::new();
+        let key = Key::random(false);
         let mut bytes = frame_for(&key, call_one::<u64, u64>, 99);
         bytes.extend_from_slice(&7u64.to_le_bytes());
         let mut small = Frame::copy_of(&bytes);
         assert!(matches!(small, Frame::Inline { .. }));
         small.set_task_id(5);
         let (h, input) = Header::parse(small.as_slice()).unwrap();
-        assert_eq!((h.task, h.func, input), (5, 99, &7u64.to_le_bytes()[..]));
+        let func = procs_core::code_at(h.func);
+        assert_eq!((h.task, func, input), (5, 99, &7u64.to_le_bytes()[..]));
         bytes.extend_from_slice(&[1; INLINE_FRAME]);
         let mut large = Frame::copy_of(&bytes);
         assert!(matches!(large, Frame::Heap(_)));

@@ -2,7 +2,6 @@
 //! task pipe, and answers each through the pool's reply queue.
 
 use std::cell::RefCell;
-use std::hash::RandomState;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use procs_core::Target;
 use procs_ipc::{QueueSender, Receiver, Sender};
 
-use crate::task::{Body, Bytes, Call, Header, Reply, tag};
+use serde::{Deserialize, Serialize};
+
+use crate::task::{Body, Bytes, Call, Header, Key, Reply, tag};
 
 /// Outputs larger than this go through the worker's result pipe, which
 /// streams (and which the pool reads into a buffer it keeps), instead of
@@ -20,21 +21,24 @@ pub(crate) const INLINE_MAX: usize = 8 * 1024;
 /// The size of the buffers a worker starts with (those of its pipes).
 const WARM_BUFFER: usize = 256 * 1024;
 
-/// The initializer as a worker runs it: a call, a function, an argument.
-#[derive(Debug, Clone)]
+/// The initializer as a worker runs it: a call, a function (as offsets:
+/// see `task`), an argument.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Init {
-    pub call: Call,
-    pub func: usize,
+    pub call: u64,
+    pub func: u64,
     pub arg: Vec<u8>,
 }
 
-/// The target of a worker process.
+/// The target of a worker process (for a spawned or served one, its
+/// argument: the pipes and the queue travel as handles).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct WorkerMain {
     pub id: u32,
     pub tasks: Receiver<()>,
     pub results: Sender<()>,
     pub replies: QueueSender<Reply>,
-    pub key: RandomState,
+    pub key: Key,
     pub init: Option<Init>,
     pub maxtasks: Option<u64>,
 }
@@ -47,9 +51,14 @@ impl Target for WorkerMain {
         // `install_panic_hook`); nothing here takes the hook's lock.
         IN_WORKER.store(true, Ordering::Relaxed);
         if let Some(init) = &self.init {
-            let ran = catch_unwind(AssertUnwindSafe(|| {
-                (init.call)(init.func, &init.arg, &mut Vec::new())
-            }));
+            // SAFETY: the pool made `call` from `call_init::<A>` paired with
+            // an `fn(A)` (see `PoolBuilder::initializer`), as offsets that
+            // mean the same here (forked, or the program's own functions in
+            // a fresh execution: checked by the pool).
+            let call =
+                unsafe { std::mem::transmute::<usize, Call>(procs_core::code_at(init.call)) };
+            let func = procs_core::code_at(init.func);
+            let ran = catch_unwind(AssertUnwindSafe(|| call(func, &init.arg, &mut Vec::new())));
             let failure = match ran {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e),
@@ -90,13 +99,16 @@ impl Target for WorkerMain {
             if header.tag != tag(&self.key, header.call, header.func) {
                 die("a task frame whose tag does not check");
             }
-            // SAFETY: the tag checks, so these words are a call address and
-            // a function address that the pool (our parent, whose image we
-            // share since the fork) paired and sent (see `task`); a call
-            // address is the address of a `Call`.
-            let call = unsafe { std::mem::transmute::<usize, Call>(header.call) };
+            // SAFETY: the tag checks, so these words are a call and a
+            // function that the pool paired and sent (see `task`), as
+            // offsets that mean the same here (forked from the pool's
+            // process; or a fresh execution of its program, where the pool
+            // sends only the program's own functions); a call is a `Call`.
+            let call =
+                unsafe { std::mem::transmute::<usize, Call>(procs_core::code_at(header.call)) };
+            let func = procs_core::code_at(header.func);
             out.clear();
-            let body = match catch_unwind(AssertUnwindSafe(|| call(header.func, input, &mut out))) {
+            let body = match catch_unwind(AssertUnwindSafe(|| call(func, input, &mut out))) {
                 Ok(Ok(())) if out.len() > INLINE_MAX => Body::InPipe,
                 Ok(Ok(())) => Body::Done(Bytes(std::mem::take(&mut out))),
                 Ok(Err(e)) => Body::Serde(e),
@@ -126,6 +138,13 @@ impl Target for WorkerMain {
             done += 1;
         }
     }
+}
+
+/// A worker of the spawn or forkserver method: the pool's panic hook
+/// first (a fresh execution has the default one), then the worker.
+pub(crate) fn spawned_worker(main: WorkerMain) {
+    install_panic_hook();
+    main.run();
 }
 
 /// A worker that cannot go on says why and exits; the pool sees the exit
