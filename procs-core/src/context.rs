@@ -6,9 +6,9 @@
 //! stays [`StartMethod::Fork`] unless the program sets another: a closure
 //! can only be forked, so under spawn or forkserver a closure's `start` is
 //! [`Error::SpawnNeedsFunction`], and plain functions go through
-//! [`ProcessBuilder::spawn_fn`]. This library's own processes (a pool's
-//! workers, a manager's server, the ranks of `procs_mpi::run`) run
-//! closures and are forked whatever the default.
+//! [`ProcessBuilder::spawn_fn`]. This library's own processes that run
+//! closures (a manager's server, the ranks of `procs_mpi::run`) are forked
+//! whatever the default; a pool's workers take the method of its builder.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
