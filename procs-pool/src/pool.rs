@@ -54,12 +54,25 @@ thread_local! {
 /// assert_eq!(pool.map(|x: u32| x + 1, 0..5)?, vec![1, 2, 3, 4, 5]);
 /// # Ok::<(), procs_pool::Error>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PoolBuilder {
     processes: Option<usize>,
     init: Option<Result<Init>>,
     maxtasks: Option<u64>,
     start_method: StartMethod,
+}
+
+impl Default for PoolBuilder {
+    /// Python's defaults, and the program's default start method
+    /// ([`procs_core::get_start_method`]: fork unless it set another).
+    fn default() -> Self {
+        PoolBuilder {
+            processes: None,
+            init: None,
+            maxtasks: None,
+            start_method: procs_core::get_start_method(),
+        }
+    }
 }
 
 impl PoolBuilder {

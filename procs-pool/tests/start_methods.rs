@@ -134,3 +134,18 @@ fn an_initializer_runs_in_each_spawned_worker() {
         drop(p);
     }
 }
+
+#[test]
+fn a_pool_takes_the_programs_default_start_method() {
+    // In a process of our own: the default is process-wide.
+    let h = procs_core::spawn(|| {
+        procs_core::set_start_method(StartMethod::Forkserver, false).unwrap();
+        let p = Pool::new(1).unwrap();
+        let name = p.apply(whoami, ()).unwrap().0;
+        (name, p.apply(square, 9).unwrap())
+    })
+    .unwrap();
+    let (name, nine) = h.join().unwrap();
+    assert!(name.starts_with("SpawnPoolWorker-"), "{name}");
+    assert_eq!(nine, 81);
+}
