@@ -123,12 +123,18 @@ pub struct Process {
     identity: Vec<u32>,
     pub(crate) start_method: StartMethod,
     target: Option<Box<dyn FnOnce() + Send>>,
+    /// A plain function's start (from [`ProcessBuilder::build_fn`]), by any
+    /// method: given this handle's name, daemon flag and method.
+    plain: Option<PlainStart>,
     child: Option<Arc<Child>>,
     /// Set by `close`: the exit code the child had (`None` if never started).
     closed: Option<Closed>,
     /// The target executes this program afresh (the spawn method's).
     pub(crate) execs: bool,
 }
+
+/// Starts a plain function's child, as [`ProcessBuilder::spawn_fn`] does.
+type PlainStart = Box<dyn FnOnce(ProcessBuilder) -> Result<Process> + Send>;
 
 /// What a closed [`Process`] remembers.
 #[derive(Debug, Clone, Copy)]
@@ -215,10 +221,47 @@ impl ProcessBuilder {
             identity,
             start_method: self.start_method,
             target: Some(Box::new(move || target.run())),
+            plain: None,
             child: None,
             closed: None,
             execs: false,
         }
+    }
+
+    /// An unstarted process that runs the plain function `f(arg)` by the
+    /// builder's start method, any of the three (Python's
+    /// `Process(target=f, args=(arg,))`): under spawn and forkserver the
+    /// argument travels serialized, handles and all, as with
+    /// [`spawn_fn`](ProcessBuilder::spawn_fn) (whose value it does not
+    /// keep); the program calls [`init`](crate::init) first in `main`.
+    ///
+    /// ```no_run
+    /// use procs_core::{Process, StartMethod};
+    ///
+    /// fn greet(name: String) {
+    ///     println!("hello {name}");
+    /// }
+    ///
+    /// fn main() -> Result<(), procs_core::Error> {
+    ///     procs_core::init();
+    ///     let mut p = Process::builder()
+    ///         .start_method(StartMethod::Spawn)
+    ///         .build_fn(greet, "bob".to_string());
+    ///     p.start()?;
+    ///     assert_eq!(p.join()?, 0);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn build_fn<A>(self, f: fn(A), arg: A) -> Process
+    where
+        A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        let mut p = self.clone().build(|| {});
+        p.target = None;
+        p.plain = Some(Box::new(move |builder: ProcessBuilder| {
+            Ok(builder.spawn_fn(f, arg)?.into_process())
+        }));
+        p
     }
 
     /// Builds the process and starts it.
@@ -249,6 +292,16 @@ impl Process {
             return Err(Error::AlreadyStarted {
                 name: self.name.clone(),
             });
+        }
+        if let Some(plain) = self.plain.take() {
+            let builder = ProcessBuilder {
+                name: Some(self.name.clone()),
+                daemon: Some(self.daemon),
+                start_method: self.start_method,
+            };
+            let mut started = plain(builder)?;
+            self.child = started.child.take();
+            return Ok(());
         }
         let Some(entry) = self.target.take() else {
             return Err(Error::AlreadyStarted {
@@ -506,6 +559,7 @@ impl Process {
             drop(child);
         }
         self.target = None;
+        self.plain = None;
         self.closed = Some(Closed { exitcode });
         Ok(())
     }

@@ -289,3 +289,40 @@ fn a_killed_server_is_replaced_and_its_children_do_not_hang_their_joins() {
     .unwrap();
     assert_eq!(h.join().unwrap(), (true, true, true, 81, true));
 }
+
+fn named(code: i32) {
+    let me = procs_core::current_process();
+    assert_eq!(me.name, "plain-worker");
+    std::process::exit(code)
+}
+
+fn panics(_: ()) {
+    panic!("a plain target panics")
+}
+
+#[test]
+fn a_process_of_a_plain_function_starts_by_every_method() {
+    for m in [
+        StartMethod::Fork,
+        StartMethod::Spawn,
+        StartMethod::Forkserver,
+    ] {
+        let mut p = Process::builder()
+            .name("plain-worker")
+            .start_method(m)
+            .build_fn(named, 5);
+        assert_eq!(p.name(), "plain-worker");
+        assert!(!p.is_alive());
+        p.start().unwrap();
+        assert!(
+            matches!(p.start(), Err(Error::AlreadyStarted { .. })),
+            "{m:?}"
+        );
+        assert_eq!(p.join().unwrap(), 5, "{m:?}");
+        assert_eq!(p.exitcode(), Some(5));
+        let mut p = Process::builder().start_method(m).build_fn(panics, ());
+        p.start().unwrap();
+        assert_eq!(p.join().unwrap(), 1, "{m:?}: a panic is exit code 1");
+        p.close().unwrap();
+    }
+}
