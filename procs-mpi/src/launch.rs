@@ -49,6 +49,7 @@ pub struct Config {
     detect: bool,
     single_copy: Option<bool>,
     backend: Option<Backend>,
+    start_method: procs_core::StartMethod,
 }
 
 /// The transport under a job's communicators.
@@ -79,6 +80,7 @@ impl Config {
             detect: env_flag(ENV_DEADLOCK).unwrap_or(true),
             single_copy: env_flag(ENV_SINGLE_COPY),
             backend: None,
+            start_method: procs_core::get_start_method(),
         }
     }
 
@@ -122,6 +124,52 @@ impl Config {
     pub(crate) fn single_copy_here(&self) -> bool {
         self.single_copy
             .unwrap_or_else(crate::measure::single_copy_is_faster)
+    }
+
+    /// How [`run_fn`](Config::run_fn) starts its ranks: forked (the
+    /// default, or the program's [`procs_core::set_start_method`]), or
+    /// under [`StartMethod::Spawn`](procs_core::StartMethod::Spawn) or
+    /// [`Forkserver`](procs_core::StartMethod::Forkserver), fresh
+    /// executions of the program (which calls `procs_core::init()` first in
+    /// `main`), safe from a parent whose threads hold locks. [`run`] runs a
+    /// closure, which only a fork carries: it forks whatever this says.
+    pub fn start_method(mut self, method: procs_core::StartMethod) -> Config {
+        self.start_method = method;
+        self
+    }
+
+    /// [`run`] for a plain function, by this configuration's start method:
+    /// each rank a fresh execution (or a fork of the forkserver) that joins
+    /// the job's segment, runs `f`, and sends its value back. Dead ranks,
+    /// deadlocks and aborts are reported as for forked ranks.
+    ///
+    /// ```no_run
+    /// use procs_mpi::{Communicator, Config, Op, World};
+    ///
+    /// fn sum_of_ranks(world: &World) -> i64 {
+    ///     world.allreduce(&(world.rank() as i64), Op::SUM).unwrap()
+    /// }
+    ///
+    /// fn main() -> Result<(), procs_mpi::Error> {
+    ///     procs_core::init();
+    ///     let cfg = Config::new().start_method(procs_core::StartMethod::Spawn);
+    ///     assert_eq!(cfg.run_fn(4, sum_of_ranks)?, [6, 6, 6, 6]);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn run_fn<R>(&self, n: usize, f: fn(&World) -> R) -> Result<Vec<R>>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        first_failure(self.run_all_fn(n, f)?)
+    }
+
+    /// [`run_all`] for a plain function (see [`run_fn`](Config::run_fn)).
+    pub fn run_all_fn<R>(&self, n: usize, f: fn(&World) -> R) -> Result<Vec<Result<R>>>
+    where
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        launch_fn(self, n, f)
     }
 
     /// [`run`] with this configuration.
@@ -263,21 +311,105 @@ where
     // Measured once here, inherited by every rank.
     let single = cfg.single_copy_here();
     let f = Arc::new(f);
-    let mut handles = Vec::with_capacity(n);
-    let mut pidfds = Vec::with_capacity(n);
-    for rank in 0..n {
+    launch_ranks(job, n, |job, rank| {
         let (job2, f2) = (job.clone(), f.clone());
         // A closure: forked, whatever the program's default start method.
         let builder = procs_core::Process::builder()
             .start_method(procs_core::StartMethod::Fork)
             .name(format!("rank-{rank}"));
-        let started = procs_core::spawn_with(builder, move || {
+        procs_core::spawn_with(builder, move || {
             report_panics(job2.clone(), rank);
             let world = World::new(Engine::new(job2, rank, single));
             let value = f2(&world);
             drop(world);
             value
-        });
+        })
+        .map_err(|e| e.to_string())
+    })
+}
+
+/// What a rank of the spawn or forkserver method gets: the job's segment,
+/// its rank, the single-copy choice, and its function (as its distance
+/// from procs-core's anchor).
+#[derive(Serialize, serde::Deserialize)]
+struct RankArgs {
+    job: procs_sync::Segment,
+    rank: usize,
+    single: bool,
+    f: u64,
+}
+
+/// A rank of the spawn or forkserver method: joins the job, runs `f`.
+fn spawned_rank<R: Serialize + DeserializeOwned>(a: RankArgs) -> R {
+    let job = match Job::attach(a.job) {
+        Ok(j) => Arc::new(j),
+        Err(e) => panic!("rank {}: the job's segment: {e}", a.rank),
+    };
+    report_panics(job.clone(), a.rank);
+    // SAFETY: the parent took this offset from an `fn(&World) -> R` of the
+    // program itself (checked with `code_of_program`), and this rank is a
+    // fresh execution of the same program file (checked by procs-core), so
+    // the same function is at the same distance from the anchor.
+    let f = unsafe { std::mem::transmute::<usize, fn(&World) -> R>(procs_core::code_at(a.f)) };
+    let world = World::new(Engine::new(job, a.rank, a.single));
+    let value = f(&world);
+    drop(world);
+    value
+}
+
+fn launch_fn<R>(cfg: &Config, n: usize, f: fn(&World) -> R) -> Result<Vec<Result<R>>>
+where
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    let method = cfg.start_method;
+    if method == procs_core::StartMethod::Fork {
+        return launch(cfg, n, f);
+    }
+    if !procs_core::code_of_program(f as usize) {
+        return Err(Error::Job(
+            "a job of the spawn or forkserver method runs a function of the program itself".into(),
+        ));
+    }
+    let job = Arc::new(Job::create(n, cfg.detect)?);
+    let single = cfg.single_copy_here();
+    let offset = procs_core::code_offset(f as usize);
+    launch_ranks(job, n, |job, rank| {
+        // The rank maps the same segment, through a duplicate of its
+        // descriptor that travels with the argument.
+        let fd = job
+            .segment()
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("dup the job's segment: {e}"))?;
+        let seg =
+            procs_sync::Segment::from_fd(fd).map_err(|e| format!("the job's segment: {e}"))?;
+        let args = RankArgs {
+            job: seg,
+            rank,
+            single,
+            f: offset,
+        };
+        procs_core::Process::builder()
+            .start_method(method)
+            .name(format!("rank-{rank}"))
+            .spawn_fn(spawned_rank::<R>, args)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Starts `n` ranks of `job` with `start` and gathers their outcomes.
+fn launch_ranks<R>(
+    job: Arc<Job>,
+    n: usize,
+    start: impl Fn(&Arc<Job>, usize) -> std::result::Result<procs_core::JoinHandle<R>, String>,
+) -> Result<Vec<Result<R>>>
+where
+    R: Serialize + DeserializeOwned + Send,
+{
+    let mut handles = Vec::with_capacity(n);
+    let mut pidfds = Vec::with_capacity(n);
+    for rank in 0..n {
+        let started = start(&job, rank);
         match started {
             Ok(h) => {
                 pidfds.push(
