@@ -41,6 +41,10 @@ pub(crate) const ENV: &str = "PROCS_FORKSERVER";
 /// they travel in one message with the request's three.
 const MAX_HANDLES: usize = 61;
 
+/// How long a request waits for the server's answer before the server is
+/// taken for dead.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Room for a message's descriptors: the request's three and the handles.
 const CONTROL_WORDS: usize = 48;
 
@@ -231,6 +235,17 @@ fn launch(owner: i32) -> Result<Server> {
 /// Sends a fork request with `fds`; the new child's pid.
 fn request(sock: BorrowedFd<'_>, fds: &[RawFd]) -> Result<i32> {
     send(sock, b"F", fds)?;
+    // The server answers at once (it forks and writes): one that does not
+    // (stopped, or stuck) is replaced rather than waited for, since the
+    // registry's lock, which every fork of this process takes, is held.
+    let answered = sys::wait_readable(sock, Some(REPLY_TIMEOUT))
+        .map_err(|e| Error::io("wait for the forkserver", e))?;
+    if !answered {
+        return Err(Error::io(
+            "the forkserver's reply",
+            std::io::Error::from(std::io::ErrorKind::TimedOut),
+        ));
+    }
     let mut reply = [0u8; 4];
     loop {
         // SAFETY: receives at most 4 bytes into a valid buffer.

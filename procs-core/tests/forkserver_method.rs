@@ -326,3 +326,27 @@ fn a_process_of_a_plain_function_starts_by_every_method() {
         p.close().unwrap();
     }
 }
+
+#[test]
+fn a_server_that_does_not_answer_is_replaced_not_waited_for() {
+    // In a process of our own, whose server this test stops.
+    let h = procs_core::spawn(move || {
+        let mut first = served().spawn_fn(sleeps, ()).unwrap();
+        let server = server_of(first.pid());
+        first.process_mut().kill().unwrap();
+        let _ = first.join();
+        // SAFETY: kill takes a pid and a signal.
+        unsafe { libc::kill(server, libc::SIGSTOP) };
+        // The request to the stopped server times out; a new one serves.
+        let t = Instant::now();
+        let next = served().spawn_fn(square, 6).unwrap();
+        let waited = t.elapsed();
+        let value = next.join().unwrap();
+        // SAFETY: as above; the old server is killed when replaced, this
+        // only makes sure.
+        unsafe { libc::kill(server, libc::SIGKILL) };
+        (value, waited < Duration::from_secs(60))
+    })
+    .unwrap();
+    assert_eq!(h.join().unwrap(), (36, true));
+}

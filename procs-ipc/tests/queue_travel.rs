@@ -31,7 +31,7 @@ fn sleeper(tx: QueueSender<u64>) {
 }
 
 /// Every item until the queue says no producer is left (a timeout fails).
-fn drain(rx: &QueueReceiver<u64>) -> Vec<u64> {
+fn drain<T: serde::de::DeserializeOwned>(rx: &QueueReceiver<T>) -> Vec<T> {
     let mut got = Vec::new();
     loop {
         match rx.get_timeout(LONG) {
@@ -200,14 +200,7 @@ fn a_queue_a_lock_and_a_barrier_reach_spawned_served_and_forked_children_togethe
     // Nobody puts before all three and this process met.
     assert!(matches!(rx.try_get(), Err(Error::Empty)));
     barrier.wait_timeout(LONG).unwrap();
-    let mut got = Vec::new();
-    loop {
-        match rx.get_timeout(LONG) {
-            Ok(x) => got.push(x),
-            Err(Error::Disconnected) => break,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
+    let mut got = drain(&rx);
     got.sort_unstable();
     let want: Vec<(u32, u64)> = (0..3).flat_map(|i| (0..100).map(move |k| (i, k))).collect();
     assert_eq!(got, want);

@@ -967,40 +967,11 @@ impl Mpi {
 
     /// Part `j` of `parts` to rank `j`; what each rank sent this one.
     pub(crate) fn alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let comm = self.comm;
         exchange_vecs(
+            self.comm,
             parts,
-            |s, r| {
-                // SAFETY: one int to and from each rank (a part per rank).
-                check("MPI_Alltoall", unsafe {
-                    ffi::MPI_Alltoall(
-                        s.as_ptr().cast(),
-                        1,
-                        ffi::RSMPI_INT32_T,
-                        r.as_mut_ptr().cast(),
-                        1,
-                        ffi::RSMPI_INT32_T,
-                        comm,
-                    )
-                })
-            },
-            |v| {
-                // SAFETY: both buffers are laid out by their counts and
-                // displacements (made from the lengths just exchanged).
-                check("MPI_Alltoallv", unsafe {
-                    ffi::MPI_Alltoallv(
-                        v.send.as_ptr().cast(),
-                        v.slens.as_ptr(),
-                        v.sdispls.as_ptr(),
-                        bytes(),
-                        v.recv.as_mut_ptr().cast(),
-                        v.rlens.as_ptr(),
-                        v.rdispls.as_ptr(),
-                        bytes(),
-                        comm,
-                    )
-                })
-            },
+            ("MPI_Alltoall", ffi::MPI_Alltoall),
+            ("MPI_Alltoallv", ffi::MPI_Alltoallv),
         )
     }
 
@@ -1398,41 +1369,11 @@ impl Mpi {
     /// neighbour sent this rank (`MPI_Neighbor_alltoall` of the lengths,
     /// then `MPI_Neighbor_alltoallv`); a `PROC_NULL` neighbour's is empty.
     pub(crate) fn neighbor_alltoall_vecs(&self, parts: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        let comm = self.comm;
         exchange_vecs(
+            self.comm,
             parts,
-            |s, r| {
-                // SAFETY: one int to and from each of the grid's neighbours
-                // (the caller passes one part per neighbour).
-                check("MPI_Neighbor_alltoall", unsafe {
-                    ffi::MPI_Neighbor_alltoall(
-                        s.as_ptr().cast(),
-                        1,
-                        ffi::RSMPI_INT32_T,
-                        r.as_mut_ptr().cast(),
-                        1,
-                        ffi::RSMPI_INT32_T,
-                        comm,
-                    )
-                })
-            },
-            |v| {
-                // SAFETY: both buffers are laid out by their counts and
-                // displacements (made from the lengths just exchanged).
-                check("MPI_Neighbor_alltoallv", unsafe {
-                    ffi::MPI_Neighbor_alltoallv(
-                        v.send.as_ptr().cast(),
-                        v.slens.as_ptr(),
-                        v.sdispls.as_ptr(),
-                        bytes(),
-                        v.recv.as_mut_ptr().cast(),
-                        v.rlens.as_ptr(),
-                        v.rdispls.as_ptr(),
-                        bytes(),
-                        comm,
-                    )
-                })
-            },
+            ("MPI_Neighbor_alltoall", ffi::MPI_Neighbor_alltoall),
+            ("MPI_Neighbor_alltoallv", ffi::MPI_Neighbor_alltoallv),
         )
     }
 }
@@ -1457,41 +1398,75 @@ fn scaled(ns: &[usize], width: usize) -> Result<Vec<c_int>> {
 }
 
 /// The offsets of parts of `lens` laid end to end.
-/// The buffers of an exchange of parts of any length, laid out by the
-/// lengths each side sent and got.
-struct Exchange<'a> {
-    send: &'a [u8],
-    slens: &'a [c_int],
-    sdispls: &'a [c_int],
-    recv: &'a mut [u8],
-    rlens: &'a [c_int],
-    rdispls: &'a [c_int],
-}
+/// MPI's all-to-all of fixed counts (`MPI_Alltoall`, `MPI_Neighbor_alltoall`).
+type AllToAll = unsafe extern "C" fn(
+    *const c_void,
+    c_int,
+    ffi::MPI_Datatype,
+    *mut c_void,
+    c_int,
+    ffi::MPI_Datatype,
+    ffi::MPI_Comm,
+) -> c_int;
 
-/// Sends `parts[k]` to peer `k`: the lengths first (`lengths`: one int to
-/// and from each), then the bytes (`move_bytes`: the v-form over buffers
-/// laid out by those lengths); what each peer sent.
+/// MPI's all-to-all of counts and displacements per peer (`MPI_Alltoallv`,
+/// `MPI_Neighbor_alltoallv`).
+type AllToAllV = unsafe extern "C" fn(
+    *const c_void,
+    *const c_int,
+    *const c_int,
+    ffi::MPI_Datatype,
+    *mut c_void,
+    *const c_int,
+    *const c_int,
+    ffi::MPI_Datatype,
+    ffi::MPI_Comm,
+) -> c_int;
+
+/// Sends `parts[k]` to peer `k` of `comm` (a rank, or a neighbour of a
+/// grid): the lengths first with `lengths`, then the bytes with `bytes_v`,
+/// over buffers laid out by those lengths; what each peer sent.
 fn exchange_vecs(
+    comm: ffi::MPI_Comm,
     parts: &[Vec<u8>],
-    lengths: impl FnOnce(&[c_int], &mut [c_int]) -> Result<()>,
-    move_bytes: impl FnOnce(Exchange<'_>) -> Result<()>,
+    (name, lengths): (&'static str, AllToAll),
+    (name_v, bytes_v): (&'static str, AllToAllV),
 ) -> Result<Vec<Vec<u8>>> {
     let slens = parts
         .iter()
         .map(|p| count(p.len()))
         .collect::<Result<Vec<c_int>>>()?;
     let mut rlens = vec![0 as c_int; parts.len()];
-    lengths(&slens, &mut rlens)?;
+    // SAFETY: one int to and from each of the communicator's peers (the
+    // caller passes one part per peer: a rank, or a grid's neighbour).
+    check(name, unsafe {
+        lengths(
+            slens.as_ptr().cast(),
+            1,
+            ffi::RSMPI_INT32_T,
+            rlens.as_mut_ptr().cast(),
+            1,
+            ffi::RSMPI_INT32_T,
+            comm,
+        )
+    })?;
     let (sdispls, rdispls) = (displacements(&slens)?, displacements(&rlens)?);
     let send = parts.concat();
     let mut recv = vec![0u8; total(&rlens)];
-    move_bytes(Exchange {
-        send: &send,
-        slens: &slens,
-        sdispls: &sdispls,
-        recv: &mut recv,
-        rlens: &rlens,
-        rdispls: &rdispls,
+    // SAFETY: both buffers are laid out by their counts and displacements,
+    // made from the lengths just exchanged (checked by `displacements`).
+    check(name_v, unsafe {
+        bytes_v(
+            send.as_ptr().cast(),
+            slens.as_ptr(),
+            sdispls.as_ptr(),
+            bytes(),
+            recv.as_mut_ptr().cast(),
+            rlens.as_ptr(),
+            rdispls.as_ptr(),
+            bytes(),
+            comm,
+        )
     })?;
     split_parts(&recv, &rlens, &rdispls)
 }

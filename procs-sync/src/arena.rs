@@ -55,6 +55,7 @@ const _: () = {
 };
 
 /// Where the parts of an arena of `n` slots lie in its data.
+#[derive(Clone, Copy)]
 struct Layout {
     refs: usize,
     next: usize,
@@ -103,15 +104,29 @@ impl Layout {
 #[derive(Clone)]
 pub struct Arena {
     seg: Arc<Segment>,
-    header: NonNull<Header>,
-    layout: Arc<Layout>,
+    view: View,
 }
 
-// SAFETY: `header` points into the mapping `seg` keeps alive; the header is
-// atomics only, reached through shared references.
+/// An arena's memory as its holder reaches it: the start of its segment's
+/// data and the layout. Valid while the segment is mapped, which its
+/// holder makes sure of (an [`Arena`] holds the segment; a [`Slot`] lives
+/// in a primitive's `Shared`, which holds it too).
+#[derive(Clone, Copy)]
+struct View {
+    base: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: `view` points into the mapping `seg` keeps alive; what it reaches
+// is atomics only, through shared references.
 unsafe impl Send for Arena {}
 // SAFETY: as above.
 unsafe impl Sync for Arena {}
+// SAFETY: a slot's view points into the mapping its primitive's `Shared`
+// keeps alive (see `View`); atomics only.
+unsafe impl Send for Slot {}
+// SAFETY: as above.
+unsafe impl Sync for Slot {}
 
 impl std::fmt::Debug for Arena {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,12 +146,10 @@ impl Arena {
         }
         let layout = Layout::of(slots).ok_or(Error::Invalid("an arena's size overflows"))?;
         let seg = Segment::create_anonymous(Kind::ARENA, layout.size)?;
-        let header = NonNull::new(seg.as_ptr().cast::<Header>())
-            .ok_or(Error::Invalid("a mapping at address 0"))?;
+        let base = NonNull::new(seg.as_ptr()).ok_or(Error::Invalid("a mapping at address 0"))?;
         let arena = Arena {
             seg: Arc::new(seg),
-            header,
-            layout: Arc::new(layout),
+            view: View { base, layout },
         };
         arena
             .header()
@@ -146,10 +159,7 @@ impl Arena {
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: the header is at the start of the segment's data (64-byte
-        // aligned, zero-filled at creation: a valid Header, atomics only),
-        // mapped as long as `self.seg` lives.
-        unsafe { self.header.as_ref() }
+        self.view.header()
     }
 
     /// How many primitives it holds at most.
@@ -243,20 +253,44 @@ impl Arena {
         let state = NonNull::new(self.slot_ptr(index).cast::<R>())
             .ok_or(Error::Invalid("a mapping at address 0"))?;
         let slot = Slot {
-            arena: self.clone(),
+            view: self.view,
             index,
         };
         Ok(Shared::in_arena(Arc::clone(&self.seg), state, slot))
     }
 
+    fn next(&self, index: u32) -> &AtomicU32 {
+        self.view.next(index)
+    }
+
+    fn refs(&self, index: u32) -> &AtomicU32 {
+        self.view.refs(index)
+    }
+
+    fn slot_ptr(&self, index: u32) -> *mut u8 {
+        self.view.slot_ptr(index)
+    }
+
+    fn slot_words(&self, index: u32) -> &[AtomicU64; SLOT / 8] {
+        self.view.slot_words(index)
+    }
+}
+
+impl View {
+    fn header(&self) -> &Header {
+        // SAFETY: the header is at the start of the segment's data (64-byte
+        // aligned, zero-filled at creation: a valid Header, atomics only),
+        // mapped while the view is used (see `View`).
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+
     fn at<T>(&self, offset: usize, index: u32) -> &T {
         // SAFETY: callers pass an index below the capacity and the offset
         // of an array of T (u32 atomics or 64-byte slots) in the layout, all
-        // inside the mapping `self.seg` keeps alive; atomics are valid for
-        // any bytes.
+        // inside the mapping (see `View`); atomics are valid for any bytes.
         unsafe {
             &*self
-                .seg
+                .base
                 .as_ptr()
                 .add(offset + index as usize * std::mem::size_of::<T>())
                 .cast::<T>()
@@ -275,7 +309,7 @@ impl Arena {
         // SAFETY: slot `index` (below the capacity) is SLOT bytes at this
         // offset, inside the mapping.
         unsafe {
-            self.seg
+            self.base
                 .as_ptr()
                 .add(self.layout.slots + index as usize * SLOT)
         }
@@ -298,16 +332,16 @@ impl Arena {
 
 /// A primitive's slot in its arena: counts the handles.
 pub(crate) struct Slot {
-    arena: Arena,
+    view: View,
     index: u32,
 }
 
 impl Slot {
     /// One more handle (a clone).
     pub(crate) fn retain(&self) -> Slot {
-        self.arena.refs(self.index).fetch_add(1, Ordering::Relaxed);
+        self.view.refs(self.index).fetch_add(1, Ordering::Relaxed);
         Slot {
-            arena: self.arena.clone(),
+            view: self.view,
             index: self.index,
         }
     }
@@ -321,8 +355,8 @@ impl Slot {
         }
         // AcqRel: what the other handles did to the primitive happens
         // before its slot is reused.
-        if self.arena.refs(self.index).fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.arena.give_back(self.index);
+        if self.view.refs(self.index).fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.view.give_back(self.index);
         }
     }
 }
